@@ -1,0 +1,41 @@
+"""The ``ds-pipelines`` command: a thin click layer over the library.
+
+Command modules import heavy libraries (Dagster, MLflow) inside the command functions, so ``--help``
+and quick commands start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ds_pipelines.cli.detect import detect
+from ds_pipelines.cli.run import run
+from ds_pipelines.errors import DsPipelinesError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ds-pipelines")
+def cli() -> None:
+    """Run Jupyter notebooks, unchanged, as Dagster pipelines tracked in MLflow."""
+
+
+cli.add_command(run)
+cli.add_command(detect)
+
+
+def main() -> None:
+    """Entry point: errors meant for people are printed without a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except DsPipelinesError as exc:
+        # Bad input (unknown notebook, invalid config): nothing ran.
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,6 @@
+import click
+
+
+@click.command()
+def detect() -> None:
+    """Placeholder replaced by the trigger work."""

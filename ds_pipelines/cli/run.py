@@ -1,0 +1,101 @@
+"""``ds-pipelines run``: materialize notebooks through Dagster, one after another."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from ds_pipelines.project import Project
+
+
+def _config_overrides(values: tuple[str, ...]) -> dict[str, Path]:
+    overrides = {}
+    for value in values:
+        notebook, sep, file = value.partition("=")
+        if not sep or not notebook or not file:
+            raise click.BadParameter(f"expected NOTEBOOK=FILE, got {value!r}", param_hint="--config")
+        overrides[notebook] = Path(file)
+    return overrides
+
+
+@click.command()
+@click.argument("notebooks", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Run every notebook of the project.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Leave the executed notebooks, metrics, artifacts and results.json here (layout: ds_pipelines/results.py).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout (progress stays on stderr).")
+@click.option(
+    "--config",
+    "config_overrides",
+    multiple=True,
+    metavar="NOTEBOOK=FILE",
+    help="Use FILE instead of the notebook's config from configs/notebooks.yaml. Repeatable.",
+)
+@click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Project holding notebooks/ and configs/ (default: $DS_PIPELINES_PROJECT_DIR, else this checkout).",
+)
+def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) -> None:
+    """Run NOTEBOOKS (paths or asset names) as Dagster assets, upstream ones first.
+
+    Every config is validated before anything runs. Stops at the first failing notebook, keeps its
+    executed notebook, and exits 1; exits 2 for bad input (unknown notebook, invalid config).
+    """
+    project = Project(project_dir.resolve()) if project_dir else Project()
+    overrides = _config_overrides(config_overrides)
+    if not notebooks and not run_all:
+        raise click.UsageError("give at least one notebook, or --all")
+    specs = project.notebooks() if run_all else project.in_run_order([project.find(nb) for nb in notebooks])
+    specs_by_override = {project.find(nb).path: file for nb, file in overrides.items()}
+    configs = {spec.path: project.config_for(spec, specs_by_override.get(spec.path)) for spec in specs}
+
+    from ds_pipelines.local import use_local_defaults
+    from ds_pipelines.results import describe_run, git_commit, write_results
+    from ds_pipelines.runner import run_notebooks
+
+    use_local_defaults(project)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # papermill's bar would garble the per-cell progress lines
+    warnings.filterwarnings("ignore", message=r".*is currently in beta")  # dagstermill's own API notices
+    started_at = datetime.now(timezone.utc)
+    commit = git_commit(project.root)
+    tags = {"ds-pipelines/commit": commit["sha"]} if commit else {}
+    outcomes = run_notebooks(project, specs, configs=configs, tags=tags, on_line=lambda line: click.echo(line, err=True))
+    summary = describe_run(outcomes, started_at=started_at, commit=commit)
+    if output_dir:
+        results_file = write_results(output_dir, summary)
+        click.echo(f"results written to {results_file}", err=True)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary, project)
+    if summary["status"] != "success":
+        sys.exit(1)
+
+
+def _print_summary(summary: dict, project: Project) -> None:
+    for entry in summary["notebooks"]:
+        click.echo(f"{entry['notebook']}: {entry['status']}" + (f" in {entry['duration_s']:.1f} s" if entry["duration_s"] else ""))
+        for name, value in entry["metrics"].items():
+            click.echo(f"    {name:<28} {value:.4g}")
+        for name, path in entry["artifacts"].items():
+            click.echo(f"    {name + ':':<28} {path}")
+        if entry["executed_notebook"]:
+            click.echo(f"    {'executed notebook:':<28} {entry['executed_notebook']}")
+        if entry["mlflow_run_id"]:
+            click.echo(f"    {'MLflow run:':<28} {entry['mlflow_run_id']}")
+        if entry["error"]:
+            click.echo(f"    {'error:':<28} {entry['error']}")
+    click.echo("Dagster UI: ds-pipelines ui    MLflow UI: ds-pipelines mlflow-ui")
+
+
+

@@ -1,0 +1,1 @@
+"""Dagster definitions, a folder per domain (assets, resources, sensors, schedules)."""

@@ -1,0 +1,82 @@
+"""Every notebook of the project as a dagstermill asset, with no Python written per notebook."""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import nbformat
+from papermill.exceptions import PapermillExecutionError
+
+from ds_pipelines.defs.notebooks.execution import cell_failure, notebook_result, run_notebook
+from ds_pipelines.defs.notebooks.resources import MLflowResource
+from ds_pipelines.project import NotebookSpec, Project, asset_name
+
+GROUP = "notebooks"
+GPU_POOL = "gpu"
+"""Concurrency pool of GPU notebooks; its limit is set on the Dagster instance (CPU notebooks have none)."""
+
+
+def describe(project: Project, spec: NotebookSpec) -> str:
+    """The registry's description, else the notebook's first markdown heading, never a bare file path."""
+    if spec.description:
+        return spec.description
+    for cell in nbformat.read(project.root / spec.path, as_version=4).cells:
+        if cell.cell_type == "markdown" and cell.source.strip():
+            return cell.source.strip().lstrip("# ").strip()
+    return f"Notebook {spec.path}"
+
+
+def executed_notebook_path(project: Project, spec: NotebookSpec, run_id: str) -> Path:
+    return project.state_dir / "executed" / spec.name / f"{run_id}.ipynb"
+
+
+def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
+    notebook = project.root / spec.path
+
+    @dg.asset(
+        name=spec.name,
+        group_name=GROUP,
+        description=describe(project, spec),
+        deps=[asset_name(upstream) for upstream in spec.after],
+        kinds={"jupyter", "python"},
+        config_schema=dg.Field(dg.Permissive(), default_value=project.config_for(spec), is_required=False),
+        metadata={"notebook": spec.path, "config_file": spec.config or "(none: empty config)", "device": spec.device},
+        op_tags={"notebook_path": str(notebook)},
+        pool=GPU_POOL if spec.device == "gpu" else None,
+    )
+    def _notebook(context: dg.AssetExecutionContext, mlflow: MLflowResource) -> dg.MaterializeResult:
+        executed = executed_notebook_path(project, spec, context.run_id)
+        started = time.monotonic()
+        try:
+            run_notebook(context, name=spec.name, notebook=notebook, keep_as=executed)
+        except PapermillExecutionError as exc:
+            failure = cell_failure(executed, exc)
+            raise dg.Failure(
+                description=failure.describe(spec.path),
+                metadata={
+                    "executed_notebook": dg.MetadataValue.path(str(executed)),
+                    "failed_cell": failure.cell,
+                    "failed_cell_source": failure.source_line,
+                    "error": failure.error,
+                },
+            ) from None
+        result = notebook_result(executed)
+        run_id = result.get("mlflow_run_id")
+        if run_id:
+            mlflow.log_executed_notebook(run_id=run_id, path=executed)
+        context.log.info(f"executed notebook kept at {executed}")
+        return dg.MaterializeResult(
+            metadata={
+                "executed_notebook": dg.MetadataValue.notebook(str(executed)),
+                "duration_s": round(time.monotonic() - started, 2),
+                **{name: dg.MetadataValue.float(value) for name, value in result.get("metrics", {}).items()},
+                **({"mlflow_run_id": run_id} if run_id else {}),
+                **{f"artifact_{name}": dg.MetadataValue.path(path) for name, path in result.get("artifacts", {}).items()},
+            }
+        )
+
+    return _notebook
+
+
+def notebook_assets(project: Project) -> list[dg.AssetsDefinition]:
+    return [notebook_asset(project, spec) for spec in project.notebooks()]

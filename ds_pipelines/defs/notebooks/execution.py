@@ -1,0 +1,75 @@
+"""Run one notebook through dagstermill and keep the executed notebook, also when it fails."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import nbformat
+from dagstermill.factory import execute_notebook
+from papermill.exceptions import PapermillExecutionError
+
+from ds_pipelines.notebook import RESULT_SCRAP
+
+INJECTED_TAGS = {"injected-parameters", "injected-teardown"}
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    """Where and how a notebook failed, in the terms of the notebook the user wrote."""
+
+    cell: int
+    """1-based number among the notebook's own code cells (dagstermill's injected cells not counted)."""
+    source_line: str
+    error: str
+
+    def describe(self, notebook: str) -> str:
+        return f"{notebook} failed in code cell {self.cell} ({self.source_line!r}): {self.error}"
+
+
+def run_notebook(context: dg.AssetExecutionContext, *, name: str, notebook: Path, keep_as: Path) -> Path:
+    """Execute ``notebook`` with dagstermill's context injected; the executed copy is moved to ``keep_as``.
+
+    Raises ``PapermillExecutionError`` when a cell fails, after keeping the executed notebook.
+    """
+    keep_as.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ds-pipelines-") as scratch:
+        try:
+            execute_notebook(
+                context.get_step_execution_context(),
+                name=name,
+                save_notebook_on_failure=False,
+                notebook_path=str(notebook),
+                output_notebook_dir=scratch,
+                inputs={},
+            )
+        finally:
+            # papermill writes the output notebook before raising, so a failed run is kept too.
+            for written in Path(scratch).glob("*-out.ipynb"):
+                shutil.move(written, keep_as)
+    return keep_as
+
+
+def cell_failure(executed: Path, error: PapermillExecutionError) -> CellFailure:
+    cells = nbformat.read(executed, as_version=4).cells if executed.exists() else []
+    own_code_cells = [
+        i for i, cell in enumerate(cells[: error.cell_index + 1])
+        if cell.cell_type == "code" and not INJECTED_TAGS & set(cell.metadata.get("tags", []))
+    ]
+    source = (error.source or "").strip().splitlines()
+    return CellFailure(
+        cell=len(own_code_cells),
+        source_line=source[0] if source else "",
+        error=f"{error.ename}: {error.evalue}",
+    )
+
+
+def notebook_result(executed: Path) -> dict:
+    """The metrics, MLflow run id and artifacts a notebook handed over with ``dsp.report`` (empty if none)."""
+    import scrapbook
+
+    scraps = scrapbook.read_notebook(str(executed)).scraps
+    return scraps[RESULT_SCRAP].data if RESULT_SCRAP in scraps else {}

@@ -1,0 +1,30 @@
+"""MLflow as a Dagster resource: where runs are tracked, used after a notebook ran."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from ds_pipelines.project import Project
+from ds_pipelines.tracking import tracking_uri
+
+
+class MLflowResource(dg.ConfigurableResource):
+    """The MLflow tracking server.
+
+    ``tracking_uri`` defaults to ``MLFLOW_TRACKING_URI``, else the project's SQLite store. The token
+    (``MLFLOW_TRACKING_TOKEN``) is read by MLflow from the environment and never enters Dagster config,
+    which dagstermill copies into every executed notebook.
+    """
+
+    tracking_uri: str | None = None
+
+    def resolved_uri(self) -> str:
+        return self.tracking_uri or tracking_uri(Project())
+
+    def log_executed_notebook(self, *, run_id: str, path: Path) -> None:
+        """Attach the executed notebook to the notebook's own MLflow run."""
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=self.resolved_uri()).log_artifact(run_id, str(path), artifact_path="notebook")

@@ -1,0 +1,26 @@
+"""Errors that ds-pipelines reports to people: each names the file, key or value at fault."""
+
+from __future__ import annotations
+
+
+class DsPipelinesError(Exception):
+    """Base class: the CLI prints these as ``error: <message>`` and exits non-zero, without a traceback."""
+
+
+class ConfigError(DsPipelinesError):
+    """A config file that cannot be read or does not match its schema."""
+
+    def __init__(self, file: str, key: str | None, problem: str):
+        self.file, self.key, self.problem = file, key, problem
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {problem}")
+
+
+class NotebookNotFoundError(DsPipelinesError):
+    def __init__(self, notebook: str, known: list[str]):
+        listing = ", ".join(known) if known else "none"
+        super().__init__(f"notebook {notebook!r} does not exist (notebooks of this project: {listing})")
+
+
+class NotebookInputError(DsPipelinesError):
+    """Raised inside a notebook when its input data or model does not fit its config."""

@@ -1,0 +1,141 @@
+"""Materialize notebook assets through Dagster, one after another, and describe what happened."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ds_pipelines.project import NotebookSpec, Project
+
+QUIET_DAGSTER_CONSOLE = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+@dataclass
+class NotebookOutcome:
+    spec: NotebookSpec
+    status: str = "not-run"
+    """``success``, ``failed``, or ``not-run`` (an earlier notebook failed)."""
+    duration_s: float = 0.0
+    dagster_run_id: str | None = None
+    executed_notebook: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    failed_cell: int | None = None
+
+
+class CellProgress(logging.Handler):
+    """Turns papermill's log lines into progress: code cells as they start, and what the notebook prints."""
+
+    # Warnings that Dagster's own modules print in every kernel: noise to a notebook author.
+    NOISE = re.compile(r"BetaWarning|PreviewWarning|was never awaited|Enable tracemalloc|TqdmWarning")
+
+    def __init__(self, emit_line: Callable[[str], None], cells: list):
+        super().__init__(logging.INFO)
+        self.emit_line = emit_line
+        code = [i for i, cell in enumerate(cells) if cell.cell_type == "code"]
+        self.code_number = {index: number for number, index in enumerate(code, start=1)}
+        self.first_lines = {i: (cells[i].source.strip().splitlines() or [""])[0] for i in code}
+        self.total = len(code)
+        self.skip_continuation = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing Cell "):
+            # papermill counts from 1 and dagstermill injects its context cell first: cell N is index N-2.
+            index = int(message.removeprefix("Executing Cell ").rstrip("-") or 0) - 2
+            if index in self.code_number:
+                self.emit_line(f"cell {self.code_number[index]}/{self.total}: {self.first_lines[index][:70]}")
+            return
+        if message.startswith(("Ending Cell", "Executing notebook with kernel", "Input Notebook", "Output Notebook")):
+            return
+        for line in message.rstrip().splitlines():
+            if self.NOISE.search(line):
+                self.skip_continuation = True
+                continue
+            if self.skip_continuation and line.startswith("  "):
+                continue
+            self.skip_continuation = False
+            if line.strip():
+                self.emit_line(f"| {line}")
+
+
+def run_notebooks(
+    project: Project,
+    specs: list[NotebookSpec],
+    *,
+    configs: Mapping[str, dict[str, Any]],
+    tags: Mapping[str, str],
+    on_line: Callable[[str], None],
+) -> list[NotebookOutcome]:
+    """Run ``specs`` in order, each as its own Dagster run; stop at the first failure."""
+    import dagster as dg
+    import nbformat
+
+    from ds_pipelines.definitions import notebooks_job
+    from ds_pipelines.defs.notebooks.execution import notebook_result
+
+    instance = dg.DagsterInstance.get()
+    outcomes = [NotebookOutcome(spec) for spec in specs]
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.setLevel(logging.INFO)
+    for outcome in outcomes:
+        spec = outcome.spec
+        cells = nbformat.read(project.root / spec.path, as_version=4).cells
+        progress = CellProgress(lambda line: on_line(f"  {line}"), cells)
+        on_line(f"▶ {spec.path} ({progress.total} code cells)")
+        papermill_log.addHandler(progress)
+        started = time.monotonic()
+        try:
+            result = dg.execute_job(
+                dg.reconstructable(notebooks_job),
+                instance=instance,
+                asset_selection=[dg.AssetKey(spec.name)],
+                run_config={**QUIET_DAGSTER_CONSOLE, "ops": {spec.name: {"config": configs[spec.path]}}},
+                tags=dict(tags),
+                raise_on_error=False,
+            )
+        finally:
+            papermill_log.removeHandler(progress)
+        outcome.duration_s = round(time.monotonic() - started, 2)
+        outcome.dagster_run_id = result.run_id
+        if result.success:
+            materialization = result.asset_materializations_for_node(spec.name)[0]
+            outcome.executed_notebook = Path(materialization.metadata["executed_notebook"].value)
+            handed_over = notebook_result(outcome.executed_notebook)
+            outcome.status = "success"
+            outcome.metrics = handed_over.get("metrics", {})
+            outcome.mlflow_run_id = handed_over.get("mlflow_run_id")
+            outcome.artifacts = handed_over.get("artifacts", {})
+            on_line(f"✔ {spec.path} succeeded in {outcome.duration_s:.1f} s")
+            continue
+        outcome.status = "failed"
+        _record_failure(outcome, result)
+        on_line(f"✘ {spec.path} failed after {outcome.duration_s:.1f} s: {outcome.error}")
+        if outcome.executed_notebook:
+            on_line(f"  executed notebook kept at {outcome.executed_notebook}")
+        break
+    return outcomes
+
+
+def _record_failure(outcome: NotebookOutcome, result) -> None:
+    failures = result.get_step_failure_events()
+    if not failures:
+        outcome.error = f"Dagster run {result.run_id} failed before the notebook ran"
+        return
+    data = failures[0].step_failure_data
+    user = data.user_failure_data
+    if user is None:
+        outcome.error = data.error.message.strip() if data.error else "unknown error"
+        return
+    outcome.error = user.description
+    metadata = {key: value.value for key, value in user.metadata.items()}
+    outcome.failed_cell = metadata.get("failed_cell")
+    if "executed_notebook" in metadata:
+        outcome.executed_notebook = Path(metadata["executed_notebook"])

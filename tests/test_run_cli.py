@@ -1,0 +1,83 @@
+"""``ds-pipelines run``: the real notebooks through Dagster, and the results folder it leaves."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import mlflow
+import pandas as pd
+import xgboost
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
+
+
+def test_training_then_inference_run_in_dependency_order(trained):
+    box, result = trained
+    summary = json.loads(result.stdout)
+    assert [nb["notebook"] for nb in summary["notebooks"]] == [
+        "notebooks/training_example.ipynb",
+        "notebooks/inference_example.ipynb",
+    ]
+    assert summary["status"] == "success"
+    assert "trial 4/4" in result.stderr and "best" in result.stderr  # Optuna progress
+    assert "cell 3/" in result.stderr  # cells as they execute
+
+
+def test_saved_model_loads_and_scores_well_on_the_held_out_set(trained):
+    box, _ = trained
+    model = xgboost.XGBClassifier()
+    model.load_model(box.root / "out/training/xgb_model.json")
+    holdout = pd.read_csv(box.root / "out/training/holdout.csv")
+    features = holdout.drop(columns=["row_id", "target"])
+    assert roc_auc_score(holdout["target"], model.predict_proba(features)[:, 1]) > 0.95
+
+
+def test_inference_writes_one_row_per_input_row(trained):
+    box, _ = trained
+    holdout = pd.read_csv(box.root / "out/training/holdout.csv")
+    scores = pd.read_csv(box.root / "out/inference/scores.csv")
+    assert list(scores.columns) == ["id", "probability", "label"]
+    assert len(scores) == len(holdout)  # scored in chunks of 40: no row lost or repeated
+    assert sorted(scores["id"]) == sorted(holdout["row_id"])
+    assert ((scores["probability"] >= 0.5).astype(int) == scores["label"]).all()
+    metrics = json.loads((box.root / "out/inference/metrics.json").read_text())
+    assert metrics["row_count"] == len(holdout) and metrics["roc_auc"] > 0.95
+
+
+def test_mlflow_holds_the_training_run_with_params_and_metrics(trained):
+    box, result = trained
+    training = json.loads(result.stdout)["notebooks"][0]
+    client = MlflowClient(tracking_uri=box.env["MLFLOW_TRACKING_URI"])
+    run = client.get_run(training["mlflow_run_id"])
+    assert run.data.metrics["roc_auc"] == training["metrics"]["roc_auc"]
+    assert {"max_depth", "learning_rate", "n_trials"} <= set(run.data.params)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "notebook")}
+    assert artifacts, "the executed notebook is logged to the run"
+    assert client.get_registered_model("tests-xgb").name == "tests-xgb"
+    mlflow.set_tracking_uri(box.env["MLFLOW_TRACKING_URI"])
+    assert mlflow.xgboost.load_model(f"runs:/{run.info.run_id}/model") is not None
+
+
+def test_results_folder_layout(trained):
+    box, _ = trained
+    results = box.root / "results"
+    summary = json.loads((results / "results.json").read_text())
+    assert summary["format"] == "ds-pipelines-results/1"
+    training = summary["notebooks"][0]
+    assert training["executed_notebook"] == "training_example/training_example.ipynb"
+    assert json.loads((results / training["metrics_file"]).read_text()) == training["metrics"]
+    assert (results / training["artifacts"]["model"]).stat().st_size > 1000
+    assert (results / training["artifacts"]["roc_curve"]).read_bytes()[:4] == b"\x89PNG"
+    executed = json.loads((results / training["executed_notebook"]).read_text())
+    outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
+    assert any("trial 1/4" in "".join(o.get("text", "")) for o in outputs)
+
+
+def test_metrics_are_numeric_asset_metadata_in_dagster(trained):
+    box, _ = trained
+    with dg.DagsterInstance.from_config(box.env["DAGSTER_HOME"]) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("training_example"))
+    metadata = event.asset_materialization.metadata
+    assert isinstance(metadata["roc_auc"], dg.FloatMetadataValue) and metadata["roc_auc"].value > 0.95
+    assert metadata["executed_notebook"].value.endswith(".ipynb")
