@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ds_pipelines.errors import NotebookInputError
+from ds_pipelines.files import write_atomically
 
 
 def xgboost_device(requested: str) -> str:
@@ -132,8 +133,6 @@ def training_plots(model, truth, probability, folder: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import RocCurveDisplay
-
-    from ds_pipelines.notebook import write_atomically
 
     folder.mkdir(parents=True, exist_ok=True)
     plots: dict[str, Path] = {}

@@ -8,10 +8,7 @@ validated YAML, or whatever the run overrode); in Jupyter it is read from the YA
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,20 +19,8 @@ from ds_pipelines.errors import NotebookInputError
 from ds_pipelines.project import Project
 from ds_pipelines.tracking import tracking_uri
 
-RESULT_SCRAP = "ds_pipelines_result"
-"""Name of the scrapbook scrap through which a notebook hands its metrics and artifacts to Dagster."""
-
 Config = TypeVar("Config", bound=BaseModel)
 project = Project()
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_current_umask()
 
 
 def load_config(notebook: str, model: type[Config]) -> Config:
@@ -74,9 +59,9 @@ def setup_mlflow(experiment_name: str):
 
     uri = tracking_uri(project)
     mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(experiment_name) is None and uri.startswith("sqlite:"):
-        # Keep local artifacts inside the project instead of ./mlruns of whatever the kernel's cwd is.
-        artifacts = project.state_dir / "mlartifacts" / experiment_name
+    if mlflow.get_experiment_by_name(experiment_name) is None and uri.startswith("sqlite:///"):
+        # Keep local artifacts beside the database instead of in ./mlruns of whatever the kernel's cwd is.
+        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment_name
         mlflow.create_experiment(experiment_name, artifact_location=artifacts.as_uri())
     return mlflow.set_experiment(experiment_name)
 
@@ -90,37 +75,9 @@ def require_columns(frame_columns: Iterable[str], required: dict[str, str], *, s
         raise NotebookInputError(f"{source} is missing column(s) {listing}; it has: {', '.join(sorted(present)[:20])}")
 
 
-def write_json(target: Path, data: Any) -> None:
-    """Write atomically, so a failed run never leaves a half-written file that looks like a result."""
-    write_atomically(target, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
-
-
-def write_atomically(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        tmp.chmod(_FILE_MODE)  # mkstemp creates 0600; results are meant to be read by others
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def report(*, metrics: dict[str, float], mlflow_run_id: str | None = None, artifacts: dict[str, Path] | None = None) -> None:
-    """Hand the notebook's results to Dagster (asset metadata) and to ``ds-pipelines run --output-dir``."""
-    import scrapbook
-
-    result = {
-        "metrics": {name: float(value) for name, value in metrics.items()},
-        "mlflow_run_id": mlflow_run_id,
-        "artifacts": {name: str(Path(p).resolve()) for name, p in (artifacts or {}).items()},
-    }
-    scrapbook.glue(RESULT_SCRAP, result, encoder="json")
-
-
 # What the notebooks call, in one namespace (``from ds_pipelines import notebook as dsp``).
+from ds_pipelines.files import write_atomically, write_json  # noqa: E402
+from ds_pipelines.handover import report  # noqa: E402
 from ds_pipelines.modeling import ScoreSummary, load_xgboost_model, optuna_progress, training_plots, xgboost_device  # noqa: E402
 from ds_pipelines.tables import read_chunks, read_table, write_table  # noqa: E402
 

@@ -141,10 +141,11 @@ class Project:
         """Upstream notebooks first (training before inference), ties broken by path."""
         chosen = {spec.path: spec for spec in specs}
         ordered: list[NotebookSpec] = []
+        done: set[str] = set()
         visiting: set[str] = set()
 
         def visit(spec: NotebookSpec) -> None:
-            if spec in ordered:
+            if spec.path in done:
                 return
             if spec.path in visiting:
                 raise ConfigError(REGISTRY_FILE, f"notebooks.{spec.path}.after", "dependency cycle")
@@ -153,6 +154,7 @@ class Project:
                 if upstream in chosen:
                     visit(chosen[upstream])
             visiting.discard(spec.path)
+            done.add(spec.path)
             ordered.append(spec)
 
         for spec in sorted(specs, key=lambda s: s.path):

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ds_pipelines.notebook import write_json
+from ds_pipelines.files import write_json
 from ds_pipelines.runner import NotebookOutcome
 
 FORMAT = "ds-pipelines-results/1"

@@ -12,7 +12,8 @@ from typing import Any
 
 from ds_pipelines.project import NotebookSpec, Project
 
-QUIET_DAGSTER_CONSOLE = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# Progress and errors are printed by ds-pipelines itself; the full Dagster log is in the instance.
+QUIET_DAGSTER_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -79,7 +80,7 @@ def run_notebooks(
     import nbformat
 
     from ds_pipelines.definitions import notebooks_job
-    from ds_pipelines.defs.notebooks.execution import notebook_result
+    from ds_pipelines.handover import read_report
 
     instance = dg.DagsterInstance.get()
     outcomes = [NotebookOutcome(spec) for spec in specs]
@@ -108,7 +109,7 @@ def run_notebooks(
         if result.success:
             materialization = result.asset_materializations_for_node(spec.name)[0]
             outcome.executed_notebook = Path(materialization.metadata["executed_notebook"].value)
-            handed_over = notebook_result(outcome.executed_notebook)
+            handed_over = read_report(outcome.executed_notebook)
             outcome.status = "success"
             outcome.metrics = handed_over.get("metrics", {})
             outcome.mlflow_run_id = handed_over.get("mlflow_run_id")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ds_pipelines.errors import NotebookInputError
+from ds_pipelines.files import write_atomically
 
 FORMATS = (".csv", ".parquet")
 
@@ -37,20 +38,19 @@ def read_chunks(path: Path, *, chunk_size: int, what: str) -> Iterator[pd.DataFr
     _require_file(path, what)
     if suffix == ".csv":
         try:
-            yield from pd.read_csv(path, chunksize=chunk_size)
-        except pd.errors.EmptyDataError:
+            chunks = pd.read_csv(path, chunksize=chunk_size)
+        except pd.errors.EmptyDataError:  # a file without even a header row
             return
     else:
         import pyarrow.parquet as pq
 
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
-            yield batch.to_pandas()
+        chunks = (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size))
+    # A header-only CSV yields one empty chunk: no rows means nothing to yield.
+    yield from (chunk for chunk in chunks if len(chunk))
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     """Write atomically (temp file, then rename): a failed run leaves no half-written table behind."""
-    from ds_pipelines.notebook import write_atomically
-
     suffix = _format(path, "output")
     if suffix == ".csv":
         write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))

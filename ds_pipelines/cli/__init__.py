@@ -12,6 +12,7 @@ import click
 
 from ds_pipelines.cli.detect import detect
 from ds_pipelines.cli.run import run
+from ds_pipelines.cli.ui import mlflow_ui, ui
 from ds_pipelines.errors import DsPipelinesError
 
 
@@ -23,6 +24,8 @@ def cli() -> None:
 
 cli.add_command(run)
 cli.add_command(detect)
+cli.add_command(ui)
+cli.add_command(mlflow_ui)
 
 
 def main() -> None:

@@ -1,6 +1,102 @@
+"""``ds-pipelines detect``: which notebooks a GitLab pipeline runs (see ``ds_pipelines.trigger``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
 import click
+
+from ds_pipelines import trigger
+from ds_pipelines.errors import DsPipelinesError
+
+_BAD_INPUT = 2
 
 
 @click.command()
-def detect() -> None:
-    """Placeholder replaced by the trigger work."""
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+              envvar="DS_PIPELINES_PROJECT_DIR", show_envvar=True, help="Project folder, inside a git checkout.")
+@click.option("--source", default="push", show_default=True, envvar="CI_PIPELINE_SOURCE", show_envvar=True,
+              help="Pipeline source: push, merge_request_event, schedule, web, ...")
+@click.option("--before", metavar="REV", help="Compare from this commit. Default: $CI_MERGE_REQUEST_DIFF_BASE_SHA "
+              "for merge_request_event, else $CI_COMMIT_BEFORE_SHA; none or all zeros means a first push.")
+@click.option("--after", metavar="REV", default="HEAD", show_default=True, envvar="CI_COMMIT_SHA", show_envvar=True,
+              help="Compare up to this commit.")
+@click.option("--message", default="", envvar="CI_COMMIT_MESSAGE", show_envvar=True,
+              help="Commit message, read for [run notebooks/x.ipynb] and [skip run].")
+@click.option("--tag", envvar="CI_COMMIT_TAG", show_envvar=True, help="Tag of a tag pipeline.")
+@click.option("--default-branch", metavar="BRANCH", envvar="CI_DEFAULT_BRANCH", show_envvar=True,
+              help="On a first push, compare with where the branch left this one, when it is fetched.")
+@click.option("--scoring-notebook", metavar="PATH", default=trigger.SCORING_NOTEBOOK, show_default=True,
+              envvar="SCORING_NOTEBOOK", show_envvar=True, help="The notebook a schedule runs.")
+@click.option("--production-tag", metavar="REGEX", default=trigger.PRODUCTION_TAG, show_default=True,
+              help="Full-match pattern of production release tags (deployed).")
+@click.option("--development-tag", metavar="REGEX", default=trigger.DEVELOPMENT_TAG, show_default=True,
+              help="Full-match pattern of development tags (not deployed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--dotenv", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the plan to FILE for GitLab's artifacts:reports:dotenv (DSP_NOTEBOOKS, DSP_SKIP, "
+              "DSP_SKIP_REASON, DSP_RELEASE, DSP_TAG).")
+def detect(repo: Path, source: str, before: str | None, after: str, message: str, tag: str | None,
+           default_branch: str | None, scoring_notebook: str, production_tag: str, development_tag: str,
+           as_json: bool, dotenv: Path | None) -> None:
+    """Decide which notebooks a CI pipeline runs, from git changes and the commit message.
+
+    \b
+    - a notebook under notebooks/ added, modified or renamed runs (modified)
+    - a change to a notebook's config file, as configs/notebooks.yaml
+      maps them, runs that notebook (config-changed)
+    - [run notebooks/x.ipynb] in the commit message, any number of times,
+      runs that notebook too (override)
+    - [skip run] in the commit message runs nothing, whatever else applies
+    - a schedule runs the scoring notebook only (scheduled)
+    - a tag runs nothing; v1.2.3 is a production release, dev-1.2.3 a
+      development one, anything else (v1.2.3-rc1 too) no release
+
+    \b
+    Upstream notebooks run first (training before inference).
+    Exit status: 0 with a plan (even an empty one), 2 for bad input.
+    """
+    from ds_pipelines.git_changes import changed_files
+    from ds_pipelines.project import Project
+
+    if source == "merge_request_event":
+        before = before or os.environ.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or None
+    else:
+        before = before or os.environ.get("CI_COMMIT_BEFORE_SHA") or None
+    try:
+        if source == "merge_request_event" and not before:
+            raise trigger.TriggerError(
+                "merge-request pipeline without a base: pass --before or set CI_MERGE_REQUEST_DIFF_BASE_SHA"
+            )
+        changes = []
+        if source != "schedule" and not tag:  # the rules ignore changes there: spare the git calls
+            changes = changed_files(
+                repo, before, after,
+                # GitLab knows a merge request's base: missing, it means a shallow clone, not a force push.
+                force_push_fallback=source != "merge_request_event",
+                default_branch=default_branch,
+                warn=lambda text: click.echo(f"warning: {text}", err=True),
+            )
+        result = trigger.plan(
+            Project(root=repo.resolve()), changes, message, source, tag, scoring_notebook,
+            production_tag=production_tag, development_tag=development_tag,
+        )
+        if dotenv:
+            dotenv.write_text(result.to_dotenv(), encoding="utf-8")
+    except (DsPipelinesError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(_BAD_INPUT) from None
+    click.echo(result.to_json() if as_json else _summary(result))
+
+
+def _summary(result: trigger.Plan) -> str:
+    if result.skip:
+        lines = [f"Nothing to run: {result.skip_reason}."]
+    else:
+        width = max(len(n.path) for n in result.notebooks)
+        lines = [f"{len(result.notebooks)} notebook(s) to run, in this order:"]
+        lines += [f"  {n.path:<{width}}  ({n.reason})" for n in result.notebooks]
+    if result.tag:
+        lines.append(f"Tag {result.tag!r}: {result.release} release.")
+    return "\n".join(lines)

@@ -7,7 +7,8 @@ import dagster as dg
 import nbformat
 from papermill.exceptions import PapermillExecutionError
 
-from ds_pipelines.defs.notebooks.execution import cell_failure, notebook_result, run_notebook
+from ds_pipelines.defs.notebooks.execution import cell_failure, run_notebook
+from ds_pipelines.handover import read_report
 from ds_pipelines.defs.notebooks.resources import MLflowResource
 from ds_pipelines.project import NotebookSpec, Project, asset_name
 
@@ -26,8 +27,9 @@ def describe(project: Project, spec: NotebookSpec) -> str:
     return f"Notebook {spec.path}"
 
 
-def executed_notebook_path(project: Project, spec: NotebookSpec, run_id: str) -> Path:
-    return project.state_dir / "executed" / spec.name / f"{run_id}.ipynb"
+def executed_notebook_path(instance: dg.DagsterInstance, spec: NotebookSpec, run_id: str) -> Path:
+    """Kept with the Dagster instance that ran it, one file per run."""
+    return Path(instance.storage_directory()) / "notebooks" / spec.name / f"{run_id}.ipynb"
 
 
 def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
@@ -45,7 +47,7 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
         pool=GPU_POOL if spec.device == "gpu" else None,
     )
     def _notebook(context: dg.AssetExecutionContext, mlflow: MLflowResource) -> dg.MaterializeResult:
-        executed = executed_notebook_path(project, spec, context.run_id)
+        executed = executed_notebook_path(context.instance, spec, context.run_id)
         started = time.monotonic()
         try:
             run_notebook(context, name=spec.name, notebook=notebook, keep_as=executed)
@@ -60,7 +62,7 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
                     "error": failure.error,
                 },
             ) from None
-        result = notebook_result(executed)
+        result = read_report(executed)
         run_id = result.get("mlflow_run_id")
         if run_id:
             mlflow.log_executed_notebook(run_id=run_id, path=executed)

@@ -12,7 +12,6 @@ import nbformat
 from dagstermill.factory import execute_notebook
 from papermill.exceptions import PapermillExecutionError
 
-from ds_pipelines.notebook import RESULT_SCRAP
 
 INJECTED_TAGS = {"injected-parameters", "injected-teardown"}
 
@@ -54,22 +53,17 @@ def run_notebook(context: dg.AssetExecutionContext, *, name: str, notebook: Path
 
 
 def cell_failure(executed: Path, error: PapermillExecutionError) -> CellFailure:
+    # papermill puts an error banner above the cells, so its cell_index does not match the file: find
+    # the cell that holds the error output instead.
     cells = nbformat.read(executed, as_version=4).cells if executed.exists() else []
     own_code_cells = [
-        i for i, cell in enumerate(cells[: error.cell_index + 1])
+        cell for cell in cells
         if cell.cell_type == "code" and not INJECTED_TAGS & set(cell.metadata.get("tags", []))
     ]
-    source = (error.source or "").strip().splitlines()
-    return CellFailure(
-        cell=len(own_code_cells),
-        source_line=source[0] if source else "",
-        error=f"{error.ename}: {error.evalue}",
+    failed = next(
+        (number for number, cell in enumerate(own_code_cells, start=1)
+         if any(output.output_type == "error" for output in cell.get("outputs", []))),
+        0,
     )
-
-
-def notebook_result(executed: Path) -> dict:
-    """The metrics, MLflow run id and artifacts a notebook handed over with ``dsp.report`` (empty if none)."""
-    import scrapbook
-
-    scraps = scrapbook.read_notebook(str(executed)).scraps
-    return scraps[RESULT_SCRAP].data if RESULT_SCRAP in scraps else {}
+    source = (error.source or "").strip().splitlines()
+    return CellFailure(cell=failed, source_line=source[0] if source else "", error=f"{error.ename}: {error.evalue}")

@@ -1,0 +1,41 @@
+"""``ds-pipelines ui`` and ``ds-pipelines mlflow-ui``: the Dagster and MLflow UIs on the embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+
+from ds_pipelines.project import Project
+
+
+def _exec(program: str, *args: str) -> None:
+    """Replace this process with ``program`` from the same environment as ds-pipelines."""
+    executable = shutil.which(program, path=os.path.dirname(sys.executable)) or shutil.which(program)
+    if executable is None:
+        raise click.ClickException(f"{program!r} is not installed in this environment")
+    click.echo(f"$ {program} {' '.join(args)}", err=True)
+    os.execv(executable, [executable, *args])
+
+
+@click.command()
+@click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
+def ui(port: int) -> None:
+    """Open the Dagster UI (``dagster dev``) on the project's local instance at http://127.0.0.1:PORT."""
+    from ds_pipelines.local import use_local_defaults
+
+    project = Project()
+    use_local_defaults(project)
+    os.chdir(project.root)
+    _exec("dagster", "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(port))
+
+
+@click.command("mlflow-ui")
+@click.option("--port", default=5000, show_default=True, help="Port of the MLflow UI.")
+def mlflow_ui(port: int) -> None:
+    """Open the MLflow UI on the tracking store runs go to (``MLFLOW_TRACKING_URI``, default the local one)."""
+    from ds_pipelines.tracking import tracking_uri
+
+    _exec("mlflow", "ui", "--backend-store-uri", tracking_uri(Project()), "--host", "127.0.0.1", "--port", str(port))

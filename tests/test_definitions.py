@@ -1,0 +1,98 @@
+"""The Dagster code location: one asset per notebook, lineage, descriptions, and ``dg check defs``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import nbformat
+import pytest
+
+from conftest import REPO
+from ds_pipelines.definitions import NOTEBOOKS_JOB, build_definitions, defs
+from ds_pipelines.errors import ConfigError
+from ds_pipelines.project import Project
+
+
+def asset_specs(definitions: dg.Definitions) -> dict[str, dg.AssetSpec]:
+    return {spec.key.to_user_string(): spec for spec in definitions.resolve_all_asset_specs()}
+
+
+def test_one_asset_per_notebook():
+    notebooks = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
+    assert sorted(asset_specs(defs())) == notebooks
+    assert defs().resolve_job_def(NOTEBOOKS_JOB) is not None
+
+
+def test_training_feeds_inference_and_descriptions_are_not_paths():
+    specs = asset_specs(defs())
+    assert [dep.asset_key for dep in specs["inference_example"].deps] == [dg.AssetKey("training_example")]
+    for spec in specs.values():
+        assert spec.description and "/" not in spec.description.splitlines()[0]
+    assert specs["training_example"].description.startswith("Training: XGBoost")
+    assert "jupyter" in specs["training_example"].kinds
+
+
+def test_config_defaults_come_from_the_yaml():
+    job = defs().resolve_job_def(NOTEBOOKS_JOB)
+    field = job.graph.node_named("training_example").definition.config_schema.as_field()
+    assert field.default_value["optuna"]["n_trials"] == 30
+    assert field.default_value["outcome"] == "target"
+
+
+def test_notebook_without_config_gets_an_empty_one(tmp_path: Path):
+    (tmp_path / "notebooks" / "sub").mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / "sub" / "explore-data.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / ".ipynb_checkpoints-x.ipynb")
+    (tmp_path / "notebooks" / ".ipynb_checkpoints").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / ".ipynb_checkpoints" / "a-checkpoint.ipynb")
+    specs = asset_specs(build_definitions(Project(tmp_path)))
+    assert "explore_data" in specs and "a_checkpoint" not in specs
+    job = build_definitions(Project(tmp_path)).resolve_job_def(NOTEBOOKS_JOB)
+    assert job.graph.node_named("explore_data").definition.config_schema.as_field().default_value == {}
+
+
+def test_gpu_notebooks_share_the_gpu_pool():
+    assets = {a.key.to_user_string(): a for a in defs().resolve_asset_graph().assets_defs}
+    assert assets["training_example"].op.pool == "gpu"
+    assert assets["inference_example"].op.pool is None
+
+
+def test_invalid_config_stops_the_definitions_from_loading(tmp_path: Path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "configs").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / "train.ipynb")
+    (tmp_path / "configs" / "notebooks.yaml").write_text(
+        "notebooks:\n  notebooks/train.ipynb: {config: configs/t.yaml, schema: training}\n"
+    )
+    (tmp_path / "configs" / "t.yaml").write_text("outcome: 3\n")
+    with pytest.raises(ConfigError, match=r"configs/t.yaml: outcome: Input should be a valid string, got 3 \(and 1 more problem\)"):
+        build_definitions(Project(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("registry", "expected"),
+    [
+        ("notebooks:\n  notebooks/train.ipynb: {confg: x.yaml}\n", "notebooks.notebooks/train.ipynb.confg: unknown key"),
+        ("notebooks:\n  notebooks/other.ipynb: {}\n", "notebooks.notebooks/other.ipynb: lists a notebook that does not exist"),
+        ("notebooks:\n  notebooks/train.ipynb: {device: tpu}\n", "device: expected one of ['cpu', 'gpu'], got 'tpu'"),
+        ("notebook: {}\n", "expected a single top-level key 'notebooks'"),
+    ],
+)
+def test_registry_errors_name_the_key(tmp_path: Path, registry: str, expected: str):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "configs").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / "train.ipynb")
+    (tmp_path / "configs" / "notebooks.yaml").write_text(registry)
+    with pytest.raises(ConfigError) as error:
+        Project(tmp_path).notebooks()
+    assert expected in str(error.value) and "configs/notebooks.yaml" in str(error.value)
+
+
+def test_dg_check_defs_passes():
+    dg_cli = Path(sys.executable).parent / "dg"
+    result = subprocess.run([str(dg_cli), "check", "defs"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All definitions loaded successfully." in result.stdout + result.stderr
