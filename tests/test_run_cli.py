@@ -81,3 +81,40 @@ def test_metrics_are_numeric_asset_metadata_in_dagster(trained):
     metadata = event.asset_materialization.metadata
     assert isinstance(metadata["roc_auc"], dg.FloatMetadataValue) and metadata["roc_auc"].value > 0.95
     assert metadata["executed_notebook"].value.endswith(".ipynb")
+
+
+def test_notebook_output_reaches_the_dagster_run_logs(trained):
+    _, result = trained
+    training = json.loads(result.stdout)["notebooks"][0]
+    with dg.DagsterInstance.from_config(training_home(trained)) as instance:
+        messages = [entry.user_message for entry in instance.all_logs(training["dagster_run_id"])]
+    assert any("trial 1/4" in message for message in messages)
+    assert any("Executing Cell" in message for message in messages)
+
+
+def training_home(trained) -> str:
+    box, _ = trained
+    return box.env["DAGSTER_HOME"]
+
+
+def test_inference_from_an_mlflow_model_uri_and_parquet(trained):
+    box, result = trained
+    client = MlflowClient(tracking_uri=box.env["MLFLOW_TRACKING_URI"])
+    version = client.search_model_versions("name='tests-xgb'")[0].version
+    client.set_registered_model_alias("tests-xgb", "champion", version)
+    holdout = pd.read_csv(box.root / "out/training/holdout.csv")
+    holdout.rename(columns={"mean radius": "radius_mean", "row_id": "patient"}).to_parquet(box.root / "input.parquet")
+    config = box.inference_config(
+        model={"uri": "models:/tests-xgb@champion"},
+        input={"path": str(box.root / "input.parquet"), "chunk_size": 25},
+        fields={"id_column": "patient", "features": {"mean radius": "radius_mean"}},
+        output={"path": str(box.root / "uri/scores.parquet"), "metrics_path": str(box.root / "uri/metrics.json"),
+                "columns": {"id": "patient_id", "probability": "p", "label": "y"}},
+    )
+    run = box.cli("run", "inference_example", "--config", f"inference_example={config}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    scores = pd.read_parquet(box.root / "uri/scores.parquet")
+    assert list(scores.columns) == ["patient_id", "p", "y"] and len(scores) == len(holdout)
+    metrics = json.loads((box.root / "uri/metrics.json").read_text())
+    assert "roc_auc" not in metrics  # no outcome column mapped: no AUC, only the score distribution
+    assert metrics["row_count"] == len(holdout)

@@ -95,7 +95,7 @@ def _print_summary(summary: dict, project: Project) -> None:
             click.echo(f"    {'MLflow run:':<28} {entry['mlflow_run_id']}")
         if entry["error"]:
             click.echo(f"    {'error:':<28} {entry['error']}")
-    click.echo("Dagster UI: ds-pipelines ui    MLflow UI: ds-pipelines mlflow-ui")
+    click.echo("Open the UIs with `uv run ds-pipelines ui` (Dagster) and `uv run ds-pipelines mlflow-ui` (MLflow).")
 
 
 

@@ -1,0 +1,50 @@
+"""``dagster dev -w workspace.yaml`` serves the UI with one asset per notebook."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import REPO
+from test_mlflow_server import free_port
+
+STARTUP_TIMEOUT_S = 180
+ASSETS_QUERY = {"query": "{ assetNodes { assetKey { path } description } }"}
+
+
+def test_dagster_dev_serves_the_notebook_assets(tmp_path: Path):
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if k != "DS_PIPELINES_PROJECT_DIR"}, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO, env=env, stdout=open(tmp_path / "dev.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql", data=json.dumps(ASSETS_QUERY).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    nodes = json.loads(response.read())["data"]["assetNodes"]
+                if nodes:
+                    break
+            except (OSError, KeyError, TypeError):
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "dev.log").read_text()[-3000:]
+            time.sleep(1)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    keys = sorted(node["assetKey"]["path"][0] for node in nodes)
+    assert keys == ["inference_example", "training_example"]
+    assert all(not node["description"].startswith("/") for node in nodes)
