@@ -66,6 +66,16 @@ class GitRepo:
     def head(self) -> str:
         return self.git("rev-parse", "HEAD")
 
+    def diverge_feature_branch(self) -> str:
+        """Branch ``feature`` changes the training config while main changes inference; returns the merge base."""
+        self.git("checkout", "-q", "-b", "feature")
+        self.touch(TRAINING_CONFIG)
+        self.commit()
+        self.git("checkout", "-q", "main")
+        self.touch(INFERENCE)
+        self.commit("main moved on")
+        return self.git("merge-base", "main", "feature")
+
 
 def make_project(root: Path, *extra_notebooks: str) -> GitRepo:
     """A repository on branch main with the example notebooks, their configs and the registry, committed."""

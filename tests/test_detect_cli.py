@@ -95,13 +95,7 @@ def test_force_push_warns_and_uses_the_parent(repo):
 
 
 def test_merge_request_pipeline(repo):
-    repo.git("checkout", "-q", "-b", "feature")
-    repo.touch(TRAINING_CONFIG)
-    repo.commit()
-    repo.git("checkout", "-q", "main")
-    repo.touch(INFERENCE)
-    repo.commit("main moved on")
-    base = repo.git("merge-base", "main", "feature")
+    base = repo.diverge_feature_branch()
     result = invoke(repo, "--json", "--after", "feature", CI_PIPELINE_SOURCE="merge_request_event",
                     CI_MERGE_REQUEST_DIFF_BASE_SHA=base, CI_COMMIT_BEFORE_SHA="0" * 40)
     assert plan_of(result) == [(TRAINING, "config-changed")]

@@ -84,17 +84,12 @@ def test_metrics_are_numeric_asset_metadata_in_dagster(trained):
 
 
 def test_notebook_output_reaches_the_dagster_run_logs(trained):
-    _, result = trained
+    box, result = trained
     training = json.loads(result.stdout)["notebooks"][0]
-    with dg.DagsterInstance.from_config(training_home(trained)) as instance:
+    with dg.DagsterInstance.from_config(box.env["DAGSTER_HOME"]) as instance:
         messages = [entry.user_message for entry in instance.all_logs(training["dagster_run_id"])]
     assert any("trial 1/4" in message for message in messages)
     assert any("Executing Cell" in message for message in messages)
-
-
-def training_home(trained) -> str:
-    box, _ = trained
-    return box.env["DAGSTER_HOME"]
 
 
 def test_inference_from_an_mlflow_model_uri_and_parquet(trained):

@@ -193,13 +193,7 @@ def test_project_in_a_subfolder_of_the_repository(tmp_path):
 
 
 def test_merge_request_compares_with_the_diff_base(repo):
-    repo.git("checkout", "-q", "-b", "feature")
-    repo.touch(TRAINING_CONFIG)
-    repo.commit()
-    repo.git("checkout", "-q", "main")
-    repo.touch(INFERENCE)
-    repo.commit("main moved on")
-    base = repo.git("merge-base", "main", "feature")
+    base = repo.diverge_feature_branch()
     assert planned(repo, base, "feature") == [(TRAINING, CONFIG_CHANGED)]
 
 
