@@ -11,6 +11,7 @@ import sys
 import click
 
 from ds_pipelines.cli.detect import detect
+from ds_pipelines.cli.image_tag import image_tag
 from ds_pipelines.cli.run import run
 from ds_pipelines.cli.ui import mlflow_ui, ui
 from ds_pipelines.errors import DsPipelinesError
@@ -26,6 +27,7 @@ cli.add_command(run)
 cli.add_command(detect)
 cli.add_command(ui)
 cli.add_command(mlflow_ui)
+cli.add_command(image_tag)
 
 
 def main() -> None:

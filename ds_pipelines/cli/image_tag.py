@@ -1,0 +1,33 @@
+"""``ds-pipelines image-tag``: the container image's tag, from the files that define it (``ds_pipelines.image``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("image-tag")
+@click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=".",
+              show_default=True, envvar="DS_PIPELINES_PROJECT_DIR", show_envvar=True,
+              help="Folder holding the Dockerfile, .dockerignore, pyproject.toml and uv.lock.")
+@click.option("--prefix", default="", metavar="TEXT",
+              help='Printed before each tag, e.g. "$CI_REGISTRY_IMAGE:" for full image references.')
+@click.option("--release", "git_tag", metavar="GIT_TAG",
+              help="Print the image tags of this release instead, one a line: v1.2.3 gives v1.2.3 and "
+              "production, dev-1.2.3 gives staging-dev-1.2.3 and staging.")
+def image_tag(project_dir: Path, prefix: str, git_tag: str | None) -> None:
+    """Print the image tag: a short sha256 over the files that define the image.
+
+    \b
+    The hash covers exactly Dockerfile, .dockerignore, pyproject.toml and
+    uv.lock (path and content); notebooks, configs and the package code are
+    not part of it, so the tag changes only when the environment does.
+    Exit status 2 when one of those files is missing or --release is given
+    a tag that is no release.
+    """
+    from ds_pipelines import image
+
+    tags = image.release_tags(git_tag) if git_tag else [image.image_tag(project_dir.resolve())]
+    for tag in tags:
+        click.echo(f"{prefix}{tag}")
