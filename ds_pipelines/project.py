@@ -12,15 +12,19 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ds_pipelines.errors import ConfigError, NotebookNotFoundError
+
+if TYPE_CHECKING:
+    from ds_pipelines.config.triggers import TriggerSettings
 
 PROJECT_DIR_ENV = "DS_PIPELINES_PROJECT_DIR"
 NOTEBOOKS_DIR = "notebooks"
 REGISTRY_FILE = "configs/notebooks.yaml"
 STATE_DIR = ".ds-pipelines"
 CHECKPOINTS_DIR = ".ipynb_checkpoints"
+_TOP_LEVEL_KEYS = {"notebooks", "triggers"}
 _REGISTRY_KEYS = {"config", "schema", "after", "device", "description"}
 _DEVICES = ("cpu", "gpu")
 
@@ -73,16 +77,32 @@ class Project:
         return self.root / STATE_DIR
 
     @cached_property
-    def _registry(self) -> dict[str, dict[str, Any]]:
+    def _registry_file(self) -> dict[str, Any]:
         from ds_pipelines.config.loader import read_yaml
 
         file = self.root / REGISTRY_FILE
-        if not file.exists():
-            return {}
-        data = read_yaml(file, display=REGISTRY_FILE) or {}
-        entries = data.get("notebooks") if isinstance(data, dict) else None
-        if not isinstance(data, dict) or set(data) != {"notebooks"} or not isinstance(entries, dict):
-            raise ConfigError(REGISTRY_FILE, None, "expected a single top-level key 'notebooks' mapping notebook paths to settings")
+        data = (read_yaml(file, display=REGISTRY_FILE) if file.exists() else None) or {}
+        if not isinstance(data, dict) or not set(data) <= _TOP_LEVEL_KEYS:
+            raise ConfigError(
+                REGISTRY_FILE, None,
+                "expected the top-level keys 'notebooks' (notebook paths to settings) and optionally 'triggers'",
+            )
+        return data
+
+    @cached_property
+    def triggers(self) -> TriggerSettings:
+        """The ``triggers:`` section: branches the sensors watch, the scoring schedule, the GPU limit."""
+        from ds_pipelines.config.loader import validate
+        from ds_pipelines.config.triggers import TriggerSettings
+
+        section = self._registry_file.get("triggers") or {}
+        return validate(TriggerSettings, section, display=REGISTRY_FILE, key_prefix="triggers.")
+
+    @cached_property
+    def _registry(self) -> dict[str, dict[str, Any]]:
+        entries = self._registry_file.get("notebooks") or {}
+        if not isinstance(entries, dict):
+            raise ConfigError(REGISTRY_FILE, "notebooks", "expected a mapping of notebook paths to settings")
         for path, entry in entries.items():
             key = f"notebooks.{path}"
             if not isinstance(entry, dict):

@@ -78,7 +78,10 @@ def test_invalid_config_stops_the_definitions_from_loading(tmp_path: Path):
         ("notebooks:\n  notebooks/train.ipynb: {confg: x.yaml}\n", "notebooks.notebooks/train.ipynb.confg: unknown key"),
         ("notebooks:\n  notebooks/other.ipynb: {}\n", "notebooks.notebooks/other.ipynb: lists a notebook that does not exist"),
         ("notebooks:\n  notebooks/train.ipynb: {device: tpu}\n", "device: expected one of ['cpu', 'gpu'], got 'tpu'"),
-        ("notebook: {}\n", "expected a single top-level key 'notebooks'"),
+        ("notebook: {}\n", "expected the top-level keys 'notebooks'"),
+        ("notebooks: {}\ntriggers: {branchs: [main]}\n", "triggers.branchs: unknown key (expected one of: branches, "),
+        ("notebooks: {}\ntriggers: {schedule: {cron: 'every day'}}\n", "triggers.schedule.cron: Value error, expected a cron expression with five fields"),
+        ("notebooks: {}\ntriggers: {gpu_concurrency: 0}\n", "triggers.gpu_concurrency: Input should be greater than or equal to 1"),
     ],
 )
 def test_registry_errors_name_the_key(tmp_path: Path, registry: str, expected: str):
@@ -86,8 +89,10 @@ def test_registry_errors_name_the_key(tmp_path: Path, registry: str, expected: s
     (tmp_path / "configs").mkdir()
     nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / "train.ipynb")
     (tmp_path / "configs" / "notebooks.yaml").write_text(registry)
+    project = Project(tmp_path)
     with pytest.raises(ConfigError) as error:
-        Project(tmp_path).notebooks()
+        project.notebooks()
+        project.triggers
     assert expected in str(error.value) and "configs/notebooks.yaml" in str(error.value)
 
 

@@ -27,18 +27,20 @@ _BAD_INPUT = 2
 @click.option("--tag", envvar="CI_COMMIT_TAG", show_envvar=True, help="Tag of a tag pipeline.")
 @click.option("--default-branch", metavar="BRANCH", envvar="CI_DEFAULT_BRANCH", show_envvar=True,
               help="On a first push, compare with where the branch left this one, when it is fetched.")
-@click.option("--scoring-notebook", metavar="PATH", default=trigger.SCORING_NOTEBOOK, show_default=True,
-              envvar="SCORING_NOTEBOOK", show_envvar=True, help="The notebook a schedule runs.")
-@click.option("--production-tag", metavar="REGEX", default=trigger.PRODUCTION_TAG, show_default=True,
-              help="Full-match pattern of production release tags (deployed).")
-@click.option("--development-tag", metavar="REGEX", default=trigger.DEVELOPMENT_TAG, show_default=True,
-              help="Full-match pattern of development tags (not deployed).")
+@click.option("--scoring-notebook", metavar="PATH", envvar="SCORING_NOTEBOOK", show_envvar=True,
+              help="The notebook a schedule runs. Default: triggers.schedule.notebook in configs/notebooks.yaml "
+              f"({trigger.SCORING_NOTEBOOK} when unset).")
+@click.option("--production-tag", metavar="REGEX", help="Full-match pattern of production release tags (deployed). "
+              f"Default: triggers.production_tag in configs/notebooks.yaml ({trigger.PRODUCTION_TAG} when unset).")
+@click.option("--development-tag", metavar="REGEX", help="Full-match pattern of development tags (not deployed). "
+              f"Default: triggers.development_tag in configs/notebooks.yaml ({trigger.DEVELOPMENT_TAG} when unset).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--dotenv", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan to FILE for GitLab's artifacts:reports:dotenv (DSP_NOTEBOOKS, DSP_SKIP, "
               "DSP_SKIP_REASON, DSP_RELEASE, DSP_TAG).")
 def detect(repo: Path, source: str, before: str | None, after: str, message: str, tag: str | None,
-           default_branch: str | None, scoring_notebook: str, production_tag: str, development_tag: str,
+           default_branch: str | None, scoring_notebook: str | None, production_tag: str | None,
+           development_tag: str | None,
            as_json: bool, dotenv: Path | None) -> None:
     """Decide which notebooks a CI pipeline runs, from git changes and the commit message.
 
@@ -78,9 +80,13 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
                 default_branch=default_branch,
                 warn=lambda text: click.echo(f"warning: {text}", err=True),
             )
+        # The same settings a Dagster deployment's sensors and schedule read: one answer for both.
+        project = Project(root=repo.resolve())
+        settings = project.triggers
         result = trigger.plan(
-            Project(root=repo.resolve()), changes, message, source, tag, scoring_notebook,
-            production_tag=production_tag, development_tag=development_tag,
+            project, changes, message, source, tag, scoring_notebook or settings.schedule.notebook,
+            production_tag=production_tag or settings.production_tag,
+            development_tag=development_tag or settings.development_tag,
         )
         if dotenv:
             dotenv.write_text(result.to_dotenv(), encoding="utf-8")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -12,6 +12,7 @@ from ds_pipelines.config.inference import InferenceConfig
 from ds_pipelines.config.training import TrainingConfig
 from ds_pipelines.errors import ConfigError
 
+Model = TypeVar("Model", bound=BaseModel)
 SCHEMAS: dict[str, type[BaseModel]] = {"training": TrainingConfig, "inference": InferenceConfig}
 
 
@@ -43,16 +44,21 @@ def load_config(file: Path, schema: str | None, *, display: str | None = None) -
     model = SCHEMAS.get(schema or "")
     if model is None:
         raise ConfigError(display, None, f"unknown schema {schema!r} (known: {sorted(SCHEMAS)})")
+    return validate(model, data, display=display)
+
+
+def validate(model: type[Model], data: Any, *, display: str, key_prefix: str = "") -> Model:
+    """``data`` as ``model``, or a ConfigError naming the file and the key (``key_prefix`` + the model's)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(display, exc, model) from None
+        raise _config_error(display, exc, model, key_prefix) from None
 
 
-def _config_error(display: str, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
+def _config_error(display: str, exc: ValidationError, model: type[BaseModel], key_prefix: str) -> ConfigError:
     """The first problem, phrased for a person; the others are counted so nothing is hidden."""
     first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or None
+    key = key_prefix + ".".join(str(part) for part in first["loc"]) or None
     kind = first["type"]
     if kind == "extra_forbidden":
         problem = f"unknown key (expected one of: {', '.join(_allowed_keys(model, first['loc'][:-1]))})"

@@ -1,0 +1,55 @@
+"""The ``triggers:`` section of ``configs/notebooks.yaml``: what the Dagster sensors and schedule watch.
+
+GitLab CI needs none of it (its rules live in ``.gitlab-ci.yml``); a Dagster deployment reads it to know
+which branches to watch, when to score, and how many GPU notebooks may run at once.
+"""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from ds_pipelines.config.base import StrictModel
+from ds_pipelines.trigger import DEVELOPMENT_TAG, PRODUCTION_TAG, SCORING_NOTEBOOK
+
+# Five fields of digits, names (MON, JAN), "*", ranges, steps and lists; or a macro such as "@daily".
+_CRON_FIELD = r"[0-9A-Za-z*?/,\-]+"
+_CRON = re.compile(rf"(@(yearly|annually|monthly|weekly|daily|midnight|hourly))|({_CRON_FIELD}(\s+{_CRON_FIELD}){{4}})")
+
+
+class ScheduleSettings(StrictModel):
+    enabled: bool = True
+    cron: str = "0 6 * * *"
+    """When the scoring notebook runs (cron, five fields), like the seed's scheduled pipeline."""
+    timezone: str = "UTC"
+    notebook: str = SCORING_NOTEBOOK
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if not _CRON.fullmatch(value.strip()):
+            raise ValueError(f"expected a cron expression with five fields such as '0 6 * * *', got {value!r}")
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as 'UTC' or 'Europe/Berlin', got {value!r}") from None
+        return value
+
+
+class TriggerSettings(StrictModel):
+    branches: list[str] = Field(default_factory=lambda: ["main"])
+    """Branches whose new commits the commit sensor runs."""
+    merge_requests: bool = True
+    """Also run new commits of open merge requests (diffed against their merge base)."""
+    production_tag: str = PRODUCTION_TAG
+    development_tag: str = DEVELOPMENT_TAG
+    gpu_concurrency: int = Field(default=1, ge=1)
+    """At most this many GPU notebooks run at once (Dagster pool ``gpu``); CPU notebooks are not limited."""
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)

@@ -1,0 +1,71 @@
+"""The job the commit sensor launches: one notebook, run from a checkout of its commit.
+
+The deployment's own files may be at any other commit, so the run does not materialize the deployment's
+asset: it runs ``ds-pipelines run`` in the commit's checkout, against this same Dagster instance and MLflow
+store. That inner run materializes the notebook's asset, tagged with the commit, so the asset's history in
+the UI shows every commit's result. Runs of this job share the pool ``commit_runs`` (limit 1 in the
+project's instance), so the notebooks of a push run one after another, in the order the sensor asked.
+"""
+
+# No "from __future__ import annotations": Dagster reads the config and resource annotations at runtime.
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from ds_pipelines.pools import COMMIT_RUNS_POOL
+from ds_pipelines.project import Project
+from ds_pipelines.provenance import RUN_TAGS_ENV, TAG_PREFIX
+from ds_pipelines.tracking import TRACKING_URI_ENV, tracking_uri
+
+COMMIT_NOTEBOOK_JOB = "commit_notebook"
+RESULTS_DIR = ".ds-pipelines/results"
+
+
+class CommitNotebookConfig(dg.Config):
+    notebook: str
+    """Path of the notebook inside the checkout."""
+    checkout: str
+    """Folder holding the commit's files (``ds_pipelines.checkout``)."""
+
+
+@dg.op(pool=COMMIT_RUNS_POOL, description="Run one notebook from a checkout of the commit that changed it.")
+def run_commit_notebook(context: dg.OpExecutionContext, config: CommitNotebookConfig) -> dg.Output[str]:
+    checkout = Path(config.checkout)
+    output_dir = checkout / RESULTS_DIR / context.run_id
+    env = {
+        **os.environ,
+        RUN_TAGS_ENV: json.dumps({k: v for k, v in context.run.tags.items() if k.startswith(TAG_PREFIX)}),
+        # The deployment's MLflow store, not one inside the checkout.
+        TRACKING_URI_ENV: tracking_uri(Project()),
+    }
+    if context.instance.root_directory:
+        env["DAGSTER_HOME"] = context.instance.root_directory
+    command = [sys.executable, "-m", "ds_pipelines", "run", config.notebook,
+               "--project-dir", str(checkout), "--output-dir", str(output_dir)]
+    context.log.info(f"running {config.notebook} in {checkout}")
+    with subprocess.Popen(command, env=env, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            context.log.info(line.rstrip())
+    results_file = output_dir / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else None
+    if process.returncode != 0:
+        entry = (results or {}).get("notebooks", [{}])[-1] if results else {}
+        raise dg.Failure(
+            description=f"{config.notebook} failed at its commit (exit {process.returncode}): {entry.get('error') or 'see the run log'}",
+            metadata={"results": dg.MetadataValue.path(str(output_dir)), "failed_cell": str(entry.get("failed_cell"))},
+        )
+    metrics = results["notebooks"][0]["metrics"] if results else {}
+    return dg.Output(
+        str(output_dir),
+        metadata={"results": dg.MetadataValue.path(str(output_dir)),
+                  **{name: float(value) for name, value in metrics.items() if isinstance(value, (int, float))}},
+    )
+
+
+@dg.job(name=COMMIT_NOTEBOOK_JOB, description="Run a notebook at the commit the commit sensor found.")
+def commit_notebook_job() -> None:
+    run_commit_notebook()

@@ -1,0 +1,29 @@
+"""Dagster concurrency pools: GPU notebooks share a configured number of slots; commit runs go one at a time.
+
+Pool limits live in the Dagster instance, not in code. ``ds-pipelines run`` and ``ds-pipelines ui`` set them
+from ``configs/notebooks.yaml`` on the instance they use; a deployment with its own instance sets them once
+with ``dagster instance concurrency set gpu N`` (and ``commit_runs 1``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ds_pipelines.project import Project
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+GPU_POOL = "gpu"
+"""Pool of the ``device: gpu`` notebooks; CPU notebooks belong to no pool and are never held back."""
+COMMIT_RUNS_POOL = "commit_runs"
+"""Pool of the commit sensor's runs: one at a time, so a push's notebooks run one after another."""
+
+
+def pool_limits(project: Project) -> dict[str, int]:
+    return {GPU_POOL: project.triggers.gpu_concurrency, COMMIT_RUNS_POOL: 1}
+
+
+def apply_pool_limits(instance: dg.DagsterInstance, project: Project) -> None:
+    for pool, limit in pool_limits(project).items():
+        instance.event_log_storage.set_concurrency_slots(pool, limit)

@@ -1,0 +1,58 @@
+"""Checkouts of one commit's files, fetched from a real repository: what a commit run executes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gitrepo import TRAINING, make_project
+
+from ds_pipelines.checkout import COMPLETE_MARKER, CheckoutError, checkout
+
+
+def test_each_commit_gets_its_own_files(tmp_path: Path):
+    repo = make_project(tmp_path / "repo")
+    first = repo.head()
+    repo.write(TRAINING, '{"marker": "second"}')
+    second = repo.commit("second")
+    cache = tmp_path / "cache"
+
+    old = checkout(repository_url=str(repo.root), sha=first, cache_dir=cache)
+    new = checkout(repository_url=str(repo.root), sha=second, cache_dir=cache)
+
+    assert old == cache / first and new == cache / second
+    assert "second" not in (old / TRAINING).read_text()
+    assert (new / TRAINING).read_text() == '{"marker": "second"}'
+    assert (old / "configs/notebooks.yaml").is_file() and not (old / ".git").exists()
+
+
+def test_a_commit_already_checked_out_is_not_fetched_again(tmp_path: Path):
+    repo = make_project(tmp_path / "repo")
+    sha = repo.head()
+    cache = tmp_path / "cache"
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=cache)
+    (folder / "outputs.txt").write_text("written by training")  # the next notebook of the same commit reads it
+
+    again = checkout(repository_url=str(tmp_path / "gone"), sha=sha, cache_dir=cache)
+
+    assert again == folder and (again / "outputs.txt").read_text() == "written by training"
+    assert (again / COMPLETE_MARKER).read_text().strip() == sha
+
+
+@pytest.mark.parametrize(
+    ("sha", "expected"),
+    [("HEAD", "is not a full commit SHA"), ("--upload-pack=evil", "is not a full commit SHA"), ("a" * 40, "is not in")],
+)
+def test_bad_commits_are_refused_by_name(tmp_path: Path, sha: str, expected: str):
+    repo = make_project(tmp_path / "repo")
+    with pytest.raises(CheckoutError, match=expected) as error:
+        checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "cache")
+    assert sha[:12] in str(error.value)
+    assert not list((tmp_path / "cache").glob("*")) or [p.name for p in (tmp_path / "cache").iterdir()] == ["mirror.git"]
+
+
+def test_credentials_in_a_url_never_reach_the_message(tmp_path: Path):
+    url = "http://oauth2:glpat-secretsecretsecret1@127.0.0.1:9/group/project.git"
+    with pytest.raises(CheckoutError) as error:
+        checkout(repository_url=url, sha="b" * 40, cache_dir=tmp_path / "cache", token="glpat-secretsecretsecret1")
+    assert "glpat-" not in str(error.value) and "127.0.0.1:9" in str(error.value)

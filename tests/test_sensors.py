@@ -1,0 +1,166 @@
+"""The commit sensor against a GitLab API served on 127.0.0.1 (real python-gitlab, real git repositories).
+
+Each evaluation is one sensor tick through ``dg.build_sensor_context``; the cursor it returns is fed to the
+next tick, as the daemon does across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from fake_gitlab import FakeGitLab
+from gitrepo import INFERENCE, REGISTRY, TRAINING, TRAINING_CONFIG, GitRepo, make_project, notebook_json
+
+from ds_pipelines.defs.triggers.resources import GitLabResource, gitlab_resource
+from ds_pipelines.defs.triggers.sensors import gitlab_commits
+from ds_pipelines.project import PROJECT_DIR_ENV
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The Dagster deployment's own project folder: its settings say which branches to watch."""
+    root = tmp_path / "deployment"
+    (root / "configs").mkdir(parents=True)
+    shutil.copy(Path(__file__).parent.parent / REGISTRY, root / REGISTRY)
+    monkeypatch.setenv(PROJECT_DIR_ENV, str(root))
+    return root
+
+
+@pytest.fixture
+def gitlab(tmp_path: Path):
+    repo = make_project(tmp_path / "repo")
+    with FakeGitLab(repo=repo.root) as fake:
+        yield repo, fake
+
+
+def tick(fake: FakeGitLab, cursor: str | None = None, token: str | None = None) -> dg.SensorResult | dg.SkipReason:
+    resource = GitLabResource(url=fake.url, project_id=str(fake.project_id), token=token or fake.token)
+    with dg.build_sensor_context(cursor=cursor, resources={"gitlab": resource}) as context:
+        return gitlab_commits(context)
+
+
+def runs(result: dg.SensorResult) -> list[tuple[str, str]]:
+    return [(request.tags["ds-pipelines/commit"], request.tags["ds-pipelines/notebook"]) for request in result.run_requests]
+
+
+def test_without_gitlab_settings_the_sensor_skips_naming_what_to_set(deployment: Path):
+    with dg.build_sensor_context(resources={"gitlab": gitlab_resource(environ={})}) as context:
+        result = gitlab_commits(context)
+    assert isinstance(result, dg.SkipReason)
+    assert "set CI_SERVER_URL (or GITLAB_URL), CI_PROJECT_ID (or GITLAB_PROJECT_ID), GITLAB_TOKEN" in result.skip_message
+
+
+def test_first_tick_watches_without_running_history(deployment: Path, gitlab):
+    repo, fake = gitlab
+    result = tick(fake)
+    assert result.run_requests == []
+    assert json.loads(result.cursor) == {"branch:main": repo.head()}
+    assert "watching branch main" in result.skip_reason.skip_message
+
+
+def test_new_commits_run_their_notebooks_in_order_each_from_its_checkout(deployment: Path, gitlab):
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    repo.write(TRAINING, notebook_json("print('training v2')"))
+    trained = repo.commit("retrain")
+    repo.commit("docs only [skip run]")
+    repo.touch(INFERENCE)
+    repo.write(TRAINING, notebook_json("print('training v3')"))
+    both = repo.commit("both notebooks")
+
+    result = tick(fake, cursor)
+
+    assert runs(result) == [(trained, TRAINING), (both, TRAINING), (both, INFERENCE)]
+    first = result.run_requests[0]
+    assert first.run_key == f"{trained}:{TRAINING}"
+    assert first.tags["ds-pipelines/branch"] == "main" and first.tags["ds-pipelines/reason"] == "modified"
+    assert first.tags["ds-pipelines/commit-url"].endswith(trained)
+    assert "training v2" in (checkout_of(first) / TRAINING).read_text()  # that commit's file, not the newest
+    assert "training v3" in (checkout_of(result.run_requests[1]) / TRAINING).read_text()
+    assert json.loads(result.cursor)["branch:main"] == both
+
+
+def test_a_restart_from_the_stored_cursor_neither_repeats_nor_skips(deployment: Path, gitlab):
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    repo.touch(TRAINING)
+    one = repo.commit("one")
+    after_one = tick(fake, cursor)
+    repo.touch(TRAINING_CONFIG)
+    two = repo.commit("two")  # pushed while the daemon was down
+
+    # The daemon restarts with the cursor it stored after the last tick.
+    after_restart = tick(fake, after_one.cursor)
+    again = tick(fake, after_restart.cursor)
+
+    assert runs(after_one) == [(one, TRAINING)]
+    assert runs(after_restart) == [(two, TRAINING)]
+    assert after_restart.run_requests[0].tags["ds-pipelines/reason"] == "config-changed"
+    assert again.run_requests == [] and again.cursor == after_restart.cursor
+
+
+def test_merge_requests_run_their_changes_from_the_merge_base(deployment: Path, gitlab):
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    repo.diverge_feature_branch()  # feature changes the training config, main changes inference
+    feature_head = repo.git("rev-parse", "feature")
+    fake.add_merge_request(iid=5, source_branch="feature")
+
+    result = tick(fake, cursor)
+
+    by_ref = {(commit, notebook): request.tags for request in result.run_requests for commit, notebook in [runs_of(request)]}
+    assert by_ref[(feature_head, TRAINING)]["ds-pipelines/merge-request"] == "5"
+    assert by_ref[(feature_head, TRAINING)]["ds-pipelines/merge-request-url"].endswith("/-/merge_requests/5")
+    assert (feature_head, INFERENCE) not in by_ref  # main's change is not the merge request's
+    assert (repo.git("rev-parse", "main"), INFERENCE) in by_ref
+    assert json.loads(result.cursor)["mr:5"] == feature_head
+
+
+def checkout_of(request: dg.RunRequest) -> Path:
+    return Path(request.run_config["ops"]["run_commit_notebook"]["config"]["checkout"])
+
+
+def runs_of(request: dg.RunRequest) -> tuple[str, str]:
+    return request.tags["ds-pipelines/commit"], request.tags["ds-pipelines/notebook"]
+
+
+def test_a_force_push_runs_what_changed_since_the_old_head(deployment: Path, gitlab):
+    repo, fake = gitlab
+    base = repo.head()
+    repo.touch(INFERENCE)
+    repo.commit("soon rewritten")
+    cursor = tick(fake).cursor
+    repo.git("reset", "-q", "--hard", base)
+    repo.touch(TRAINING)
+    rewritten = repo.commit("rewritten history")
+
+    result = tick(fake, cursor)
+
+    # Compared from the merge base of the old and new heads, the push changed training only.
+    assert runs(result) == [(rewritten, TRAINING)]
+
+
+def test_a_bad_override_is_reported_and_later_commits_still_run(deployment: Path, gitlab):
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    bad = repo.commit("[run ../outside.ipynb]")
+    repo.touch(TRAINING)
+    good = repo.commit("fine")
+
+    result = tick(fake, cursor)
+
+    assert runs(result) == [(good, TRAINING)]
+    assert json.loads(result.cursor)["branch:main"] == good
+    assert bad[:12] not in str(result.run_requests)
+
+
+def test_a_refused_token_skips_with_the_reason_and_keeps_the_cursor(deployment: Path, gitlab):
+    repo, fake = gitlab
+    result = tick(fake, cursor='{"branch:main": "%s"}' % repo.head(), token="glpat-wrongwrongwrong0000")
+    assert isinstance(result, dg.SkipReason)
+    assert "cannot read GitLab" in result.skip_message and "401" in result.skip_message
+    assert "wrongwrong" not in result.skip_message
