@@ -1,0 +1,156 @@
+"""Escaping for every string that comes from a notebook before it is published.
+
+Metric names, notebook names, error messages and cell source are written by notebook authors (or by
+whatever their code printed), and they end up in GitLab markdown (merge-request notes, wiki pages, release
+notes) and in Slack messages. None of that text may:
+
+- inject HTML (``<script>``, ``<img onerror=...>``) or fake our hidden ``<!-- ds-pipelines:... -->`` markers,
+- inject markdown (``[link](javascript:...)``, images, emphasis, headings, tables broken by ``|`` or by
+  newlines inside a cell, code spans closed by backticks),
+- ping people or link things in GitLab (``@user``, ``@all``, ``#123``, ``!12``, ``~label``, ``%milestone``,
+  ``$snippet``, ``&epic``) or run quick actions (``/merge`` at the start of a line in a note).
+
+GitLab resolves references on the rendered text, after markdown escapes are removed, so a backslash does
+not stop ``@user``: a zero-width space after the sigil does (it is not a name character), and it is
+invisible to readers.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, urlsplit
+
+ZERO_WIDTH_SPACE = "\u200b"
+
+# CommonMark lets any ASCII punctuation be backslash-escaped; these are the ones that start markdown
+# constructs inline (emphasis, links, images, code, tables, strikethrough, math, headings, lists).
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-!|~$])")
+# GitLab reference sigils followed by something a reference could start with.
+_REFERENCE = re.compile(r"([@#!~%$&])(?=[\w\"'.-])")
+_WHITESPACE_RUNS = re.compile(r"[\r\n\t\v\f\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BACKTICK_RUN = re.compile(r"`+")
+_SAFE_URL_SCHEMES = {"http", "https"}
+_IMAGE_MARKDOWN = re.compile(r"!\[([^\]\n]*)\]\(([^()\s]+)\)")
+
+
+def one_line(value: object, *, limit: int | None = None) -> str:
+    """``value`` as text on one line (newlines and tabs become spaces), cut to ``limit`` characters."""
+    text = _CONTROL.sub("", _WHITESPACE_RUNS.sub(" ", str(value))).strip()
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 1, 0)].rstrip() + "…"
+    return text
+
+
+def md_text(value: object, *, limit: int | None = None) -> str:
+    """Notebook text as literal GitLab markdown on one line: safe in paragraphs, headings, links' labels
+    and table cells."""
+    text = _REFERENCE.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE, one_line(value, limit=limit))
+    text = _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+    # HTML as entities, last (the backslashes above must not split them): no tag, no comment marker and no
+    # entity of the author's own survives.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_code(value: object, *, limit: int | None = None, in_table: bool = True) -> str:
+    """Notebook text as an inline code span (identifiers such as metric and notebook names).
+
+    GitLab resolves no references and renders no HTML inside code, but the raw text still travels in the
+    note body: comment markers are split so the body never holds a ``<!--`` a notebook wrote.
+    """
+    text = _neutralize_html_comments(one_line(value, limit=limit))
+    if not text:
+        return ""
+    longest = max((len(run) for run in _BACKTICK_RUN.findall(text)), default=0)
+    fence = "`" * (longest + 1)
+    padded = f" {text} " if text.startswith("`") or text.endswith("`") or longest else text
+    if in_table:
+        # GFM splits table cells at unescaped pipes even inside code spans; ``\|`` is the documented way.
+        padded = padded.replace("|", "\\|")
+    return f"{fence}{padded}{fence}"
+
+
+def md_code_block(text: str, *, language: str = "", max_lines: int | None = None) -> str:
+    """Notebook text (cell source, tracebacks) as a fenced code block that the text cannot close."""
+    lines = _neutralize_html_comments(_CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))).split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if max_lines is not None and len(lines) > max_lines:
+        lines = [*lines[:max_lines], f"… ({len(lines) - max_lines} more lines)"]
+    # A line starting with "/" in a note could be read as a quick action (/merge, /approve...).
+    lines = [ZERO_WIDTH_SPACE + line if line.lstrip().startswith("/") else line for line in lines]
+    body = "\n".join(lines)
+    longest = max((len(run) for run in _BACKTICK_RUN.findall(body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    language = re.sub(r"[^\w+-]", "", language)
+    return f"{fence}{language}\n{body}\n{fence}"
+
+
+def safe_url(url: str | None) -> str | None:
+    """``url`` when it is an http(s) URL or a path on the same GitLab (``/uploads/...``), made safe to put in
+    markdown link targets; else None (the link is then left out)."""
+    if not url:
+        return None
+    url = url.strip()
+    if _CONTROL.search(url) or _WHITESPACE_RUNS.search(url):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme:
+        if parts.scheme.lower() not in _SAFE_URL_SCHEMES or not parts.netloc:
+            return None
+    elif not url.startswith("/") or url.startswith("//"):
+        return None
+    # Characters that end a link target or open HTML are percent-encoded; the URL still points to the same place.
+    return quote(url, safe="/:?#[]@!$&'*+,;=%-._~")
+
+
+def md_link(label: object, url: str | None) -> str:
+    """``[label](url)`` with the label escaped; just the escaped label when the URL is absent or unsafe."""
+    target = safe_url(url)
+    text = md_text(label)
+    return f"[{text}]({target})" if target else text
+
+
+def md_image(markdown: str, *, fallback_label: str) -> str:
+    """An image snippet such as GitLab's upload answer (``![name](/uploads/...)``), rebuilt from its parts
+    so that only an image can come out; text that is not an image snippet with a safe URL is escaped."""
+    match = _IMAGE_MARKDOWN.fullmatch(markdown.strip())
+    target = safe_url(match.group(2)) if match else None
+    if not target:
+        return md_text(fallback_label)
+    return f"![{md_text(match.group(1) or fallback_label)}]({target})"
+
+
+def slack_text(value: object, *, limit: int | None = None) -> str:
+    """Notebook text for Slack mrkdwn on one line: Slack's own escaping (``&``, ``<``, ``>``), so no
+    ``<!channel>``, ``<@U123>`` or ``<url|label>`` can be formed, and ``@here``-style words are split."""
+    return _slack_escape(one_line(value, limit=limit))
+
+
+def slack_code_block(text: str, *, max_lines: int | None = None) -> str:
+    """A Slack code block the text cannot close."""
+    lines = _CONTROL.sub("", text.replace("\r\n", "\n")).split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if max_lines is not None and len(lines) > max_lines:
+        lines = [*lines[:max_lines], f"… ({len(lines) - max_lines} more lines)"]
+    body = _slack_escape("\n".join(lines)).replace("```", "`" + ZERO_WIDTH_SPACE + "`" + ZERO_WIDTH_SPACE + "`")
+    return f"```\n{body}\n```"
+
+
+def slack_link(label: object, url: str | None) -> str:
+    """``<url|label>``; just the escaped label when the URL is absent or not http(s)."""
+    target = safe_url(url)
+    text = slack_text(label)
+    if not target or target.startswith("/"):
+        return text
+    return f"<{target.replace('|', '%7C')}|{text}>"
+
+
+def _slack_escape(text: str) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"@(?=\w)", "@" + ZERO_WIDTH_SPACE, text)
+
+
+def _neutralize_html_comments(text: str) -> str:
+    return text.replace("<!--", "<" + ZERO_WIDTH_SPACE + "!--").replace("-->", "--" + ZERO_WIDTH_SPACE + ">")
