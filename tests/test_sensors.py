@@ -16,6 +16,7 @@ from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, REGISTRY, TRAINING, TRAINING_CONFIG, GitRepo, make_project, notebook_json
 
 from ds_pipelines.defs.triggers.resources import GitLabResource, gitlab_resource
+from ds_pipelines.defs.triggers.releases import gitlab_tags
 from ds_pipelines.defs.triggers.sensors import gitlab_commits
 from ds_pipelines.project import PROJECT_DIR_ENV
 
@@ -164,3 +165,34 @@ def test_a_refused_token_skips_with_the_reason_and_keeps_the_cursor(deployment: 
     assert isinstance(result, dg.SkipReason)
     assert "cannot read GitLab" in result.skip_message and "401" in result.skip_message
     assert "wrongwrong" not in result.skip_message
+
+
+def tag_tick(fake: FakeGitLab, cursor: str | None = None) -> dg.SensorResult | dg.SkipReason:
+    resource = GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)
+    with dg.build_sensor_context(cursor=cursor, resources={"gitlab": resource}) as context:
+        return gitlab_tags(context)
+
+
+def test_each_new_production_tag_starts_one_release(deployment: Path, gitlab):
+    repo, fake = gitlab
+    repo.git("tag", "v0.9.0")  # released before the sensor watched: not released again
+    first = tag_tick(fake)
+    repo.git("tag", "v1.2.3")
+    repo.git("tag", "dev-1.2.4")
+    repo.git("tag", "v1.3.0-rc1")
+
+    result = tag_tick(fake, first.cursor)
+    again = tag_tick(fake, result.cursor)
+
+    assert first.run_requests == []
+    assert [r.run_key for r in result.run_requests] == ["release:v1.2.3"]
+    request = result.run_requests[0]
+    assert request.tags["ds-pipelines/tag"] == "v1.2.3" and request.tags["ds-pipelines/commit"] == repo.head()
+    assert request.run_config["ops"]["release_tag"]["config"]["tag"] == "v1.2.3"
+    assert again.run_requests == []
+
+
+def test_the_tag_sensor_skips_without_gitlab_settings(deployment: Path):
+    with dg.build_sensor_context(resources={"gitlab": gitlab_resource(environ={})}) as context:
+        result = gitlab_tags(context)
+    assert "GitLab is not configured: set CI_SERVER_URL (or GITLAB_URL)" in result.skip_message

@@ -1,10 +1,11 @@
-"""What starts runs without a person: the commit sensor (GitLab) and the scoring schedule."""
+"""What starts runs without a person: the commit and tag sensors (GitLab) and the scoring schedule."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from ds_pipelines.defs.triggers.commit_runs import commit_notebook_job
+from ds_pipelines.defs.triggers.releases import gitlab_tags, release_job
 from ds_pipelines.defs.triggers.resources import gitlab_resource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
 from ds_pipelines.defs.triggers.sensors import gitlab_commits
@@ -13,8 +14,8 @@ from ds_pipelines.project import Project
 
 def trigger_definitions(project: Project) -> dg.Definitions:
     return dg.Definitions(
-        jobs=[commit_notebook_job],
-        sensors=[gitlab_commits],
+        jobs=[commit_notebook_job, release_job],
+        sensors=[gitlab_commits, gitlab_tags],
         schedules=[scoring_schedule(project)],
         resources={"gitlab": gitlab_resource()},
     )

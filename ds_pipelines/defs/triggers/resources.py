@@ -33,6 +33,12 @@ class GitLabResource(dg.ConfigurableResource):
         return GitLabClient(GitLabSettings(url=self.url, project_id=self.project_id, token=self.token))
 
 
+def not_configured(gitlab: GitLabResource) -> dg.SkipReason | None:
+    """What a sensor returns when GitLab is not configured: the variables to set."""
+    missing = gitlab.missing()
+    return dg.SkipReason(f"GitLab is not configured: set {', '.join(missing)}") if missing else None
+
+
 def gitlab_resource(environ: Mapping[str, str] | None = None) -> GitLabResource:
     """The resource for this deployment: each setting through ``dg.EnvVar`` of the first variable that is
     set, so the token is read at run time and never stored in Dagster's config or run records."""

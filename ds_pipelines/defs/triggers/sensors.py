@@ -11,7 +11,7 @@ import dagster as dg
 
 from ds_pipelines.checkout import checkout
 from ds_pipelines.defs.triggers.commit_runs import CommitNotebookConfig, commit_notebook_job
-from ds_pipelines.defs.triggers.resources import GitLabResource
+from ds_pipelines.defs.triggers.resources import GitLabResource, not_configured
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab.repository import repository_url
 from ds_pipelines.project import Project
@@ -20,11 +20,6 @@ from ds_pipelines.watch import evaluate, parse_cursor
 
 POLL_INTERVAL_S = 60
 CHECKOUTS_DIR = "checkouts"
-
-
-def not_configured(gitlab: GitLabResource) -> dg.SkipReason | None:
-    missing = gitlab.missing()
-    return dg.SkipReason(f"GitLab is not configured: set {', '.join(missing)}") if missing else None
 
 
 @dg.sensor(
