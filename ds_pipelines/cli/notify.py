@@ -1,0 +1,96 @@
+"""``ds-pipelines notify``: tell people about a run, from its results folder (``notify slack``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+_DELIVERY_FAILED = 1
+_BAD_INPUT = 2
+
+
+@click.group()
+def notify() -> None:
+    """Tell people about a run, from the results folder that `ds-pipelines run` wrote."""
+
+
+@notify.command()
+@click.option("--results", "results_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The results folder of the run (`ds-pipelines run --output-dir DIR`).")
+@click.option("--always", is_flag=True, help="Post successful runs too (by default only failures are posted).")
+@click.option("--project", metavar="NAME", envvar="CI_PROJECT_PATH", show_envvar=True,
+              help="Project name shown in the message.")
+@click.option("--strict", is_flag=True,
+              help="Fail when Slack is not configured (exit 2) or the message cannot be delivered (exit 1).")
+def slack(results_dir: Path, always: bool, project: str | None, strict: bool) -> None:
+    """Post a failed run to Slack: each failed notebook with its cell, error and links.
+
+    \b
+    Where to post, from the environment:
+      SLACK_WEBHOOK_URL                  an incoming webhook, or
+      SLACK_BOT_TOKEN and SLACK_CHANNEL  a bot token with chat:write
+                                         (SLACK_API_URL: another API base)
+    Links (commit, merge request, pipeline, job) come from GitLab CI's
+    variables. Secrets are masked and notebook text is escaped, so an
+    error cannot ping @channel or post a secret.
+
+    \b
+    Best effort by default: not configured, or not delivered, is a message
+    and exit 0, so a notification never fails a pipeline. With --strict:
+    exit 2 when not configured, exit 1 when not delivered. A bad results
+    folder exits 2.
+    """
+    from ds_pipelines import slack as slack_delivery
+    from ds_pipelines.publish import (
+        Links,
+        Masker,
+        RunContext,
+        load_results,
+        render_slack_failure,
+    )
+
+    missing = slack_delivery.not_configured_message(os.environ)
+    if missing:
+        if strict:
+            click.echo(f"error: {missing}", err=True)
+            raise SystemExit(_BAD_INPUT)
+        click.echo(f"{missing}: nothing posted.")
+        return
+    results = load_results(results_dir)  # bad input: DsPipelinesError, exit 2 through main()
+    if results.status == "success" and not always:
+        click.echo("The run succeeded: nothing posted to Slack (--always posts successes too).")
+        return
+    text = render_slack_failure(
+        results,
+        links=Links.from_ci_env(os.environ),
+        context=RunContext.from_ci_env(os.environ),
+        project=project or None,
+        masker=Masker.from_env(),
+    )
+    try:
+        settings = slack_delivery.SlackSettings.from_env()
+        slack_delivery.send(text, settings)
+    except slack_delivery.SlackConfigError as exc:
+        _give_up(f"Slack settings are wrong: {exc}", strict=strict, exit_code=_BAD_INPUT)
+        return
+    except slack_delivery.SlackError as exc:
+        _give_up(f"could not post to Slack: {exc}", strict=strict, exit_code=_DELIVERY_FAILED)
+        return
+    if results.status == "success":
+        what = "the successful run"
+    else:
+        what = f"the failure of {_count(len(results.failed))}" if results.failed else "the failed run"
+    click.echo(f"Posted {what} to Slack ({settings.destination}).")
+
+
+def _give_up(message: str, *, strict: bool, exit_code: int) -> None:
+    if strict:
+        click.echo(f"error: {message}", err=True)
+        raise SystemExit(exit_code)
+    click.echo(f"warning: {message} (not failing: pass --strict for that)", err=True)
+
+
+def _count(notebooks: int) -> str:
+    return f"{notebooks} notebook{'s' if notebooks != 1 else ''}"
