@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import nbformat
-from dagstermill.factory import execute_notebook
+import papermill
+from dagstermill.engine import DagstermillEngine
+from dagstermill.factory import execute_notebook, get_papermill_parameters, replace_parameters
+from papermill.engines import papermill_engines
 from papermill.exceptions import PapermillExecutionError
+from papermill.iorw import load_notebook_node, write_ipynb
 
+from ds_pipelines import kernels
 
 INJECTED_TAGS = {"injected-parameters", "injected-teardown"}
 
@@ -32,24 +38,55 @@ class CellFailure:
 def run_notebook(context: dg.AssetExecutionContext, *, name: str, notebook: Path, keep_as: Path) -> Path:
     """Execute ``notebook`` with dagstermill's context injected; the executed copy is moved to ``keep_as``.
 
+    Runs in the kernel ``ds-pipelines run`` started early for the notebook when there is one
+    (``ds_pipelines.kernels``), else in one started here, as dagstermill does.
+
     Raises ``PapermillExecutionError`` when a cell fails, after keeping the executed notebook.
     """
     keep_as.parent.mkdir(parents=True, exist_ok=True)
+    early_kernel = kernels.take(notebook)
     with tempfile.TemporaryDirectory(prefix="ds-pipelines-") as scratch:
         try:
-            execute_notebook(
-                context.get_step_execution_context(),
-                name=name,
-                save_notebook_on_failure=False,
-                notebook_path=str(notebook),
-                output_notebook_dir=scratch,
-                inputs={},
-            )
+            if early_kernel is None:
+                execute_notebook(
+                    context.get_step_execution_context(),
+                    name=name,
+                    save_notebook_on_failure=False,
+                    notebook_path=str(notebook),
+                    output_notebook_dir=scratch,
+                    inputs={},
+                )
+            else:
+                _execute_in(early_kernel, context, notebook=notebook, output_dir=Path(scratch))
         finally:
             # papermill writes the output notebook before raising, so a failed run is kept too.
             for written in Path(scratch).glob("*-out.ipynb"):
                 shutil.move(written, keep_as)
     return keep_as
+
+
+def _execute_in(kernel: kernels.EarlyKernel, context: dg.AssetExecutionContext, *, notebook: Path, output_dir: Path) -> None:
+    """What dagstermill's ``execute_notebook`` does, in a kernel that ``ds-pipelines run`` started early.
+
+    The same injected context cell, engine and notebook files; only the kernel is handed to papermill.
+    """
+    step_context = context.get_step_execution_context()
+    prefix = str(uuid.uuid4())
+    parameterized = output_dir / f"{prefix}-inter.ipynb"
+    try:
+        parameters = get_papermill_parameters(step_context, {}, str(output_dir / f"{prefix}.log"), "asset")
+        write_ipynb(replace_parameters(step_context, load_notebook_node(str(notebook)), parameters), str(parameterized))
+        papermill_engines.register("dagstermill", DagstermillEngine)
+        papermill.execute_notebook(
+            input_path=str(parameterized),
+            output_path=str(output_dir / f"{prefix}-out.ipynb"),
+            engine_name="dagstermill",
+            log_output=True,
+            start_timeout=120,
+            km=kernel.manager,
+        )
+    finally:
+        kernel.request_shutdown()  # ``ds-pipelines run`` reaps it once Dagster has recorded the step
 
 
 def cell_failure(executed: Path, error: PapermillExecutionError) -> CellFailure:
