@@ -1,4 +1,7 @@
-"""The Dagster code location: ``dg dev``, ``dagster dev -w workspace.yaml`` and ``ds-pipelines run`` load it."""
+"""The Dagster code location: ``dg dev``, ``dagster dev -w workspace.yaml`` and ``ds-pipelines run`` load it.
+
+``notebooks_job`` builds only the notebooks: dagstermill's kernel reconstructs it for every notebook run.
+"""
 
 from __future__ import annotations
 
@@ -29,4 +32,9 @@ def notebooks_job() -> dg.JobDefinition:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions(Project())
+    """Everything a deployment loads: the notebooks, the sensors and schedule that start them, the alerts."""
+    from ds_pipelines.defs.alerts import alert_definitions
+    from ds_pipelines.defs.triggers import trigger_definitions
+
+    project = Project()
+    return dg.Definitions.merge(build_definitions(project), trigger_definitions(project), alert_definitions())

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from ds_pipelines.errors import DsPipelinesError
+
 TAG_PREFIX = "ds-pipelines/"
 RUN_TAGS_ENV = "DS_PIPELINES_RUN_TAGS"
 """JSON object of extra run tags that ``ds-pipelines run`` adds (how a sensor's run hands its tags on)."""
@@ -52,11 +54,19 @@ class Provenance:
         return {f"{TAG_PREFIX}{key.replace('_', '-')}": value for key, value in asdict(self).items() if value}
 
 
-def extra_run_tags(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The run tags for ``ds-pipelines run``: GitLab CI's, then those a sensor handed on (which win)."""
+def current(environ: Mapping[str, str] | None = None) -> Provenance:
+    """Where this ``ds-pipelines run`` comes from: GitLab CI's variables, overridden by what a sensor's run
+    handed on through ``DS_PIPELINES_RUN_TAGS`` (a JSON object of run tags)."""
     env = os.environ if environ is None else environ
-    tags = Provenance.from_gitlab_ci(env).run_tags()
+    found = asdict(Provenance.from_gitlab_ci(env))
     handed_on = env.get(RUN_TAGS_ENV)
     if handed_on:
-        tags.update({str(k): str(v) for k, v in json.loads(handed_on).items()})
-    return tags
+        try:
+            tags = json.loads(handed_on)
+        except json.JSONDecodeError:
+            tags = None
+        if not isinstance(tags, dict):
+            raise DsPipelinesError(f"{RUN_TAGS_ENV} is not a JSON object of run tags: {handed_on[:200]!r}")
+        by_tag = {f"{TAG_PREFIX}{key.replace('_', '-')}": key for key in found}
+        found.update({by_tag[tag]: str(value) for tag, value in tags.items() if tag in by_tag})
+    return Provenance(**found)

@@ -37,3 +37,11 @@ def test_the_schedule_scores_with_the_configured_notebook_at_the_configured_time
 def test_a_disabled_schedule_starts_stopped(tmp_path: Path):
     project = project_with_triggers(tmp_path, schedule={"enabled": False})
     assert scoring_schedule(project).default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_the_deployment_schedules_only_the_scoring_asset():
+    from ds_pipelines.definitions import defs
+
+    definitions = defs()
+    job = definitions.resolve_job_def(definitions.resolve_schedule_def("scoring").job_name)
+    assert job.asset_layer.executable_asset_keys == {dg.AssetKey("inference_example")}

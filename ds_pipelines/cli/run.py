@@ -60,7 +60,9 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     specs_by_override = {project.find(nb).path: file for nb, file in overrides.items()}
     configs = {spec.path: project.config_for(spec, specs_by_override.get(spec.path)) for spec in specs}
 
+    from ds_pipelines import provenance
     from ds_pipelines.local import use_local_defaults
+    from ds_pipelines.publish.baseline import mlflow_run_context_env, run_tags
     from ds_pipelines.results import describe_run, git_commit, write_results
     from ds_pipelines.runner import run_notebooks
 
@@ -69,7 +71,14 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     warnings.filterwarnings("ignore", message=r".*is currently in beta")  # dagstermill's own API notices
     started_at = datetime.now(timezone.utc)
     commit = git_commit(project.root)
+    origin = provenance.current()
     tags = {"ds-pipelines/commit": commit["sha"]} if commit else {}
+    tags.update(origin.run_tags())
+    # The notebooks' MLflow runs get the same origin (mlflow.start_run reads MLFLOW_RUN_CONTEXT): the
+    # merge-request comment finds its baseline by branch. Set before the first kernel starts.
+    os.environ.update(mlflow_run_context_env(
+        run_tags(origin.commit, origin.branch, origin.merge_request, origin.pipeline_url, origin.job_url), os.environ,
+    ))
     outcomes = run_notebooks(project, specs, configs=configs, tags=tags, on_line=lambda line: click.echo(line, err=True))
     summary = describe_run(outcomes, started_at=started_at, commit=commit)
     if output_dir:

@@ -24,7 +24,15 @@ class MLflowResource(dg.ConfigurableResource):
         return self.tracking_uri or tracking_uri(Project())
 
     def log_executed_notebook(self, *, run_id: str, path: Path) -> None:
-        """Attach the executed notebook to the notebook's own MLflow run."""
+        """Attach the executed notebook to the notebook's own MLflow run, secrets masked: whatever a cell
+        printed (a token included) would otherwise be readable by everyone with access to MLflow."""
+        import tempfile
+
         from mlflow.tracking import MlflowClient
 
-        MlflowClient(tracking_uri=self.resolved_uri()).log_artifact(run_id, str(path), artifact_path="notebook")
+        from ds_pipelines.publish.masking import mask_notebook
+
+        with tempfile.TemporaryDirectory() as folder:
+            masked = Path(folder) / path.name
+            mask_notebook(path, masked)
+            MlflowClient(tracking_uri=self.resolved_uri()).log_artifact(run_id, str(masked), artifact_path="notebook")

@@ -1,0 +1,68 @@
+"""A commit run executes its commit's notebook from the checkout, in this Dagster instance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from conftest import Sandbox
+from gitrepo import TRAINING, make_project, notebook_json
+
+from ds_pipelines.checkout import checkout
+from ds_pipelines.defs.triggers.commit_runs import CommitNotebookConfig, commit_notebook_job
+from ds_pipelines.project import PROJECT_DIR_ENV
+
+
+@pytest.fixture
+def commit_checkout(tmp_path: Path) -> tuple[str, Path]:
+    repo = make_project(tmp_path / "repo")
+    repo.write(TRAINING, notebook_json("print('written at the commit that the sensor found')"))
+    sha = repo.commit("retrain")
+    repo.write(TRAINING, notebook_json("print('a later version')"))
+    repo.commit("later")
+    return sha, checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "checkouts")
+
+
+def test_the_run_executes_that_commits_notebook_and_records_it(sandbox: Sandbox, commit_checkout, monkeypatch):
+    sha, folder = commit_checkout
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)  # the deployment's instance and MLflow store
+    instance = dg.DagsterInstance.get()
+    tags = {"ds-pipelines/commit": sha, "ds-pipelines/branch": "main", "ds-pipelines/notebook": TRAINING}
+
+    result = commit_notebook_job.execute_in_process(
+        run_config=dg.RunConfig(ops={"run_commit_notebook": CommitNotebookConfig(notebook=TRAINING, checkout=str(folder))}),
+        instance=instance, tags=tags,
+    )
+
+    assert result.success
+    results_dir = Path(result.output_for_node("run_commit_notebook"))
+    executed = json.loads((results_dir / "training_example" / "training_example.ipynb").read_text())
+    printed = json.dumps([cell.get("outputs", []) for cell in executed["cells"]])
+    assert "written at the commit that the sensor found" in printed and "later version" not in printed
+    # The inner run materialized the notebook's asset in the same instance, tagged with the commit.
+    materializations = instance.fetch_materializations(dg.AssetKey("training_example"), limit=1).records
+    assert materializations, "the notebook's asset was not materialized in the deployment's instance"
+    inner_run = instance.get_run_by_id(materializations[0].run_id)
+    assert inner_run.tags["ds-pipelines/commit"] == sha and inner_run.tags["ds-pipelines/branch"] == "main"
+    assert PROJECT_DIR_ENV not in inner_run.tags
+
+
+def test_a_failing_notebook_fails_the_run_with_its_error(sandbox: Sandbox, tmp_path: Path, monkeypatch):
+    repo = make_project(tmp_path / "repo")
+    repo.write(TRAINING, notebook_json("raise ValueError('broken at this commit')"))
+    sha = repo.commit("break it")
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "checkouts")
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+
+    result = commit_notebook_job.execute_in_process(
+        run_config=dg.RunConfig(ops={"run_commit_notebook": CommitNotebookConfig(notebook=TRAINING, checkout=str(folder))}),
+        instance=dg.DagsterInstance.get(), raise_on_error=False,
+    )
+
+    assert not result.success
+    failure = result.failure_data_for_node("run_commit_notebook")
+    assert "broken at this commit" in failure.user_failure_data.description
