@@ -1,4 +1,4 @@
-"""``dagster dev -w workspace.yaml`` serves the UI with one asset per notebook."""
+"""``dagster dev -w workspace.yaml`` serves the UI with one asset per notebook, the sensors and the schedule."""
 
 from __future__ import annotations
 
@@ -16,9 +16,19 @@ from test_mlflow_server import free_port
 
 STARTUP_TIMEOUT_S = 180
 ASSETS_QUERY = {"query": "{ assetNodes { assetKey { path } description } }"}
+TRIGGERS_QUERY = {"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { "
+                  "sensors { name } schedules { name cronSchedule } } } } }"}
 
 
-def test_dagster_dev_serves_the_notebook_assets(tmp_path: Path):
+def graphql(port: int, query: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=json.dumps(query).encode(), headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())["data"]
+
+
+def test_dagster_dev_serves_the_notebook_assets_sensors_and_schedule(tmp_path: Path):
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if k != "DS_PIPELINES_PROJECT_DIR"}, "DAGSTER_HOME": str(tmp_path)}
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -30,13 +40,9 @@ def test_dagster_dev_serves_the_notebook_assets(tmp_path: Path):
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/graphql", data=json.dumps(ASSETS_QUERY).encode(),
-                    headers={"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    nodes = json.loads(response.read())["data"]["assetNodes"]
+                nodes = graphql(port, ASSETS_QUERY)["assetNodes"]
                 if nodes:
+                    repository = graphql(port, TRIGGERS_QUERY)["repositoriesOrError"]["nodes"][0]
                     break
             except (OSError, KeyError, TypeError):
                 pass
@@ -48,3 +54,5 @@ def test_dagster_dev_serves_the_notebook_assets(tmp_path: Path):
     keys = sorted(node["assetKey"]["path"][0] for node in nodes)
     assert keys == ["inference_example", "training_example"]
     assert all(not node["description"].startswith("/") for node in nodes)
+    assert sorted(sensor["name"] for sensor in repository["sensors"]) == ["gitlab_commits", "gitlab_tags", "slack_on_run_failure"]
+    assert repository["schedules"] == [{"name": "scoring", "cronSchedule": "0 6 * * *"}]
