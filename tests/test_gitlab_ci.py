@@ -1,0 +1,243 @@
+"""The GitLab pipeline (.gitlab-ci.yml and the component templates/notebooks.yml), offline.
+
+Schema checks with check-jsonschema (GitLab's schema, bundled), and real pipelines run by gitlab-ci-local
+(see tests/ci_helpers.py): a push that changes the training notebook trains it and keeps the executed
+notebook with secrets masked, ``[skip run]`` runs nothing, a schedule runs the scoring notebook, and only
+production tags plan a release.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xgboost
+import yaml
+from ci_helpers import COMPONENT, OFFLINE, PROJECT, CiProject, job_environment, missing_tools
+from fake_gitlab import FakeGitLab, fake_gitlab  # noqa: F401  (the fixture)
+from gitrepo import INFERENCE, INFERENCE_CONFIG, TRAINING
+from sklearn.datasets import load_breast_cancer
+
+from ds_pipelines import trigger
+
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+JOB_NAMES = {
+    "build-container", "detect-notebooks", "execute-notebook", "execute-scheduled", "publish-metrics-comment",
+    "write-to-wiki", "release-image", "auto-release", "secret_detection",
+}
+
+
+@pytest.fixture(scope="module")
+def tools() -> None:
+    """gitlab-ci-local and rsync are installed by .ci/run: their absence fails, saying what to install."""
+    missing = missing_tools()
+    if missing:
+        pytest.fail("cannot run .gitlab-ci.yml offline; install: " + "; ".join(missing), pytrace=False)
+
+
+@pytest.fixture
+def project(tools, tmp_path) -> CiProject:
+    return CiProject.create(tmp_path)
+
+
+def when(jobs: dict[str, dict]) -> dict[str, str]:
+    return {name: job["when"] for name, job in jobs.items()}
+
+
+def gitlab_variables(fake: FakeGitLab) -> dict[str, str]:
+    """The pipeline variables that point jobs at the fake GitLab (the token goes through the environment)."""
+    return {"CI_SERVER_URL": fake.url, "CI_PROJECT_ID": str(fake.project_id)}
+
+
+def component_documents() -> tuple[dict, str]:
+    """The component's ``spec:inputs`` header, and the text of its jobs document."""
+    header, jobs = COMPONENT.read_text().split("\n---\n", 1)
+    return yaml.safe_load(header), jobs
+
+
+# --- Static checks --------------------------------------------------------------------------------------------
+
+
+def test_ci_files_validate_against_gitlab_schema(tmp_path):
+    spec, jobs = component_documents()
+    (tmp_path / "component-spec.yml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "component-jobs.yml").write_text(jobs)
+    files = [PROJECT / ".gitlab-ci.yml", tmp_path / "component-spec.yml", tmp_path / "component-jobs.yml"]
+    result = subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", *map(str, files)],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The schema is strict: a misspelt key would have failed above, as this one does.
+    (tmp_path / "typo.yml").write_text("job:\n  script: [x]\n  artefacts: {paths: [results/]}\n")
+    typo = subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", str(tmp_path / "typo.yml")],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert typo.returncode == 1 and "artefacts" in typo.stdout
+
+
+@pytest.mark.parametrize(("name", "kind"), [("production-tag", trigger.PRODUCTION), ("development-tag", trigger.DEVELOPMENT)])
+def test_release_tag_inputs_agree_with_the_trigger_rules(name, kind):
+    spec, _ = component_documents()
+    rule = spec["spec"]["inputs"][name]["default"]
+    assert rule.startswith("/") and rule.endswith("/"), rule
+    pattern = re.compile(rule[1:-1])
+    tags = ["v1.2.3", "v10.20.300", "v1.2.3-rc1", "dev-1.2.3", "dev-1.2.3-rc1", "1.2.3", "v1.2", "xv1.2.3",
+            "v1.2.3.4", "V1.2.3", "xdev-1.2.3", "dev-1.2"]
+    for tag in tags:
+        by_ci = pattern.search(tag) is not None  # GitLab's =~ searches: the pattern must anchor itself
+        assert by_ci == (trigger.release_kind(tag) == kind), tag
+
+
+def test_missing_tools_say_what_to_install(tmp_path):
+    missing = missing_tools(path=str(tmp_path))  # an empty PATH: no rsync, no node
+    assert any(m.startswith("rsync") and "apt-get install rsync" in m for m in missing), missing
+    assert any(m.startswith("Node.js") and "apt-get install nodejs" in m for m in missing), missing
+
+
+# --- Planned pipelines (gitlab-ci-local --list-json) ----------------------------------------------------------
+
+
+def test_push_pipeline_plan(project):
+    jobs = project.jobs(OFFLINE)
+    assert set(jobs) == JOB_NAMES
+    assert when(jobs) == {
+        "build-container": "never", "detect-notebooks": "on_success", "execute-notebook": "on_success",
+        "execute-scheduled": "never", "publish-metrics-comment": "never", "write-to-wiki": "always",
+        "release-image": "never", "auto-release": "never", "secret_detection": "never",
+    }
+    assert jobs["write-to-wiki"]["allow_failure"] is True
+    assert [n["job"] for n in jobs["execute-notebook"]["needs"]] == ["build-container", "detect-notebooks"]
+
+
+def test_docker_and_secret_detection_jobs_when_enabled(project):
+    jobs = project.jobs({})  # BUILD_CONTAINER's default, and GitLab's secret detection on
+    assert jobs["build-container"]["when"] == "on_success" and jobs["build-container"]["stage"] == "build"
+    assert jobs["secret_detection"]["when"] == "on_success" and jobs["secret_detection"]["stage"] == "test"
+    assert jobs["secret_detection"]["allow_failure"] is True
+
+
+def test_merge_request_pipeline_plan(project):
+    jobs = project.jobs({**OFFLINE, "CI_PIPELINE_SOURCE": "merge_request_event"})
+    assert jobs["execute-notebook"]["when"] == "on_success"
+    # The comment reports failed notebooks too, and a GitLab outage does not fail the pipeline.
+    assert jobs["publish-metrics-comment"]["when"] == "always"
+    assert jobs["publish-metrics-comment"]["allow_failure"] is True
+    assert jobs["publish-metrics-comment"]["stage"] == "notify"
+
+
+@pytest.mark.parametrize(("tag", "release"), [("v1.2.3", "production"), ("dev-1.2.3", "development"), ("v1.2.3-rc1", "none")])
+def test_only_production_tags_plan_a_release(project, tag, release):
+    project.git("tag", tag)
+    variables = {"CI_COMMIT_TAG": tag, "CI_COMMIT_REF_NAME": tag}
+    tag_pipeline = {"unset": ("CI_COMMIT_BRANCH",)}  # GitLab sets no branch in tag pipelines
+    deployed = "on_success" if release == "production" else "never"
+    image_tagged = "never" if release == "none" else "on_success"
+    jobs = project.jobs({**OFFLINE, **variables}, **tag_pipeline)
+    assert jobs["detect-notebooks"]["when"] == "on_success"
+    assert jobs["auto-release"]["when"] == deployed
+    assert jobs["execute-notebook"]["when"] == "never" and jobs["write-to-wiki"]["when"] == "never"
+    with_docker = project.jobs({**variables, "SECRET_DETECTION_DISABLED": "true"}, **tag_pipeline)
+    assert with_docker["release-image"]["when"] == image_tagged  # :vX.Y.Z + :production, or :staging-...
+    assert with_docker["build-container"]["when"] == "on_success"
+
+    # detect-notebooks, really run, agrees: auto-release checks its DSP_RELEASE before releasing.
+    result = project.gitlab_ci_local("detect-notebooks", variables={**OFFLINE, **variables}, **tag_pipeline, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = project.dotenv("detect-notebooks", "plan.env")
+    assert (plan["DSP_RELEASE"], plan["DSP_TAG"], plan["DSP_SKIP"]) == (release, tag, "true")
+
+
+# --- Pipelines that run -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(600)
+def test_push_changing_the_training_notebook_trains_it_and_keeps_it_masked(project, fake_gitlab):  # noqa: F811
+    # A notebook that prints the job's GitLab token (shaped like a real one): a mistake CI must not publish.
+    project.edit_notebook(TRAINING, {
+        "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+        "source": ["import os\n", "print('publishing with', os.environ['GITLAB_TOKEN'])"],
+    })
+    pushed = project.push("Print the publishing token")
+
+    result = project.gitlab_ci_local(variables={**OFFLINE, **pushed, **gitlab_variables(fake_gitlab)},
+                                     env=job_environment(GITLAB_TOKEN=fake_gitlab.token))
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert re.search(r"PASS\s+detect-notebooks", output) and re.search(r"PASS\s+execute-notebook", output), output[-3000:]
+    plan = project.dotenv("detect-notebooks", "plan.env")
+    assert (plan["DSP_NOTEBOOKS"], plan["DSP_SKIP"]) == (TRAINING, "false")
+
+    results = project.artifacts("execute-notebook") / "results"
+    summary = json.loads((results / "results.json").read_text())
+    assert summary["status"] == "success"
+    assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [(TRAINING, "success")]
+    training = summary["notebooks"][0]
+    metrics = json.loads((results / training["metrics_file"]).read_text())
+    assert metrics["roc_auc"] > 0.9 and metrics["n_trials"] == 4
+    executed = (results / training["executed_notebook"]).read_text()
+    assert "publishing with" in executed  # the cell ran and its output was kept...
+    assert fake_gitlab.token not in executed  # ...with the token masked before GitLab keeps the artifact
+    assert fake_gitlab.token not in (results / "results.json").read_text()
+
+    # write-to-wiki recorded the run, from the artifacts, without the token.
+    page = fake_gitlab.wiki[f"model-runs/{training['name']}"]
+    assert pushed["CI_COMMIT_SHA"][:7] in page["content"]
+    assert fake_gitlab.token not in json.dumps(fake_gitlab.wiki)
+
+
+@pytest.mark.timeout(300)
+def test_skip_run_commit_runs_no_notebook(project):
+    project.edit_notebook(TRAINING, {"cell_type": "markdown", "metadata": {}, "source": ["Work in progress."]})
+    pushed = project.push(f"Edit {TRAINING}, not ready to train\n\n[skip run]\n")
+
+    result = project.gitlab_ci_local(variables={**OFFLINE, **pushed})
+
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    plan = project.dotenv("detect-notebooks", "plan.env")
+    assert (plan["DSP_NOTEBOOKS"], plan["DSP_SKIP"]) == ("", "true")
+    assert "Nothing to run: [skip run] in the commit message." in project.log("execute-notebook")
+    assert not (project.artifacts("execute-notebook") / "results").exists()
+    assert "nothing to record" in project.log("write-to-wiki")
+
+
+@pytest.mark.timeout(300)
+def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):  # noqa: F811
+    # A small model and data to score, in the repository: a schedule scores with what is deployed.
+    data = load_breast_cancer(as_frame=True).frame
+    model = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(data.drop(columns=["target"]), data["target"])
+    (project.root / "models").mkdir()
+    model.save_model(project.root / "models/model.json")
+    (project.root / "data").mkdir()
+    data.head(60).rename_axis("row_id").reset_index().to_csv(project.root / "data/to_score.csv", index=False)
+    project.edit_yaml(INFERENCE_CONFIG, lambda config: (config["model"].update(path="models/model.json"),
+                                                         config["input"].update(path="data/to_score.csv")))
+    project.push("Score the committed data")
+
+    # A schedule's commit message belongs to an old push: its [skip run] does not apply.
+    schedule = {**OFFLINE, "CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_MESSAGE": "old push [skip run]"}
+    jobs = project.jobs(schedule)
+    assert (jobs["execute-scheduled"]["when"], jobs["execute-notebook"]["when"]) == ("on_success", "never")
+
+    result = project.gitlab_ci_local(variables={**schedule, **gitlab_variables(fake_gitlab)},
+                                     env=job_environment(GITLAB_TOKEN=fake_gitlab.token))
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert re.search(r"PASS\s+execute-scheduled", output), output[-3000:]
+    assert project.dotenv("detect-notebooks", "plan.env")["DSP_NOTEBOOKS"] == INFERENCE
+    results = project.artifacts("execute-scheduled") / "results"
+    summary = json.loads((results / "results.json").read_text())
+    assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [(INFERENCE, "success")]
+    scoring = summary["notebooks"][0]
+    scores = pd.read_csv(results / scoring["artifacts"]["scores"])
+    assert len(scores) == 60 and list(scores.columns) == ["id", "probability", "label"]
+    assert (results / scoring["executed_notebook"]).is_file()
+    assert f"model-runs/{scoring['name']}" in fake_gitlab.wiki  # write-to-wiki recorded the scheduled run
