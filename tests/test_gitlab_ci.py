@@ -28,7 +28,7 @@ from ds_pipelines import trigger
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 JOB_NAMES = {
     "build-container", "detect-notebooks", "execute-notebook", "execute-scheduled", "publish-metrics-comment",
-    "write-to-wiki", "release-image", "auto-release", "secret_detection",
+    "write-to-wiki", "notify-slack", "release-image", "auto-release", "secret_detection",
 }
 
 
@@ -110,9 +110,9 @@ def test_push_pipeline_plan(project):
     assert when(jobs) == {
         "build-container": "never", "detect-notebooks": "on_success", "execute-notebook": "on_success",
         "execute-scheduled": "never", "publish-metrics-comment": "never", "write-to-wiki": "always",
-        "release-image": "never", "auto-release": "never", "secret_detection": "never",
+        "notify-slack": "on_failure", "release-image": "never", "auto-release": "never", "secret_detection": "never",
     }
-    assert jobs["write-to-wiki"]["allow_failure"] is True
+    assert jobs["write-to-wiki"]["allow_failure"] is True and jobs["notify-slack"]["allow_failure"] is True
     assert [n["job"] for n in jobs["execute-notebook"]["needs"]] == ["build-container", "detect-notebooks"]
 
 
