@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from conftest import CLI
 from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, REGISTRY, TRAINING, TRAINING_CONFIG, GitRepo, make_project, notebook_json
 
@@ -196,3 +198,29 @@ def test_the_tag_sensor_skips_without_gitlab_settings(deployment: Path):
     with dg.build_sensor_context(resources={"gitlab": gitlab_resource(environ={})}) as context:
         result = gitlab_tags(context)
     assert "GitLab is not configured: set CI_SERVER_URL (or GITLAB_URL)" in result.skip_message
+
+
+def test_the_sensor_and_ci_detect_plan_the_same_for_each_push(deployment: Path, gitlab):
+    """Parity: for the same commits, GitLab CI's detect job and the Dagster sensor run the same notebooks."""
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    pushes = []
+    for message, change in [("retrain", TRAINING_CONFIG), ("[run notebooks/inference_example.ipynb] docs", "README.md"),
+                            ("both", INFERENCE), ("nothing [skip run]", TRAINING)]:
+        before = repo.head()
+        repo.touch(change)
+        if change == INFERENCE:
+            repo.touch(TRAINING)
+        pushes.append((before, repo.commit(message), message))
+
+    by_commit: dict[str, list[str]] = {}
+    for commit, notebook in runs(tick(fake, cursor)):
+        by_commit.setdefault(commit, []).append(notebook)
+    assert len(by_commit) == 3  # every push but the [skip run] one runs something
+    for before, after, message in pushes:
+        detected = subprocess.run(
+            [str(CLI), "detect", "--repo", str(repo.root), "--source", "push", "--before", before, "--after", after,
+             "--message", message, "--json"], capture_output=True, text=True, check=True,
+        )
+        planned = [entry["path"] for entry in json.loads(detected.stdout)["notebooks"]]
+        assert by_commit.get(after, []) == planned, message
