@@ -8,10 +8,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from conftest import Sandbox
+from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, make_project, notebook_json
 
 from ds_pipelines.checkout import checkout
 from ds_pipelines.defs.triggers.commit_runs import CommitNotebookConfig, commit_notebook_job
+from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.project import PROJECT_DIR_ENV
 
 
@@ -34,7 +36,7 @@ def test_the_run_executes_that_commits_notebook_and_records_it(sandbox: Sandbox,
 
     result = commit_notebook_job.execute_in_process(
         run_config=dg.RunConfig(ops={"run_commit_notebook": CommitNotebookConfig(notebook=TRAINING, checkout=str(folder))}),
-        instance=instance, tags=tags,
+        instance=instance, tags=tags, resources={"gitlab": GitLabResource()},
     )
 
     assert result.success
@@ -60,9 +62,30 @@ def test_a_failing_notebook_fails_the_run_with_its_error(sandbox: Sandbox, tmp_p
 
     result = commit_notebook_job.execute_in_process(
         run_config=dg.RunConfig(ops={"run_commit_notebook": CommitNotebookConfig(notebook=TRAINING, checkout=str(folder))}),
-        instance=dg.DagsterInstance.get(), raise_on_error=False,
+        instance=dg.DagsterInstance.get(), raise_on_error=False, resources={"gitlab": GitLabResource()},
     )
 
     assert not result.success
     failure = result.failure_data_for_node("run_commit_notebook")
     assert "broken at this commit" in failure.user_failure_data.description
+
+
+def test_a_merge_request_run_publishes_its_comment_and_wiki_page(sandbox: Sandbox, commit_checkout, monkeypatch):
+    sha, folder = commit_checkout
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+    tags = {"ds-pipelines/commit": sha, "ds-pipelines/branch": "feature", "ds-pipelines/merge-request": "3",
+            "ds-pipelines/trigger": "merge_request_event"}
+
+    with FakeGitLab() as fake:
+        result = commit_notebook_job.execute_in_process(
+            run_config=dg.RunConfig(ops={"run_commit_notebook": CommitNotebookConfig(notebook=TRAINING, checkout=str(folder))}),
+            instance=dg.DagsterInstance.get(), tags=tags,
+            resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)},
+        )
+        notes = fake.marked_notes(3, "<!-- ds-pipelines:metrics -->")
+        wiki = dict(fake.wiki)
+
+    assert result.success
+    assert len(notes) == 1 and "training" in notes[0]["body"] and fake.token not in notes[0]["body"]
+    assert "model-runs/training_example" in wiki and sha[:7] in wiki["model-runs/training_example"]["content"]

@@ -5,6 +5,7 @@ asset: it runs ``ds-pipelines run`` in the commit's checkout, against this same 
 store. That inner run materializes the notebook's asset, tagged with the commit, so the asset's history in
 the UI shows every commit's result. Runs of this job share the pool ``commit_runs`` (limit 1 in the
 project's instance), so the notebooks of a push run one after another, in the order the sensor asked.
+Afterwards, as GitLab CI's notify jobs do, the results go to the merge request and the wiki.
 """
 
 # No "from __future__ import annotations": Dagster reads the config and resource annotations at runtime.
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from ds_pipelines.defs.triggers.resources import GitLabResource
+from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.pools import COMMIT_RUNS_POOL
 from ds_pipelines.project import Project
 from ds_pipelines.provenance import RUN_TAGS_ENV, TAG_PREFIX
@@ -33,7 +36,7 @@ class CommitNotebookConfig(dg.Config):
 
 
 @dg.op(pool=COMMIT_RUNS_POOL, description="Run one notebook from a checkout of the commit that changed it.")
-def run_commit_notebook(context: dg.OpExecutionContext, config: CommitNotebookConfig) -> dg.Output[str]:
+def run_commit_notebook(context: dg.OpExecutionContext, config: CommitNotebookConfig, gitlab: GitLabResource) -> dg.Output[str]:
     checkout = Path(config.checkout)
     output_dir = checkout / RESULTS_DIR / context.run_id
     env = {
@@ -52,6 +55,8 @@ def run_commit_notebook(context: dg.OpExecutionContext, config: CommitNotebookCo
             context.log.info(line.rstrip())
     results_file = output_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else None
+    if results is not None:
+        publish_to_gitlab(context, gitlab, output_dir)
     if process.returncode != 0:
         entry = (results or {}).get("notebooks", [{}])[-1] if results else {}
         raise dg.Failure(
@@ -64,6 +69,37 @@ def run_commit_notebook(context: dg.OpExecutionContext, config: CommitNotebookCo
         metadata={"results": dg.MetadataValue.path(str(output_dir)),
                   **{name: float(value) for name, value in metrics.items() if isinstance(value, (int, float))}},
     )
+
+
+def publish_to_gitlab(context: dg.OpExecutionContext, gitlab: GitLabResource, results_dir: Path) -> None:
+    """As GitLab CI's notify jobs do, best effort: the merge-request comment (runs of a merge request) and the
+    notebook's wiki page, masked and escaped like there. A GitLab problem is a warning, never a failed run."""
+    from ds_pipelines.publishing.merge_request import publish_merge_request_comment
+    from ds_pipelines.publishing.wiki import publish_wiki_pages
+
+    if gitlab.missing():
+        context.log.info(f"not published to GitLab: set {', '.join(gitlab.missing())}")
+        return
+    tags = context.run.tags
+    # The publishing code reads GitLab CI's variables: give it this run's origin under those names.
+    env = {
+        **os.environ, "CI_SERVER_URL": gitlab.url, "CI_PROJECT_ID": gitlab.project_id, "GITLAB_TOKEN": gitlab.token,
+        "CI_COMMIT_SHA": tags.get(f"{TAG_PREFIX}commit", ""), "CI_COMMIT_BRANCH": tags.get(f"{TAG_PREFIX}branch", ""),
+        "CI_PIPELINE_SOURCE": tags.get(f"{TAG_PREFIX}trigger", "push"),
+    }
+    merge_request = tags.get(f"{TAG_PREFIX}merge-request")
+    tracking = tracking_uri(Project())
+    steps = [("wiki pages", lambda: publish_wiki_pages(results_dir, env=env, tracking_uri=tracking, job_url=None, warn=context.log.warning))]
+    if merge_request:
+        steps.insert(0, ("merge-request comment", lambda: publish_merge_request_comment(
+            results_dir, mr_iid=int(merge_request), default_branch=Project().triggers.branches[0], env=env,
+            tracking_uri=tracking, job_url=None, warn=context.log.warning)))
+    for what, publish in steps:
+        try:
+            publish()
+            context.log.info(f"published the {what}")
+        except DsPipelinesError as exc:
+            context.log.warning(f"{what} not published: {exc}")
 
 
 @dg.job(name=COMMIT_NOTEBOOK_JOB, description="Run a notebook at the commit the commit sensor found.")
