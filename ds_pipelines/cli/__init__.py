@@ -12,6 +12,10 @@ import click
 
 from ds_pipelines.cli.detect import detect
 from ds_pipelines.cli.image_tag import image_tag
+from ds_pipelines.cli.mask import mask_secrets
+from ds_pipelines.cli.notify import notify
+from ds_pipelines.cli.publish import publish
+from ds_pipelines.cli.release import release
 from ds_pipelines.cli.run import run
 from ds_pipelines.cli.ui import mlflow_ui, ui
 from ds_pipelines.errors import DsPipelinesError
@@ -28,6 +32,10 @@ cli.add_command(detect)
 cli.add_command(ui)
 cli.add_command(mlflow_ui)
 cli.add_command(image_tag)
+cli.add_command(notify)
+cli.add_command(publish)
+cli.add_command(release)
+cli.add_command(mask_secrets)
 
 
 def main() -> None:

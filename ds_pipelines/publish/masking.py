@@ -215,7 +215,11 @@ def mask_results_folder(directory: Path, env: Mapping[str, str] | None = None) -
 
 
 def _mask_json_file(file: Path, env_values: Iterable[str]) -> int:
-    masked, count = mask_json(json.loads(file.read_text(encoding="utf-8")), env_values)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MaskingError(f"{file} cannot be read as JSON, so it cannot be masked: {exc}") from None
+    masked, count = mask_json(data, env_values)
     if count:
         write_atomically(file, lambda tmp: tmp.write_text(json.dumps(masked, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
     return count

@@ -1,0 +1,70 @@
+"""``ds-pipelines release TAG``: promote the model in the MLflow registry and write the GitLab release."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ds_pipelines.cli.publish import Console, job_url_option, tracking_uri
+
+
+@click.command()
+@click.argument("tag")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Results folder of the release's run: its training run's model version is promoted and its "
+              "metrics go into the notes. Default: the latest version of the registered model, metrics from "
+              "its MLflow run.")
+@click.option("--model", metavar="NAME",
+              help="Registered model to promote. Default: mlflow.registered_model_name of the training "
+              "notebook's config (configs/training_config.yaml).")
+@job_url_option
+@click.option("--strict", is_flag=True,
+              help="Fail when the GitLab release cannot be written: exit 2 when GitLab is not configured "
+              "(checked before anything is promoted), 1 when it refuses.")
+def release(tag: str, results_dir: Path | None, model: str | None, job_url: str | None, strict: bool) -> None:
+    """Release TAG: promote the model version in MLflow, then create or update the GitLab release.
+
+    \b
+    Production tags (v1.2.3; triggers.production_tag): MLflow alias
+    `production` on the model version, then the GitLab release of the tag
+    with notes (metrics, model version, links). Rerunning updates both.
+    Development tags (dev-1.2.3; triggers.development_tag): alias
+    `staging` only; nothing is deployed and no release is made.
+    Other tags (v1.2.3-rc1 too): exit 2, nothing done.
+
+    \b
+    The model version: the one the training run in --results registered,
+    else the latest version of --model or of the configured model. On an
+    MLflow server without aliases (GitLab's MLflow API) the version gets
+    the tag ds-pipelines.alias=<alias> instead.
+
+    \b
+    Exit status: 0 released (a GitLab release that cannot be written is a
+    warning unless --strict); 1 the model could not be promoted, or GitLab
+    refused under --strict; 2 bad input (tag, results folder, model) or
+    GitLab not configured under --strict.
+    """
+    from ds_pipelines.project import Project
+    from ds_pipelines.publishing import release as release_tag
+    from ds_pipelines.trigger import DEVELOPMENT
+
+    console = Console()
+    # Errors raised here stop the release (bad input, registry failures, GitLab unset under --strict); a
+    # GitLab release that cannot be written comes back in the outcome, reported after the promotion.
+    with console.policy("GitLab release not published", strict=strict):
+        outcome = release_tag(
+            tag, project=Project(), results_dir=results_dir, model=model, env=os.environ,
+            tracking_uri=tracking_uri(), job_url=job_url, strict=strict, warn=console.warn,
+        )
+    for promotion in outcome.promotions:
+        how = (f"alias {promotion.alias!r} set ({promotion.model_uri})" if promotion.method == "alias" else
+               f"tagged ds-pipelines.alias={promotion.alias} (this MLflow server has no aliases)")
+        console.echo(f"Model {promotion.name} version {promotion.version}: {how}.")
+    if outcome.kind == DEVELOPMENT:
+        console.echo(f"Development tag {tag}: the model is staged; nothing is deployed and no GitLab release is made.")
+    elif outcome.gitlab_release:
+        console.echo(f"GitLab release {tag} {outcome.gitlab_release}.")
+    elif outcome.gitlab_error is not None:
+        console.give_up(f"GitLab release {tag} not published", outcome.gitlab_error, strict=strict)

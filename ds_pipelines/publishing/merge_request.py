@@ -1,0 +1,159 @@
+"""The merge-request comment: one note per merge request, found again by its marker and updated in place.
+
+Order of work: results folder (bad input stops everything), merge request and GitLab settings (nowhere
+to publish: best effort), the previous comment (its results become the history; a refused token fails
+here, before any slow work), then MLflow (baselines, links; a lookup that fails is a warning and the
+comment goes out without it), plot uploads, and last the one write that matters,
+``upsert_merge_request_note``, which survives retried and duplicated requests.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.gitlab import (
+    GitLabAuthError,
+    GitLabClient,
+    GitLabError,
+    GitLabSettings,
+)
+from ds_pipelines.publish import (
+    MR_MARKER,
+    Baseline,
+    Masker,
+    RunResults,
+    find_baseline,
+    load_results,
+    render_mr_comment,
+)
+from ds_pipelines.publishing.links import Warn, run_links
+from ds_pipelines.publishing.outcome import NotConfiguredError
+
+MR_IID_ENV = "CI_MERGE_REQUEST_IID"
+TEXT_PLOT_SUFFIXES = (".svg",)
+"""Plots that are text, masked like any notebook output before they are uploaded (PNGs are pixels)."""
+_PER_PAGE = 100
+
+
+@dataclass(frozen=True)
+class CommentOutcome:
+    mr_iid: int
+    note_id: int
+    action: str
+    """``created`` or ``updated``."""
+    plots: int
+    """Plots uploaded and shown in the comment."""
+
+
+def merge_request_iid(explicit: int | None, env: Mapping[str, str]) -> int:
+    """``explicit`` (``--mr``), else ``CI_MERGE_REQUEST_IID``; NotConfiguredError when neither is set."""
+    if explicit is not None:
+        return explicit
+    raw = (env.get(MR_IID_ENV) or "").strip()
+    if not raw:
+        raise NotConfiguredError(
+            f"no merge request to comment on: {MR_IID_ENV} is not set (not a merge-request pipeline); pass --mr IID"
+        )
+    if not raw.isdigit() or int(raw) < 1:
+        raise DsPipelinesError(f"{MR_IID_ENV}={raw!r} is not a merge-request number (expected a positive integer)")
+    return int(raw)
+
+
+def publish_merge_request_comment(
+    results_dir: Path,
+    *,
+    mr_iid: int | None,
+    default_branch: str,
+    env: Mapping[str, str],
+    tracking_uri: str | None,
+    job_url: str | None,
+    warn: Warn,
+) -> CommentOutcome:
+    """Create or update the results comment of a merge request from the results folder ``results_dir``."""
+    results = load_results(results_dir)
+    iid = merge_request_iid(mr_iid, env)
+    client = GitLabClient(GitLabSettings.from_env(env))
+    masker = Masker.from_env(env)
+    previous = marked_note_body(client, iid, MR_MARKER)  # first: a refused token stops here, before MLflow
+    links = run_links(results, env, tracking_uri=tracking_uri, job_url=job_url, warn=warn)
+    baselines = find_baselines_or_warn(results, default_branch, tracking_uri, warn)
+    plots = upload_plots(client, results, masker, warn)
+    body = render_mr_comment(
+        results, default_branch=default_branch, baselines=baselines, links=links, plots=plots,
+        previous_body=previous, masker=masker,
+    )
+    note_id = client.upsert_merge_request_note(mr_iid=iid, marker=MR_MARKER, body=body)
+    return CommentOutcome(
+        mr_iid=iid, note_id=note_id, action="created" if previous is None else "updated",
+        plots=sum(len(shown) for shown in plots.values()),
+    )
+
+
+def find_baselines_or_warn(
+    results: RunResults, default_branch: str, tracking_uri: str | None, warn: Warn,
+) -> dict[str, Baseline | None]:
+    """Each successful notebook's baseline; one that cannot be looked up is a warning (the comment then
+    shows no baseline for it)."""
+    from mlflow.exceptions import MlflowException
+
+    baselines: dict[str, Baseline | None] = {}
+    for nb in results.notebooks:
+        if nb.status != "success" or not nb.mlflow_run_id:
+            continue
+        try:
+            baselines[nb.name] = find_baseline(nb.mlflow_run_id, default_branch, tracking_uri=tracking_uri)
+        except (DsPipelinesError, MlflowException, OSError) as exc:
+            reason = str(getattr(exc, "message", None) or exc).strip().splitlines()[0]
+            warn(f"no baseline for {nb.name}: {reason}")
+    return baselines
+
+
+def marked_note_body(client: GitLabClient, mr_iid: int, marker: str) -> str | None:
+    """The body of the note ``upsert_merge_request_note`` would update (the oldest carrying ``marker``)."""
+    notes = client.project.mergerequests.get(mr_iid, lazy=True).notes
+    listed = client.call(f"listing notes of merge request !{mr_iid}", notes.list,
+                         get_all=True, per_page=_PER_PAGE, sort="asc", order_by="created_at")
+    marked = [
+        note.attributes for note in listed
+        if not note.attributes.get("system") and marker in (note.attributes.get("body") or "")
+    ]
+    marked.sort(key=lambda note: (note.get("created_at") or "", note["id"]))
+    return marked[0]["body"] if marked else None
+
+
+def upload_plots(client: GitLabClient, results: RunResults, masker: Masker, warn: Warn) -> dict[str, dict[str, str]]:
+    """Upload every notebook's plots: notebook name to {plot name: the markdown GitLab answered}.
+
+    Only plot artifacts are uploaded, never an executed notebook. A plot GitLab refuses is a warning and
+    is left out; a refused token is not (nothing else would get through either).
+    """
+    shown: dict[str, dict[str, str]] = {}
+    for nb in results.notebooks:
+        for plot, path in nb.plots.items():
+            try:
+                shown.setdefault(nb.name, {})[plot] = _upload_plot(client, path, masker)
+            except GitLabAuthError:
+                raise
+            except GitLabError as exc:
+                warn(f"plot {plot!r} of {nb.name} not uploaded: {exc}")
+    return shown
+
+
+def _upload_plot(client: GitLabClient, path: Path, masker: Masker) -> str:
+    # GitLab keeps the file name: mask it like any notebook text, and keep it a plain file name.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", masker.mask(path.name)) or f"plot{path.suffix}"
+    text_plot = path.suffix.lower() in TEXT_PLOT_SUFFIXES
+    if name == path.name and not text_plot:
+        return client.upload_file(path=path)
+    with tempfile.TemporaryDirectory(prefix="ds-pipelines-plot-") as scratch:
+        copy = Path(scratch) / name
+        if text_plot:
+            copy.write_text(masker.mask(path.read_text(encoding="utf-8", errors="replace")), encoding="utf-8")
+        else:
+            copy.write_bytes(path.read_bytes())
+        return client.upload_file(path=copy)
