@@ -2,7 +2,8 @@
 
 Schema checks with check-jsonschema (GitLab's schema, bundled), and real pipelines run by gitlab-ci-local
 (see tests/ci_helpers.py): a push that changes the training notebook trains it and keeps the executed
-notebook with secrets masked, ``[skip run]`` runs nothing, a schedule runs the scoring notebook, and only
+notebook with secrets masked, ``[skip run]`` runs nothing, a schedule runs the scoring notebook, a ``v1.2.3``
+tag runs auto-release (GitLab release, MLflow alias ``production``), and only
 production tags plan a release.
 """
 
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 import xgboost
@@ -241,3 +243,28 @@ def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):  # noqa: F811
     assert len(scores) == 60 and list(scores.columns) == ["id", "probability", "label"]
     assert (results / scoring["executed_notebook"]).is_file()
     assert f"model-runs/{scoring['name']}" in fake_gitlab.wiki  # write-to-wiki recorded the scheduled run
+
+
+@pytest.mark.timeout(300)
+def test_production_tag_runs_auto_release(project, fake_gitlab, tmp_path):  # noqa: F811
+    # The model a release promotes: the latest version of the configured registered model, in a real store.
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    model_name = yaml.safe_load((project.root / "configs/training_config.yaml").read_text())["mlflow"]["registered_model_name"]
+    client = mlflow.MlflowClient(tracking_uri)
+    run = client.create_run(client.create_experiment("training"))
+    client.log_metric(run.info.run_id, "roc_auc", 0.987)
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(model_name)
+    version = client.create_model_version(model_name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+    project.git("tag", "v1.2.3")
+    tag = {"CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_NAME": "v1.2.3", "MLFLOW_TRACKING_URI": tracking_uri}
+
+    result = project.gitlab_ci_local(variables={**OFFLINE, **tag, **gitlab_variables(fake_gitlab)},
+                                     env=job_environment(GITLAB_TOKEN=fake_gitlab.token), unset=("CI_COMMIT_BRANCH",))
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert re.search(r"PASS\s+auto-release", output), output[-3000:]
+    assert client.get_model_version_by_alias(model_name, "production").version == version
+    release = fake_gitlab.releases["v1.2.3"]
+    assert model_name in release["description"] and "0.987" in release["description"]
