@@ -114,7 +114,9 @@ def _run_in_order(
     for outcome in outcomes:
         spec = outcome.spec
         kernels.wait_for_exits()  # the previous notebook's kernel exited while Dagster recorded its step
-        kernels.start_early(project.root / spec.path)  # the first notebook's kernel already is on its way
+        # Only the first notebook gets an early kernel (started above): an early kernel for a later notebook
+        # sometimes never answered nbclient under load ("Kernel didn't respond in 120 seconds"), so later
+        # notebooks start theirs the usual way.
         cells = nbformat.read(project.root / spec.path, as_version=4).cells
         progress = CellProgress(lambda line: on_line(f"  {line}"), cells)
         on_line(f"▶ {spec.path} ({progress.total} code cells)")

@@ -6,10 +6,12 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
-from gitrepo import INFERENCE, PROJECT, REGISTRY
+from gitrepo import INFERENCE, PROJECT, REGISTRY, notebook_json
 
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
+from ds_pipelines.errors import ConfigError
 from ds_pipelines.project import Project
 
 
@@ -45,3 +47,15 @@ def test_the_deployment_schedules_only_the_scoring_asset():
     definitions = defs()
     job = definitions.resolve_job_def(definitions.resolve_schedule_def("scoring").job_name)
     assert job.asset_layer.executable_asset_keys == {dg.AssetKey("inference_example")}
+
+
+def test_a_project_without_a_scoring_notebook_has_no_schedule(tmp_path: Path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "probe.ipynb").write_text(notebook_json())
+    assert scoring_schedule(Project(tmp_path)) is None
+
+
+def test_a_configured_scoring_notebook_that_does_not_exist_is_named(tmp_path: Path):
+    project = project_with_triggers(tmp_path, schedule={"notebook": "notebooks/scoring.ipynb"})
+    with pytest.raises(ConfigError, match=r"configs/notebooks.yaml: triggers.schedule.notebook: notebook 'notebooks/scoring.ipynb' does not exist"):
+        scoring_schedule(project)

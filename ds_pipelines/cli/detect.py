@@ -84,7 +84,8 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
         project = Project(root=repo.resolve())
         settings = project.triggers
         result = trigger.plan(
-            project, changes, message, source, tag, scoring_notebook or settings.schedule.notebook,
+            project, changes, message, source, tag,
+            scoring_notebook or settings.schedule.notebook or trigger.SCORING_NOTEBOOK,
             production_tag=production_tag or settings.production_tag,
             development_tag=development_tag or settings.development_tag,
         )

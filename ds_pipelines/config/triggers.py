@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 
 from ds_pipelines.config.base import StrictModel
-from ds_pipelines.trigger import DEVELOPMENT_TAG, PRODUCTION_TAG, SCORING_NOTEBOOK
+from ds_pipelines.trigger import DEVELOPMENT_TAG, PRODUCTION_TAG
 
 # Five fields of digits, names (MON, JAN), "*", ranges, steps and lists; or a macro such as "@daily".
 _CRON_FIELD = r"[0-9A-Za-z*?/,\-]+"
@@ -24,7 +24,9 @@ class ScheduleSettings(StrictModel):
     cron: str = "0 6 * * *"
     """When the scoring notebook runs (cron, five fields), like the seed's scheduled pipeline."""
     timezone: str = "UTC"
-    notebook: str = SCORING_NOTEBOOK
+    notebook: str | None = None
+    """The scoring notebook; unset means ``notebooks/inference_example.ipynb`` when the project has it (no
+    schedule otherwise)."""
 
     @field_validator("cron")
     @classmethod

@@ -13,9 +13,10 @@ from ds_pipelines.project import Project
 
 
 def trigger_definitions(project: Project) -> dg.Definitions:
+    schedule = scoring_schedule(project)
     return dg.Definitions(
         jobs=[commit_notebook_job, release_job],
         sensors=[gitlab_commits, gitlab_tags],
-        schedules=[scoring_schedule(project)],
+        schedules=[schedule] if schedule else [],
         resources={"gitlab": gitlab_resource()},
     )

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ds_pipelines.project import Project
+from ds_pipelines.errors import ConfigError, NotebookNotFoundError
+from ds_pipelines.project import REGISTRY_FILE, Project
 from ds_pipelines.provenance import TAG_PREFIX
-from ds_pipelines.trigger import SCHEDULED
+from ds_pipelines.trigger import SCHEDULED, SCORING_NOTEBOOK
 
 SCORING_SCHEDULE = "scoring"
 
 
-def scoring_schedule(project: Project) -> dg.ScheduleDefinition:
-    """Runs ``triggers.schedule.notebook`` (the scoring notebook) at ``triggers.schedule.cron``."""
+def scoring_schedule(project: Project) -> dg.ScheduleDefinition | None:
+    """Runs ``triggers.schedule.notebook`` (the scoring notebook) at ``triggers.schedule.cron``; None for a
+    project without the default scoring notebook that names no other."""
     settings = project.triggers.schedule
-    notebook = project.find(settings.notebook)
+    if settings.notebook is None and SCORING_NOTEBOOK not in {spec.path for spec in project.notebooks()}:
+        return None
+    try:
+        notebook = project.find(settings.notebook or SCORING_NOTEBOOK)
+    except NotebookNotFoundError as exc:
+        raise ConfigError(REGISTRY_FILE, "triggers.schedule.notebook", str(exc)) from None
     return dg.ScheduleDefinition(
         name=SCORING_SCHEDULE,
         cron_schedule=settings.cron,
