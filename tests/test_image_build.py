@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -190,8 +191,10 @@ def test_code_change_reuses_dependency_layer(image):
         shutil.copy2(REPO / path, context / path)
     for folder in ("ds_pipelines", "notebooks", "configs"):
         shutil.copytree(REPO / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    # Unique per run: the daemon's build cache outlives the test, and an edit built before would be cached.
+    edit = f"# edited by test_code_change_reuses_dependency_layer {uuid.uuid4().hex}"
     with (context / "configs/inference_config.yaml").open("a") as config:
-        config.write("\n# edited by test_code_change_reuses_dependency_layer\n")
+        config.write(f"\n{edit}\n")
     assert image_tag(context) == image_tag(REPO)
     tag = f"{image['tag']}-edited"
     image["extra_tags"].append(tag)
@@ -199,7 +202,7 @@ def test_code_change_reuses_dependency_layer(image):
     assert step_was_cached(log, "uv sync --no-dev --no-install-project")
     assert not step_was_cached(log, "compileall")
     shown = run(image["docker"], "run", "--rm", tag, "tail", "-1", "configs/inference_config.yaml", timeout=120)
-    assert shown.stdout.strip() == "# edited by test_code_change_reuses_dependency_layer"
+    assert shown.stdout.strip() == edit
 
 
 def test_ci_job_runs_the_checkout_in_the_image(image, tmp_path):
