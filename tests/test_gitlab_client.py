@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import urllib.request
 
@@ -100,9 +101,10 @@ def test_bad_url_names_variable_and_value():
 
 
 def test_token_is_masked_in_repr_and_str():
-    settings = GitLabSettings(url="https://gitlab.example.com", project_id="7", token="glpat-0123456789abcdefghij")
+    token = "glpat-" + secrets.token_hex(10)  # made at run time: no token-shaped string in the source
+    settings = GitLabSettings(url="https://gitlab.example.com", project_id="7", token=token)
     for shown in (repr(settings), str(settings), repr(GitLabClient(settings))):
-        assert "glpat-0123456789abcdefghij" not in shown
+        assert token not in shown
         assert "token='***'" in shown
         assert "https://gitlab.example.com" in shown
 

@@ -14,18 +14,17 @@ import shutil
 import subprocess
 import sys
 from html import escape, unescape
-from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
 import pytest
-from markdown_it import MarkdownIt
 from mlflow.tracking import MlflowClient
+from published import MARKDOWN, Rendered
 
 from ds_pipelines.publish import datablock
 from ds_pipelines.publish.baseline import (
     BRANCH_TAG, COMMIT_TAG, NOTEBOOK_TAG, BaselineError, find_baseline, find_baselines,
-    mlflow_run_context_env, run_tags, run_tags_from_ci,
+    mlflow_run_context_env, run_tags,
 )
 from ds_pipelines.publish.comment import MR_MARKER, previous_history, render_mr_comment
 from ds_pipelines.publish.context import Links, RunContext, job_artifact_url, mlflow_run_url
@@ -38,49 +37,13 @@ from ds_pipelines.publish.wiki import INDEX_SLUG, WikiError, render_wiki_pages, 
 
 NO_SECRETS = Masker()  # renders in these tests do not depend on the environment of whoever runs them
 SHA = "0123456789abcdef0123456789abcdef01234567"
-MARKDOWN = MarkdownIt("commonmark").enable("table")
 
 
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-class _Tables(HTMLParser):
-    """Tables of rendered HTML as lists of rows of cell texts, plus every tag and link target seen."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables, self.tags, self.hrefs, self._cell = [], [], [], None
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        attrs = dict(attrs)
-        if tag in ("a", "img"):
-            self.hrefs.append(attrs.get("href") or attrs.get("src") or "")
-        if tag == "table":
-            self.tables.append([])
-        elif tag == "tr":
-            self.tables[-1].append([])
-        elif tag in ("td", "th"):
-            self._cell = ""
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th"):
-            self.tables[-1][-1].append(self._cell.strip())
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell += data
-
-
-def rendered(markdown: str) -> _Tables:
-    parser = _Tables()
-    parser.feed(MARKDOWN.render(markdown))
-    return parser
-
-
 def table_with(markdown: str, header: str) -> list[list[str]]:
-    tables = [t for t in rendered(markdown).tables if t and t[0] and t[0][0] == header]
+    tables = [t for t in Rendered(markdown).tables if t and t[0] and t[0][0] == header]
     assert tables, f"no table starting with {header!r}"
     return tables[0]
 
@@ -287,13 +250,13 @@ def load_like(notebooks: list[dict]):
     return [SimpleNamespace(status="success", **nb) for nb in notebooks]
 
 
-def test_run_tags_from_gitlab_ci_variables():
+def test_run_tags_and_links_from_gitlab_ci():
     common = {"CI_COMMIT_SHA": SHA, "CI_PIPELINE_URL": "https://gl/p/1", "CI_JOB_URL": "https://gl/j/2"}
-    mr = run_tags_from_ci({**common, "CI_MERGE_REQUEST_IID": "12", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature", "CI_COMMIT_REF_NAME": "feature"})
+    mr = run_tags(SHA, "feature", 12, "https://gl/p/1", "https://gl/j/2")
     assert mr == {"ds-pipelines.commit": SHA, "ds-pipelines.branch": "feature", "ds-pipelines.merge_request": "12",
                   "ds-pipelines.pipeline_url": "https://gl/p/1", "ds-pipelines.job_url": "https://gl/j/2"}
-    assert run_tags_from_ci({**common, "CI_COMMIT_BRANCH": "main"}, notebook="notebooks/a.ipynb")[NOTEBOOK_TAG] == "notebooks/a.ipynb"
-    assert BRANCH_TAG not in run_tags_from_ci({**common, "CI_COMMIT_TAG": "v1.0.0", "CI_COMMIT_REF_NAME": "v1.0.0"})
+    assert run_tags(SHA, "main", None, None, None, notebook="notebooks/a.ipynb")[NOTEBOOK_TAG] == "notebooks/a.ipynb"
+    assert BRANCH_TAG not in run_tags(SHA, None, None, None, None)
     links = Links.from_ci_env({**common, "CI_PROJECT_URL": "https://gl/g/p", "CI_MERGE_REQUEST_IID": "12"}, mlflow_runs={"a": "https://ml/1"})
     assert (links.pipeline, links.job, links.commit, links.merge_request, dict(links.mlflow_runs)) == (
         "https://gl/p/1", "https://gl/j/2", f"https://gl/g/p/-/commit/{SHA}", "https://gl/g/p/-/merge_requests/12", {"a": "https://ml/1"})
@@ -343,8 +306,8 @@ def test_comment_shows_given_links_and_plots_and_omits_absent_ones(tmp_path):
                   executed_notebooks={"training": job_artifact_url("https://gitlab.example.com/g/p/-/jobs/7", "results/training/training.ipynb")})
     body = render_mr_comment(results, default_branch="main", links=links, masker=NO_SECRETS,
                              plots={"training": {"roc_curve": "![roc_curve](/uploads/0a1b/roc.png)", "evil": '<img src=x onerror="alert(1)">'}})
-    html = rendered(body)
-    assert html.hrefs == [
+    html = Rendered(body)
+    assert html.targets == [
         links.commit, links.pipeline, links.mlflow_runs["training"],
         "https://gitlab.example.com/g/p/-/jobs/7/artifacts/file/results/training/training.ipynb", "/uploads/0a1b/roc.png",
     ]
@@ -422,9 +385,9 @@ def test_notebook_text_cannot_inject_markup_mentions_or_markers(tmp_path, hostil
         "release": render_release_notes("v1.0.0", results, masker=NO_SECRETS).description,
     }
     for where, page in pages.items():
-        html = rendered(page)
+        html = Rendered(page)
         assert not {"script", "img"} & set(html.tags), where
-        assert not any(href.startswith("javascript") or "evil" in href for href in html.hrefs), where
+        assert not any(href.startswith("javascript") or "evil" in href for href in html.targets), where
         for table in html.tables:
             assert len({len(row) for row in table}) == 1, (where, table)  # no cell split off, no row added
         # GitLab resolves references (and pings people) in text, not in code.
@@ -488,7 +451,7 @@ def test_wiki_row_says_trigger_runner_image_duration_metrics_and_links(tmp_path)
     assert table[0] == ["date", "commit", "trigger", "runner", "image", "duration", "status", "roc_auc", "log_loss", "links"]
     assert table[1] == ["2024-05-01 10:00 UTC", SHA[:8], "MR !\u200b12", "GPU", "2024.05", "1 min 35 s", "✅ success",
                         "0.9123", "0.2", "pipeline · job · MLflow"]
-    assert rendered(pages[0].content).hrefs == [links.commit, links.merge_request, links.pipeline, links.job, links.mlflow_runs["training"]]
+    assert Rendered(pages[0].content).targets == [links.commit, links.merge_request, links.pipeline, links.job, links.mlflow_runs["training"]]
     scheduled = RunContext.from_ci_env({"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_BRANCH": "main", "DSP_RUNNER": "cpu"})
     assert (scheduled.trigger, scheduled.runner, scheduled.image_tag) == ("schedule", "CPU", None)
 
@@ -512,7 +475,7 @@ def test_wiki_index_lists_every_notebook_page_seen_so_far(tmp_path):
     rows = table_with(index.content, "notebook")[1:]
     assert rows == [["training", "2024-05-02 10:00 UTC", "❌ failed", "ffffffff"],
                     ["scoring", "2024-05-01 10:00 UTC", "✅ success", SHA[:8]]]
-    assert rendered(index.content).hrefs == ["/model-runs/training", "/model-runs/scoring"]
+    assert Rendered(index.content).targets == ["/model-runs/training", "/model-runs/scoring"]
 
 
 # --- release notes and Slack ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ looks up baselines in MLflow (``find_baselines``), masks executed notebooks befo
 (``mask_notebook``), renders here, and sends the text with the GitLab client.
 """
 
-from ds_pipelines.publish.baseline import Baseline, find_baseline, find_baselines, mlflow_run_context_env, run_tags, run_tags_from_ci
+from ds_pipelines.publish.baseline import Baseline, find_baseline, find_baselines, mlflow_run_context_env, run_tags
 from ds_pipelines.publish.comment import MR_MARKER, render_mr_comment
 from ds_pipelines.publish.context import Links, RunContext, job_artifact_url, mlflow_run_url
 from ds_pipelines.publish.masking import Masker, mask_notebook, mask_text
@@ -21,5 +21,5 @@ __all__ = [
     "RunContext", "RunResults", "WikiPage", "find_baseline", "find_baselines", "find_model_versions",
     "job_artifact_url", "load_results", "mask_notebook", "mask_text", "mlflow_run_context_env", "mlflow_run_url",
     "render_mr_comment", "render_release_notes", "render_slack_failure", "render_wiki_pages", "run_tags",
-    "run_tags_from_ci", "wiki_slug",
+    "wiki_slug",
 ]

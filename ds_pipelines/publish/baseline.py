@@ -80,19 +80,6 @@ def run_tags(
     return {tag: value for tag, value in values.items() if value not in (None, "")}
 
 
-def run_tags_from_ci(env: Mapping[str, str], *, notebook: str | None = None) -> dict[str, str]:
-    """``run_tags`` from GitLab CI's predefined variables (merge-request pipelines: the source branch)."""
-    branch = (
-        env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME")
-        or env.get("CI_COMMIT_BRANCH")
-        or (None if env.get("CI_COMMIT_TAG") else env.get("CI_COMMIT_REF_NAME"))
-    )
-    return run_tags(
-        env.get("CI_COMMIT_SHA"), branch, env.get("CI_MERGE_REQUEST_IID"),
-        env.get("CI_PIPELINE_URL"), env.get("CI_JOB_URL"), notebook=notebook,
-    )
-
-
 def mlflow_run_context_env(tags: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
     """``{"MLFLOW_RUN_CONTEXT": ...}`` to add to the notebook kernel's environment: ``tags`` merged over any
     run context already set there. ``mlflow.start_run`` adds these tags to every run it creates."""
