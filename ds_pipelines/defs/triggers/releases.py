@@ -33,8 +33,8 @@ class ReleaseConfig(dg.Config):
 def release_tag(context: dg.OpExecutionContext, config: ReleaseConfig, gitlab: GitLabResource) -> None:
     project = Project()
     env = {**os.environ, TRACKING_URI_ENV: tracking_uri(project), "DS_PIPELINES_PROJECT_DIR": str(project.root)}
-    # The release command reads GitLab's settings from the environment, as in CI.
-    env.update({"GITLAB_URL": gitlab.url or "", "GITLAB_PROJECT_ID": gitlab.project_id or "", "GITLAB_TOKEN": gitlab.token or ""})
+    # The release command reads GitLab's settings from the environment, as in CI (these names win there).
+    env.update({"CI_SERVER_URL": gitlab.url or "", "CI_PROJECT_ID": gitlab.project_id or "", "GITLAB_TOKEN": gitlab.token or ""})
     command = [sys.executable, "-m", "ds_pipelines", "release", config.tag, "--strict"]
     done = subprocess.run(command, env=env, cwd=project.root, capture_output=True, text=True)
     for line in (done.stdout + done.stderr).splitlines():

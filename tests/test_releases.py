@@ -1,0 +1,58 @@
+"""The release job the tag sensor starts: GitLab release and MLflow alias, as CI's auto-release does."""
+
+from __future__ import annotations
+
+import dagster as dg
+import mlflow
+import pytest
+import yaml
+from conftest import REPO, Sandbox
+from fake_gitlab import FakeGitLab
+
+from ds_pipelines.defs.triggers.releases import ReleaseConfig, release_job
+from ds_pipelines.defs.triggers.resources import GitLabResource
+
+
+def registered_model(tracking_uri: str) -> tuple[str, str]:
+    """The model configs/training_config.yaml registers, with one version from a finished run."""
+    name = yaml.safe_load((REPO / "configs/training_config.yaml").read_text())["mlflow"]["registered_model_name"]
+    client = mlflow.MlflowClient(tracking_uri)
+    run = client.create_run(client.create_experiment("training"))
+    client.log_metric(run.info.run_id, "roc_auc", 0.987)
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(name)
+    return name, client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+
+
+def test_the_release_job_releases_a_production_tag(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch):
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+    name, version = registered_model(sandbox.env["MLFLOW_TRACKING_URI"])
+
+    with FakeGitLab() as fake:
+        result = release_job.execute_in_process(
+            run_config=dg.RunConfig(ops={"release_tag": ReleaseConfig(tag="v1.2.3")}),
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)},
+        )
+        release = fake.releases.get("v1.2.3")
+
+    assert result.success
+    assert release is not None and name in release["description"]
+    assert mlflow.MlflowClient(sandbox.env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(name, "production").version == version
+
+
+def test_the_release_job_fails_without_gitlab_settings(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch):
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+    name, _ = registered_model(sandbox.env["MLFLOW_TRACKING_URI"])
+
+    result = release_job.execute_in_process(
+        run_config=dg.RunConfig(ops={"release_tag": ReleaseConfig(tag="v1.2.3")}),
+        instance=dg.DagsterInstance.ephemeral(), resources={"gitlab": GitLabResource()}, raise_on_error=False,
+    )
+
+    assert not result.success
+    assert "release of v1.2.3 failed" in result.failure_data_for_node("release_tag").user_failure_data.description
+    with pytest.raises(mlflow.exceptions.MlflowException):  # nothing promoted when it cannot be released
+        mlflow.MlflowClient(sandbox.env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(name, "production")
