@@ -7,10 +7,7 @@ with ``dagster instance concurrency set gpu N`` (and ``commit_runs 1``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-from filelock import FileLock
 
 from ds_pipelines.project import Project
 
@@ -21,8 +18,6 @@ GPU_POOL = "gpu"
 """Pool of the ``device: gpu`` notebooks; CPU notebooks belong to no pool and are never held back."""
 COMMIT_RUNS_POOL = "commit_runs"
 """Pool of the commit sensor's runs: one at a time, so a push's notebooks run one after another."""
-LIMITS_LOCK_FILE = "ds-pipelines-pool-limits.lock"
-LIMITS_LOCK_TIMEOUT_S = 60
 
 
 def pool_limits(project: Project) -> dict[str, int]:
@@ -30,14 +25,12 @@ def pool_limits(project: Project) -> dict[str, int]:
 
 
 def apply_pool_limits(instance: dg.DagsterInstance, project: Project) -> None:
-    """Set each pool's limit on ``instance``, safely when several runs start at once.
+    """Set each pool's limit; a limit already in place is not rewritten.
 
-    Dagster's SQLite storage checks for a pool's row and then inserts it without a lock, so two processes
-    setting a new pool together fail with a UNIQUE error or allocate its slots twice. A lock file in the
-    instance directory serializes the writers on this machine, and a limit already in place is not rewritten.
+    Dagster's SQLite storage checks for a pool's row and then inserts it without a lock: where other
+    processes may do the same, call this under ``ds_pipelines.instance.open_instance``'s lock.
     """
     storage = instance.event_log_storage
-    with FileLock(Path(instance.root_directory) / LIMITS_LOCK_FILE, timeout=LIMITS_LOCK_TIMEOUT_S):
-        for pool, limit in pool_limits(project).items():
-            if storage.get_concurrency_info(pool).slot_count != limit:
-                storage.set_concurrency_slots(pool, limit)
+    for pool, limit in pool_limits(project).items():
+        if storage.get_concurrency_info(pool).slot_count != limit:
+            storage.set_concurrency_slots(pool, limit)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ds_pipelines.pools import apply_pool_limits
+from ds_pipelines.instance import open_instance
 from ds_pipelines.project import NotebookSpec, Project
 
 # Progress and errors are printed by ds-pipelines itself; the full Dagster log is in the instance.
@@ -106,8 +106,7 @@ def _run_in_order(
         from ds_pipelines.definitions import notebooks_job
         from ds_pipelines.handover import read_report
 
-        instance = dg.DagsterInstance.get()
-    apply_pool_limits(instance, project)
+        instance = open_instance(project)
     outcomes = [NotebookOutcome(spec) for spec in specs]
     papermill_log = logging.getLogger("papermill")
     papermill_log.setLevel(logging.INFO)

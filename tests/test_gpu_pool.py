@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import yaml
 from conftest import CLI, Sandbox
@@ -37,7 +36,6 @@ def pool_project(root: Path, gpu_concurrency: int) -> Path:
 
 
 def run_together(sandbox: Sandbox, project: Path, *notebooks: str) -> None:
-    dg.DagsterInstance.from_config(sandbox.env["DAGSTER_HOME"]).dispose()  # create the storage once, not racing
     processes = [
         subprocess.Popen([str(CLI), "run", notebook, "--project-dir", str(project)], env=sandbox.env, cwd=project,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

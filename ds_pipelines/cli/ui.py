@@ -24,15 +24,12 @@ def _exec(program: str, *args: str) -> None:
 @click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
 def ui(port: int) -> None:
     """Open the Dagster UI (``dagster dev``) on the project's local instance at http://127.0.0.1:PORT."""
-    import dagster as dg
-
+    from ds_pipelines.instance import open_instance
     from ds_pipelines.local import use_local_defaults
-    from ds_pipelines.pools import apply_pool_limits
 
     project = Project()
     use_local_defaults(project)
-    with dg.DagsterInstance.get() as instance:  # the pools the sensors' and schedule's runs will share
-        apply_pool_limits(instance, project)
+    open_instance(project).dispose()  # sets the pool limits that the sensors' and schedule's runs share
     os.chdir(project.root)
     _exec("dagster", "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(port))
 

@@ -1,0 +1,65 @@
+"""Runs that start at the same moment on one fresh Dagster instance.
+
+Every ``ds-pipelines run`` opens the instance and writes the pool limits before its notebooks run, so runs
+started together race to create the same tables and rows: each must succeed, and each pool must end with
+exactly its configured number of slots.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.instance import open_instance
+from ds_pipelines.pools import COMMIT_RUNS_POOL, GPU_POOL
+from ds_pipelines.project import Project
+
+PROCESSES = 6
+
+
+def open_together(dagster_home: str, project_dir: str, start: multiprocessing.synchronize.Barrier) -> None:
+    os.environ["DAGSTER_HOME"] = dagster_home
+    start.wait()
+    with open_instance(Project(Path(project_dir))) as instance:
+        instance.get_runs(limit=1)
+
+
+@pytest.mark.parametrize("gpu_concurrency", [1, 3])
+def test_runs_that_start_together_on_a_fresh_instance_all_get_it(tmp_path: Path, gpu_concurrency: int):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "configs" / "notebooks.yaml").write_text(yaml.safe_dump({"triggers": {"gpu_concurrency": gpu_concurrency}}))
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(PROCESSES)
+    processes = [context.Process(target=open_together, args=(str(dagster_home), str(tmp_path), start)) for _ in range(PROCESSES)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0] * PROCESSES
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        storage = instance.event_log_storage
+        assert storage.get_concurrency_info(GPU_POOL).slot_count == gpu_concurrency
+        assert storage.get_concurrency_info(COMMIT_RUNS_POOL).slot_count == 1
+
+
+def test_without_dagster_home_the_error_names_it(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with pytest.raises(DsPipelinesError, match="DAGSTER_HOME is not set"):
+        open_instance(Project(tmp_path))
+
+
+def test_a_dagster_home_that_is_not_a_folder_is_named(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "missing"))
+    with pytest.raises(DsPipelinesError, match=r"DAGSTER_HOME=.*missing is not a folder"):
+        open_instance(Project(tmp_path))
