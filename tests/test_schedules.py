@@ -1,15 +1,20 @@
-"""The scoring schedule: cron, time zone and notebook come from configs/notebooks.yaml."""
+"""The scoring schedule: cron, time zone and notebook come from configs/notebooks.yaml; each tick runs the
+scoring notebook and logs the run on its wiki page."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
+from conftest import Sandbox
+from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, PROJECT, REGISTRY, notebook_json
 
+from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
 from ds_pipelines.errors import ConfigError
 from ds_pipelines.project import Project
@@ -41,12 +46,42 @@ def test_a_disabled_schedule_starts_stopped(tmp_path: Path):
     assert scoring_schedule(project).default_status == dg.DefaultScheduleStatus.STOPPED
 
 
-def test_the_deployment_schedules_only_the_scoring_asset():
+def test_the_deployment_schedule_runs_its_scoring_notebook_from_its_project_folder():
     from ds_pipelines.definitions import defs
 
     definitions = defs()
-    job = definitions.resolve_job_def(definitions.resolve_schedule_def("scoring").job_name)
-    assert job.asset_layer.executable_asset_keys == {dg.AssetKey("inference_example")}
+    schedule = definitions.resolve_schedule_def("scoring")
+    with dg.build_schedule_context(scheduled_execution_time=None) as context:
+        request = schedule.evaluate_tick(context).run_requests[0]
+    assert definitions.resolve_job_def(schedule.job_name).name == "scheduled_notebook"
+    config = request.run_config["ops"]["run_scheduled_notebook"]["config"]
+    assert config == {"notebook": INFERENCE, "project_dir": str(PROJECT)}
+
+
+def test_a_tick_scores_and_logs_the_run_on_the_wiki(sandbox: Sandbox, tmp_path: Path, monkeypatch):
+    project = project_with_triggers(tmp_path / "deployment", schedule={"notebook": "notebooks/scoring.ipynb"})
+    (project.root / "notebooks" / "scoring.ipynb").write_text(notebook_json("print('scored on schedule')"))
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)  # the deployment's instance and MLflow store
+    schedule = scoring_schedule(project)
+    with dg.build_schedule_context(scheduled_execution_time=None) as context:
+        request = schedule.evaluate_tick(context).run_requests[0]
+    instance = dg.DagsterInstance.get()
+
+    with FakeGitLab() as fake:
+        result = schedule.job.execute_in_process(
+            run_config=request.run_config, tags=request.tags, instance=instance,
+            resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)},
+        )
+        wiki = dict(fake.wiki)
+
+    assert result.success
+    executed = json.loads((Path(result.output_for_node("run_scheduled_notebook")) / "scoring" / "scoring.ipynb").read_text())
+    assert "scored on schedule" in json.dumps([cell.get("outputs", []) for cell in executed["cells"]])
+    inner_run = instance.get_run_by_id(instance.fetch_materializations(dg.AssetKey("scoring"), limit=1).records[0].run_id)
+    assert inner_run.tags["ds-pipelines/trigger"] == "schedule"
+    page = wiki["model-runs/scoring"]["content"]
+    assert "| schedule |" in page and fake.token not in page
 
 
 def test_a_project_without_a_scoring_notebook_has_no_schedule(tmp_path: Path):

@@ -124,7 +124,7 @@ def test_merge_requests_run_their_changes_from_the_merge_base(deployment: Path, 
 
 
 def checkout_of(request: dg.RunRequest) -> Path:
-    return Path(request.run_config["ops"]["run_commit_notebook"]["config"]["checkout"])
+    return Path(request.run_config["ops"]["run_commit_notebook"]["config"]["project_dir"])
 
 
 def runs_of(request: dg.RunRequest) -> tuple[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ds_pipelines.defs.triggers.commit_runs import commit_notebook_job
+from ds_pipelines.defs.triggers.notebook_runs import commit_notebook_job, scheduled_notebook_job
 from ds_pipelines.defs.triggers.releases import gitlab_tags, release_job
 from ds_pipelines.defs.triggers.resources import gitlab_resource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
@@ -15,7 +15,7 @@ from ds_pipelines.project import Project
 def trigger_definitions(project: Project) -> dg.Definitions:
     schedule = scoring_schedule(project)
     return dg.Definitions(
-        jobs=[commit_notebook_job, release_job],
+        jobs=[commit_notebook_job, scheduled_notebook_job, release_job],
         sensors=[gitlab_commits, gitlab_tags],
         schedules=[schedule] if schedule else [],
         resources={"gitlab": gitlab_resource()},

@@ -1,9 +1,14 @@
-"""The scoring schedule: the seed's scheduled pipeline, run by Dagster (cron from configs/notebooks.yaml)."""
+"""The scoring schedule: the seed's scheduled pipeline, run by Dagster (cron from configs/notebooks.yaml).
+
+Like CI's ``execute-scheduled`` and ``write-to-wiki``, a tick runs the scoring notebook (its asset is
+materialized by the inner ``ds-pipelines run``) and logs the run on the notebook's wiki page.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
+from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, run_scheduled_notebook, scheduled_notebook_job
 from ds_pipelines.errors import ConfigError, NotebookNotFoundError
 from ds_pipelines.project import REGISTRY_FILE, Project
 from ds_pipelines.provenance import TAG_PREFIX
@@ -26,7 +31,10 @@ def scoring_schedule(project: Project) -> dg.ScheduleDefinition | None:
         name=SCORING_SCHEDULE,
         cron_schedule=settings.cron,
         execution_timezone=settings.timezone,
-        target=dg.AssetSelection.assets(notebook.name),
+        job=scheduled_notebook_job,
+        run_config=dg.RunConfig(
+            ops={run_scheduled_notebook.name: NotebookRunConfig(notebook=notebook.path, project_dir=str(project.root))},
+        ),
         tags={f"{TAG_PREFIX}trigger": "schedule", f"{TAG_PREFIX}reason": SCHEDULED, f"{TAG_PREFIX}notebook": notebook.path},
         default_status=dg.DefaultScheduleStatus.RUNNING if settings.enabled else dg.DefaultScheduleStatus.STOPPED,
         description=f"Scores with {notebook.path} ({settings.cron}, {settings.timezone}); "

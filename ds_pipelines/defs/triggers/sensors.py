@@ -10,7 +10,7 @@ import json
 import dagster as dg
 
 from ds_pipelines.checkout import checkout
-from ds_pipelines.defs.triggers.commit_runs import CommitNotebookConfig, commit_notebook_job
+from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, commit_notebook_job
 from ds_pipelines.defs.triggers.resources import GitLabResource, not_configured
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab.repository import repository_url
@@ -49,7 +49,7 @@ def gitlab_commits(context: dg.SensorEvaluationContext, gitlab: GitLabResource) 
     requests = [
         dg.RunRequest(
             run_key=run.run_key,
-            run_config=dg.RunConfig(ops={"run_commit_notebook": CommitNotebookConfig(notebook=run.notebook, checkout=str(run.checkout))}),
+            run_config=dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=run.notebook, project_dir=str(run.checkout))}),
             tags={**run.provenance.run_tags(), f"{TAG_PREFIX}notebook": run.notebook, f"{TAG_PREFIX}reason": run.reason},
         )
         for run in evaluation.runs

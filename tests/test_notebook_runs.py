@@ -12,7 +12,7 @@ from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, make_project, notebook_json
 
 from ds_pipelines.checkout import checkout
-from ds_pipelines.defs.triggers.commit_runs import CommitNotebookConfig, commit_notebook_job
+from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, commit_notebook_job
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.project import PROJECT_DIR_ENV
 
@@ -35,7 +35,7 @@ def test_the_run_executes_that_commits_notebook_and_records_it(sandbox: Sandbox,
     tags = {"ds-pipelines/commit": sha, "ds-pipelines/branch": "main", "ds-pipelines/notebook": TRAINING}
 
     result = commit_notebook_job.execute_in_process(
-        run_config=dg.RunConfig(ops={"run_commit_notebook": CommitNotebookConfig(notebook=TRAINING, checkout=str(folder))}),
+        run_config=dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=TRAINING, project_dir=str(folder))}),
         instance=instance, tags=tags, resources={"gitlab": GitLabResource()},
     )
 
@@ -61,7 +61,7 @@ def test_a_failing_notebook_fails_the_run_with_its_error(sandbox: Sandbox, tmp_p
         monkeypatch.setenv(key, value)
 
     result = commit_notebook_job.execute_in_process(
-        run_config=dg.RunConfig(ops={"run_commit_notebook": CommitNotebookConfig(notebook=TRAINING, checkout=str(folder))}),
+        run_config=dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=TRAINING, project_dir=str(folder))}),
         instance=dg.DagsterInstance.get(), raise_on_error=False, resources={"gitlab": GitLabResource()},
     )
 
@@ -79,7 +79,7 @@ def test_a_merge_request_run_publishes_its_comment_and_wiki_page(sandbox: Sandbo
 
     with FakeGitLab() as fake:
         result = commit_notebook_job.execute_in_process(
-            run_config=dg.RunConfig(ops={"run_commit_notebook": CommitNotebookConfig(notebook=TRAINING, checkout=str(folder))}),
+            run_config=dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=TRAINING, project_dir=str(folder))}),
             instance=dg.DagsterInstance.get(), tags=tags,
             resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)},
         )

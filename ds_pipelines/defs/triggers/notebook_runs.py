@@ -1,11 +1,15 @@
-"""The job the commit sensor launches: one notebook, run from a checkout of its commit.
+"""The jobs the commit sensor and the scoring schedule launch: one notebook, run by ``ds-pipelines run``.
 
-The deployment's own files may be at any other commit, so the run does not materialize the deployment's
-asset: it runs ``ds-pipelines run`` in the commit's checkout, against this same Dagster instance and MLflow
-store. That inner run materializes the notebook's asset, tagged with the commit, so the asset's history in
-the UI shows every commit's result. Runs of this job share the pool ``commit_runs`` (limit 1 in the
-project's instance), so the notebooks of a push run one after another, in the order the sensor asked.
-Afterwards, as GitLab CI's notify jobs do, the results go to the merge request and the wiki.
+A commit run executes a checkout of its commit: the deployment's own files may be at any other commit, so
+the run does not materialize the deployment's asset but runs ``ds-pipelines run`` in the checkout, against
+this same Dagster instance and MLflow store. That inner run materializes the notebook's asset, tagged with
+the commit, so the asset's history in the UI shows every commit's result. Commit runs share the pool
+``commit_runs`` (limit 1), so the notebooks of a push run one after another, in the order the sensor asked.
+
+A scheduled run does the same in the deployment's project folder, outside that pool.
+
+Afterwards, as GitLab CI's notify jobs do, the results go to the merge request (runs of a merge request)
+and the notebook's wiki page.
 """
 
 # No "from __future__ import annotations": Dagster reads the config and resource annotations at runtime.
@@ -25,32 +29,33 @@ from ds_pipelines.provenance import RUN_TAGS_ENV, TAG_PREFIX
 from ds_pipelines.tracking import TRACKING_URI_ENV, tracking_uri
 
 COMMIT_NOTEBOOK_JOB = "commit_notebook"
+SCHEDULED_NOTEBOOK_JOB = "scheduled_notebook"
 RESULTS_DIR = ".ds-pipelines/results"
 
 
-class CommitNotebookConfig(dg.Config):
+class NotebookRunConfig(dg.Config):
     notebook: str
-    """Path of the notebook inside the checkout."""
-    checkout: str
-    """Folder holding the commit's files (``ds_pipelines.checkout``)."""
+    """Path of the notebook inside ``project_dir``."""
+    project_dir: str
+    """The project folder to run in: a checkout of the commit (``ds_pipelines.checkout``), or the deployment's."""
 
 
-@dg.op(pool=COMMIT_RUNS_POOL, description="Run one notebook from a checkout of the commit that changed it.")
-def run_commit_notebook(context: dg.OpExecutionContext, config: CommitNotebookConfig, gitlab: GitLabResource) -> dg.Output[str]:
-    checkout = Path(config.checkout)
-    output_dir = checkout / RESULTS_DIR / context.run_id
+def run_notebook(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource) -> dg.Output[str]:
+    """Run the notebook with ``ds-pipelines run`` in ``config.project_dir``, then publish its results."""
+    project_dir = Path(config.project_dir)
+    output_dir = project_dir / RESULTS_DIR / context.run_id
     env = {
         **os.environ,
         RUN_TAGS_ENV: json.dumps({k: v for k, v in context.run.tags.items() if k.startswith(TAG_PREFIX)}),
-        # The deployment's MLflow store, not one inside the checkout.
+        # The deployment's MLflow store, not one inside a checkout.
         TRACKING_URI_ENV: tracking_uri(Project()),
     }
     if context.instance.root_directory:
         env["DAGSTER_HOME"] = context.instance.root_directory
     command = [sys.executable, "-m", "ds_pipelines", "run", config.notebook,
-               "--project-dir", str(checkout), "--output-dir", str(output_dir)]
-    context.log.info(f"running {config.notebook} in {checkout}")
-    with subprocess.Popen(command, env=env, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+               "--project-dir", str(project_dir), "--output-dir", str(output_dir)]
+    context.log.info(f"running {config.notebook} in {project_dir}")
+    with subprocess.Popen(command, env=env, cwd=project_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         for line in process.stdout:
             context.log.info(line.rstrip())
     results_file = output_dir / "results.json"
@@ -60,7 +65,7 @@ def run_commit_notebook(context: dg.OpExecutionContext, config: CommitNotebookCo
     if process.returncode != 0:
         entry = (results or {}).get("notebooks", [{}])[-1] if results else {}
         raise dg.Failure(
-            description=f"{config.notebook} failed at its commit (exit {process.returncode}): {entry.get('error') or 'see the run log'}",
+            description=f"{config.notebook} failed (exit {process.returncode}): {entry.get('error') or 'see the run log'}",
             metadata={"results": dg.MetadataValue.path(str(output_dir)), "failed_cell": str(entry.get("failed_cell"))},
         )
     metrics = results["notebooks"][0]["metrics"] if results else {}
@@ -102,6 +107,19 @@ def publish_to_gitlab(context: dg.OpExecutionContext, gitlab: GitLabResource, re
             context.log.warning(f"{what} not published: {exc}")
 
 
+run_commit_notebook = dg.op(
+    name="run_commit_notebook", pool=COMMIT_RUNS_POOL, description="Run one notebook from a checkout of the commit that changed it.",
+)(run_notebook)
+run_scheduled_notebook = dg.op(
+    name="run_scheduled_notebook", description="Run the scoring notebook from the deployment's project folder.",
+)(run_notebook)
+
+
 @dg.job(name=COMMIT_NOTEBOOK_JOB, description="Run a notebook at the commit the commit sensor found.")
 def commit_notebook_job() -> None:
     run_commit_notebook()
+
+
+@dg.job(name=SCHEDULED_NOTEBOOK_JOB, description="Run the scoring notebook on the schedule and log it to the wiki.")
+def scheduled_notebook_job() -> None:
+    run_scheduled_notebook()
