@@ -1,7 +1,8 @@
 """Where a run comes from in GitLab (commit, branch, merge request, pipeline, job), as run tags.
 
 One definition for every way a run starts: ``ds-pipelines run`` inside GitLab CI reads the predefined
-variables, the commit sensor fills it from the GitLab API. The tags show in the Dagster UI's run list.
+variables, the commit sensor fills it from the GitLab API. The tags show in the Dagster UI's run list, and
+the publishing code (``ds_pipelines.publish.context``) reads GitLab CI's variables through it too.
 """
 
 from __future__ import annotations
@@ -36,17 +37,17 @@ class Provenance:
         """From GitLab CI's predefined variables; empty outside CI."""
         env = os.environ if environ is None else environ
         project_url = env.get("CI_PROJECT_URL")
-        sha = env.get("CI_COMMIT_SHA")
-        iid = env.get("CI_MERGE_REQUEST_IID")
+        sha = env.get("CI_COMMIT_SHA") or None
+        iid = env.get("CI_MERGE_REQUEST_IID") or None
         return cls(
             commit=sha,
-            branch=env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME") or env.get("CI_COMMIT_BRANCH"),
+            branch=env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME") or env.get("CI_COMMIT_BRANCH") or None,
             merge_request=iid,
             commit_url=f"{project_url}/-/commit/{sha}" if project_url and sha else None,
             merge_request_url=f"{project_url}/-/merge_requests/{iid}" if project_url and iid else None,
-            pipeline_url=env.get("CI_PIPELINE_URL"),
-            job_url=env.get("CI_JOB_URL"),
-            trigger=env.get("CI_PIPELINE_SOURCE"),
+            pipeline_url=env.get("CI_PIPELINE_URL") or None,
+            job_url=env.get("CI_JOB_URL") or None,
+            trigger=env.get("CI_PIPELINE_SOURCE") or None,
         )
 
     def run_tags(self) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Where a run comes from (branch, merge request, schedule, runner, image) and the links shown with it.
 
-Renderers take these as plain values; ``from_ci_env`` fills them from GitLab CI's predefined variables so
-the CLI commands do not repeat that mapping.
+Renderers take these as plain values; ``from_ci_env`` fills them from GitLab CI's predefined variables,
+read through ``ds_pipelines.provenance`` like the Dagster run tags, so the mapping is written once.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
+
+from ds_pipelines.provenance import Provenance
 
 RUNNER_ENV = "DSP_RUNNER"
 """``cpu`` or ``gpu``: the runner kind, when CI_RUNNER_TAGS does not tell."""
@@ -33,14 +35,10 @@ class Links:
 
     @classmethod
     def from_ci_env(cls, env: Mapping[str, str], **notebook_links: Mapping[str, str]) -> Links:
-        project = env.get("CI_PROJECT_URL")
-        sha, mr = env.get("CI_COMMIT_SHA"), env.get("CI_MERGE_REQUEST_IID")
+        origin = Provenance.from_gitlab_ci(env)
         return cls(
-            pipeline=env.get("CI_PIPELINE_URL") or None,
-            job=env.get("CI_JOB_URL") or None,
-            commit=f"{project}/-/commit/{sha}" if project and sha else None,
-            merge_request=f"{project}/-/merge_requests/{mr}" if project and mr else None,
-            **notebook_links,
+            pipeline=origin.pipeline_url, job=origin.job_url, commit=origin.commit_url,
+            merge_request=origin.merge_request_url, **notebook_links,
         )
 
 
@@ -70,11 +68,12 @@ class RunContext:
 
     @classmethod
     def from_ci_env(cls, env: Mapping[str, str]) -> RunContext:
+        origin = Provenance.from_gitlab_ci(env)
         return cls(
-            commit_sha=env.get("CI_COMMIT_SHA") or None,
-            branch=env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME") or env.get("CI_COMMIT_BRANCH") or None,
-            merge_request_iid=env.get("CI_MERGE_REQUEST_IID") or None,
-            pipeline_source=env.get("CI_PIPELINE_SOURCE") or None,
+            commit_sha=origin.commit,
+            branch=origin.branch,
+            merge_request_iid=origin.merge_request,
+            pipeline_source=origin.trigger,
             tag=env.get("CI_COMMIT_TAG") or None,
             runner=_runner(env),
             image=env.get(IMAGE_ENV) or env.get("CI_JOB_IMAGE") or None,
