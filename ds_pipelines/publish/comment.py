@@ -145,11 +145,7 @@ def _notebook_section(
         lines.append(_failure(nb, safe))
     if nb.metrics:
         lines.append(_metrics_table(nb.metrics, baseline, default_branch, safe))
-    notebook_links = " · ".join(
-        md_link(label, url)
-        for label, url in (("MLflow run", links.mlflow_runs.get(nb.name)), ("Executed notebook", links.executed_notebooks.get(nb.name)))
-        if url
-    )
+    notebook_links = " · ".join(md_link(label, url) for label, url in links.of_notebook(nb.name))
     if notebook_links:
         lines.append(notebook_links)
     if plots:

@@ -33,6 +33,12 @@ class Links:
     mlflow_runs: Mapping[str, str] = field(default_factory=dict)
     executed_notebooks: Mapping[str, str] = field(default_factory=dict)
 
+    def of_notebook(self, name: str, *, failed: bool = False) -> list[tuple[str, str]]:
+        """(label, URL) of a notebook's pages that are known; the executed notebook first for a failure,
+        where it shows what went wrong."""
+        pages = [("MLflow run", self.mlflow_runs.get(name)), ("Executed notebook", self.executed_notebooks.get(name))]
+        return [(label, url) for label, url in (reversed(pages) if failed else pages) if url]
+
     @classmethod
     def from_ci_env(cls, env: Mapping[str, str], **notebook_links: Mapping[str, str]) -> Links:
         origin = Provenance.from_gitlab_ci(env)

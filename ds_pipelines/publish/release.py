@@ -111,11 +111,7 @@ def _notebook(nb: NotebookResult, versions: Sequence[ModelVersion], links: Links
         rows = ["| metric | value |", "|:--|--:|"]
         rows += [f"| {safe.code(name)} | {format_value(nb.metrics[name])} |" for name in ordered_metrics(nb.metrics)]
         lines.append("\n".join(rows))
-    notebook_links = " · ".join(
-        md_link(label, url)
-        for label, url in (("MLflow run", links.mlflow_runs.get(nb.name)), ("Executed notebook", links.executed_notebooks.get(nb.name)))
-        if url
-    )
+    notebook_links = " · ".join(md_link(label, url) for label, url in links.of_notebook(nb.name))
     if notebook_links:
         lines.append(notebook_links)
     return "\n\n".join(lines)

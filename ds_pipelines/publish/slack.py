@@ -50,11 +50,7 @@ def render_slack_failure(
         lines.append(safe.slack_block(failure.error, max_lines=ERROR_LINES))
         if failure.source:
             lines.append(f"Failing cell:\n{safe.slack_block(failure.source, max_lines=SOURCE_LINES)}")
-        notebook_links = " · ".join(
-            slack_link(label, url)
-            for label, url in (("Executed notebook", links.executed_notebooks.get(nb.name)), ("MLflow run", links.mlflow_runs.get(nb.name)))
-            if url
-        )
+        notebook_links = " · ".join(slack_link(label, url) for label, url in links.of_notebook(nb.name, failed=True))
         if notebook_links:
             lines.append(notebook_links)
     not_run = [nb.name for nb in results.notebooks if nb.status == "not-run"]
