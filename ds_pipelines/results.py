@@ -20,22 +20,35 @@ from pathlib import Path
 from typing import Any
 
 from ds_pipelines.files import write_json
+from ds_pipelines.provenance import Provenance
 from ds_pipelines.runner import NotebookOutcome
 
 FORMAT = "ds-pipelines-results/1"
 RESULTS_FILE = "results.json"
 
 
-def git_commit(root: Path) -> dict[str, str] | None:
-    """The checked-out commit of the project, or None outside git."""
+def run_commit(root: Path, origin: Provenance) -> dict[str, str] | None:
+    """The commit the project's files are from: the one the run was started for (GitLab CI's variables, or a
+    sensor's tags), else the checked-out commit of ``root``; None when neither is known."""
+    if origin.commit:
+        return {"sha": origin.commit, "branch": origin.branch or ""}
+    return _checked_out_commit(root)
 
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+def _checked_out_commit(root: Path) -> dict[str, str] | None:
+    """HEAD of the git work tree holding ``root``, unless that tree ignores ``root``: a commit's checkout
+    under a deployment's git-ignored ``.ds-pipelines/`` is not the deployment's HEAD."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
 
     try:
-        return {"sha": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
-    except (subprocess.CalledProcessError, FileNotFoundError):
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0 or git("check-ignore", "-q", ".").returncode == 0:
+            return None
+    except FileNotFoundError:  # no git on this machine
         return None
+    return {"sha": head.stdout.strip(), "branch": git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()}
 
 
 def describe_run(outcomes: list[NotebookOutcome], *, started_at: datetime, commit: dict[str, str] | None) -> dict[str, Any]:

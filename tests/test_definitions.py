@@ -82,6 +82,7 @@ def test_invalid_config_stops_the_definitions_from_loading(tmp_path: Path):
         ("notebooks: {}\ntriggers: {branchs: [main]}\n", "triggers.branchs: unknown key (expected one of: branches, "),
         ("notebooks: {}\ntriggers: {schedule: {cron: 'every day'}}\n", "triggers.schedule.cron: Value error, expected a cron expression with five fields"),
         ("notebooks: {}\ntriggers: {gpu_concurrency: 0}\n", "triggers.gpu_concurrency: Input should be greater than or equal to 1"),
+        ("notebooks: {}\ntriggers: {poll_interval_s: 1}\n", "triggers.poll_interval_s: Input should be greater than or equal to 5"),
     ],
 )
 def test_registry_errors_name_the_key(tmp_path: Path, registry: str, expected: str):

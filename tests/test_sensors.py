@@ -18,9 +18,9 @@ from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, REGISTRY, TRAINING, TRAINING_CONFIG, GitRepo, make_project, notebook_json
 
 from ds_pipelines.defs.triggers.resources import GitLabResource, gitlab_resource
-from ds_pipelines.defs.triggers.releases import gitlab_tags
-from ds_pipelines.defs.triggers.sensors import gitlab_commits
-from ds_pipelines.project import PROJECT_DIR_ENV
+from ds_pipelines.defs.triggers.releases import tag_sensor
+from ds_pipelines.defs.triggers.sensors import commit_sensor
+from ds_pipelines.project import PROJECT_DIR_ENV, Project
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def gitlab(tmp_path: Path):
 def tick(fake: FakeGitLab, cursor: str | None = None, token: str | None = None) -> dg.SensorResult | dg.SkipReason:
     resource = GitLabResource(url=fake.url, project_id=str(fake.project_id), token=token or fake.token)
     with dg.build_sensor_context(cursor=cursor, resources={"gitlab": resource}) as context:
-        return gitlab_commits(context)
+        return commit_sensor(Project())(context)
 
 
 def runs(result: dg.SensorResult) -> list[tuple[str, str]]:
@@ -52,7 +52,7 @@ def runs(result: dg.SensorResult) -> list[tuple[str, str]]:
 
 def test_without_gitlab_settings_the_sensor_skips_naming_what_to_set(deployment: Path):
     with dg.build_sensor_context(resources={"gitlab": gitlab_resource(environ={})}) as context:
-        result = gitlab_commits(context)
+        result = commit_sensor(Project())(context)
     assert isinstance(result, dg.SkipReason)
     assert "set CI_SERVER_URL (or GITLAB_URL), CI_PROJECT_ID (or GITLAB_PROJECT_ID), GITLAB_TOKEN" in result.skip_message
 
@@ -172,7 +172,7 @@ def test_a_refused_token_skips_with_the_reason_and_keeps_the_cursor(deployment: 
 def tag_tick(fake: FakeGitLab, cursor: str | None = None) -> dg.SensorResult | dg.SkipReason:
     resource = GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)
     with dg.build_sensor_context(cursor=cursor, resources={"gitlab": resource}) as context:
-        return gitlab_tags(context)
+        return tag_sensor(Project())(context)
 
 
 def test_each_new_production_tag_starts_one_release(deployment: Path, gitlab):
@@ -196,7 +196,7 @@ def test_each_new_production_tag_starts_one_release(deployment: Path, gitlab):
 
 def test_the_tag_sensor_skips_without_gitlab_settings(deployment: Path):
     with dg.build_sensor_context(resources={"gitlab": gitlab_resource(environ={})}) as context:
-        result = gitlab_tags(context)
+        result = tag_sensor(Project())(context)
     assert "GitLab is not configured: set CI_SERVER_URL (or GITLAB_URL)" in result.skip_message
 
 

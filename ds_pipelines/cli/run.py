@@ -63,15 +63,15 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     from ds_pipelines import provenance
     from ds_pipelines.local import use_local_defaults
     from ds_pipelines.publish.baseline import mlflow_run_context_env, run_tags
-    from ds_pipelines.results import describe_run, git_commit, write_results
+    from ds_pipelines.results import describe_run, run_commit, write_results
     from ds_pipelines.runner import run_notebooks
 
     use_local_defaults(project)
     os.environ.setdefault("TQDM_DISABLE", "1")  # papermill's bar would garble the per-cell progress lines
     warnings.filterwarnings("ignore", message=r".*is currently in beta")  # dagstermill's own API notices
     started_at = datetime.now(timezone.utc)
-    commit = git_commit(project.root)
     origin = provenance.current()
+    commit = run_commit(project.root, origin)
     tags = {"ds-pipelines/commit": commit["sha"]} if commit else {}
     tags.update(origin.run_tags())
     # The notebooks' MLflow runs get the same origin (mlflow.start_run reads MLFLOW_RUN_CONTEXT): the

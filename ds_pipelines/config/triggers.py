@@ -52,6 +52,8 @@ class TriggerSettings(StrictModel):
     """Also run new commits of open merge requests (diffed against their merge base)."""
     production_tag: str = PRODUCTION_TAG
     development_tag: str = DEVELOPMENT_TAG
+    poll_interval_s: int = Field(default=60, ge=5)
+    """How often the commit and tag sensors ask GitLab for news, in seconds."""
     gpu_concurrency: int = Field(default=1, ge=1)
     """At most this many GPU notebooks run at once (Dagster pool ``gpu``); CPU notebooks are not limited."""
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)

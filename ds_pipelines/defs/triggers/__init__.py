@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from ds_pipelines.defs.triggers.notebook_runs import commit_notebook_job, scheduled_notebook_job
-from ds_pipelines.defs.triggers.releases import gitlab_tags, release_job
+from ds_pipelines.defs.triggers.releases import release_job, tag_sensor
 from ds_pipelines.defs.triggers.resources import gitlab_resource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
-from ds_pipelines.defs.triggers.sensors import gitlab_commits
+from ds_pipelines.defs.triggers.sensors import commit_sensor
 from ds_pipelines.project import Project
 
 
@@ -16,7 +16,7 @@ def trigger_definitions(project: Project) -> dg.Definitions:
     schedule = scoring_schedule(project)
     return dg.Definitions(
         jobs=[commit_notebook_job, scheduled_notebook_job, release_job],
-        sensors=[gitlab_commits, gitlab_tags],
+        sensors=[commit_sensor(project), tag_sensor(project)],
         schedules=[schedule] if schedule else [],
         resources={"gitlab": gitlab_resource()},
     )

@@ -22,7 +22,6 @@ from ds_pipelines.trigger import PRODUCTION, release_kind
 from ds_pipelines.tracking import TRACKING_URI_ENV, tracking_uri
 
 RELEASE_JOB = "release"
-POLL_INTERVAL_S = 60
 
 
 class ReleaseConfig(dg.Config):
@@ -48,35 +47,41 @@ def release_job() -> None:
     release_tag()
 
 
-@dg.sensor(
-    job=release_job,
-    minimum_interval_seconds=POLL_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts the release flow once for each new production tag (triggers.production_tag).",
-)
-def gitlab_tags(context: dg.SensorEvaluationContext, gitlab: GitLabResource) -> dg.SensorResult | dg.SkipReason:
-    skip = not_configured(gitlab)
-    if skip:
-        return skip
-    settings = Project().triggers
-    try:
-        found = tags(gitlab.client())
-    except DsPipelinesError as exc:
-        return dg.SkipReason(f"cannot read GitLab: {exc}")
-    production = {tag.name: tag.sha for tag in found
-                  if release_kind(tag.name, settings.production_tag, settings.development_tag) == PRODUCTION}
-    if context.cursor is None:
-        # First evaluation: tags that exist already were released before this sensor watched them.
-        return dg.SensorResult(cursor=json.dumps(sorted(production)),
-                               skip_reason=f"watching tags; {len(production)} production tag(s) already there")
-    seen = set(json.loads(context.cursor))
-    requests = [
-        dg.RunRequest(
-            run_key=f"release:{name}",
-            run_config=dg.RunConfig(ops={"release_tag": ReleaseConfig(tag=name)}),
-            tags={f"{TAG_PREFIX}tag": name, f"{TAG_PREFIX}commit": sha, f"{TAG_PREFIX}trigger": "tag"},
-        )
-        for name, sha in sorted(production.items()) if name not in seen
-    ]
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(sorted(seen | set(production))),
-                           skip_reason=None if requests else "no new production tag")
+def tag_sensor(project: Project) -> dg.SensorDefinition:
+    """The sensor ``gitlab_tags``, polling GitLab every ``triggers.poll_interval_s`` seconds."""
+    settings = project.triggers
+
+    @dg.sensor(
+        name="gitlab_tags",
+        job=release_job,
+        minimum_interval_seconds=settings.poll_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Starts the release flow once for each new production tag (triggers.production_tag).",
+    )
+    def gitlab_tags(context: dg.SensorEvaluationContext, gitlab: GitLabResource) -> dg.SensorResult | dg.SkipReason:
+        skip = not_configured(gitlab)
+        if skip:
+            return skip
+        try:
+            found = tags(gitlab.client())
+        except DsPipelinesError as exc:
+            return dg.SkipReason(f"cannot read GitLab: {exc}")
+        production = {tag.name: tag.sha for tag in found
+                      if release_kind(tag.name, settings.production_tag, settings.development_tag) == PRODUCTION}
+        if context.cursor is None:
+            # First evaluation: tags that exist already were released before this sensor watched them.
+            return dg.SensorResult(cursor=json.dumps(sorted(production)),
+                                   skip_reason=f"watching tags; {len(production)} production tag(s) already there")
+        seen = set(json.loads(context.cursor))
+        requests = [
+            dg.RunRequest(
+                run_key=f"release:{name}",
+                run_config=dg.RunConfig(ops={"release_tag": ReleaseConfig(tag=name)}),
+                tags={f"{TAG_PREFIX}tag": name, f"{TAG_PREFIX}commit": sha, f"{TAG_PREFIX}trigger": "tag"},
+            )
+            for name, sha in sorted(production.items()) if name not in seen
+        ]
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(sorted(seen | set(production))),
+                               skip_reason=None if requests else "no new production tag")
+
+    return gitlab_tags

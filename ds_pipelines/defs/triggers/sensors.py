@@ -1,7 +1,7 @@
 """The commit sensor: new commits on watched branches and merge requests run their changed notebooks.
 
 Decisions come from ``ds_pipelines.watch`` (the same trigger rules as GitLab CI's detect job); this module
-only talks to Dagster. Each run executes its commit's own files (see ``commit_runs``).
+only talks to Dagster. Each run executes its commit's own files (see ``notebook_runs``).
 """
 
 # No "from __future__ import annotations": Dagster reads the config and resource annotations at runtime.
@@ -18,44 +18,48 @@ from ds_pipelines.project import Project
 from ds_pipelines.provenance import TAG_PREFIX
 from ds_pipelines.watch import evaluate, parse_cursor
 
-POLL_INTERVAL_S = 60
 CHECKOUTS_DIR = "checkouts"
 
 
-@dg.sensor(
-    job=commit_notebook_job,
-    minimum_interval_seconds=POLL_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Runs the notebooks that new commits change, on the branches in configs/notebooks.yaml "
-    "(triggers.branches) and in open merge requests, each from a checkout of its commit.",
-)
-def gitlab_commits(context: dg.SensorEvaluationContext, gitlab: GitLabResource) -> dg.SensorResult | dg.SkipReason:
-    skip = not_configured(gitlab)
-    if skip:
-        return skip
-    project = Project()
-    try:
-        client = gitlab.client()
-        url = repository_url(client)
-        evaluation = evaluate(
-            client, project.triggers, parse_cursor(context.cursor),
-            lambda sha: checkout(repository_url=url, sha=sha, cache_dir=project.state_dir / CHECKOUTS_DIR, token=gitlab.token),
-        )
-    except DsPipelinesError as exc:
-        # GitLab down or refusing the token: say why; the cursor is kept, so the next tick catches up.
-        return dg.SkipReason(f"cannot read GitLab: {exc}")
-    for message in evaluation.messages:
-        context.log.info(message)
-    requests = [
-        dg.RunRequest(
-            run_key=run.run_key,
-            run_config=dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=run.notebook, project_dir=str(run.checkout))}),
-            tags={**run.provenance.run_tags(), f"{TAG_PREFIX}notebook": run.notebook, f"{TAG_PREFIX}reason": run.reason},
-        )
-        for run in evaluation.runs
-    ]
-    return dg.SensorResult(
-        run_requests=requests,
-        cursor=json.dumps(evaluation.cursor, sort_keys=True),
-        skip_reason=None if requests else "; ".join(evaluation.messages) or "no new commits",
+def commit_sensor(project: Project) -> dg.SensorDefinition:
+    """The sensor ``gitlab_commits``, polling GitLab every ``triggers.poll_interval_s`` seconds."""
+
+    @dg.sensor(
+        name="gitlab_commits",
+        job=commit_notebook_job,
+        minimum_interval_seconds=project.triggers.poll_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Runs the notebooks that new commits change, on the branches in configs/notebooks.yaml "
+        "(triggers.branches) and in open merge requests, each from a checkout of its commit.",
     )
+    def gitlab_commits(context: dg.SensorEvaluationContext, gitlab: GitLabResource) -> dg.SensorResult | dg.SkipReason:
+        skip = not_configured(gitlab)
+        if skip:
+            return skip
+        try:
+            client = gitlab.client()
+            url = repository_url(client)
+            evaluation = evaluate(
+                client, project.triggers, parse_cursor(context.cursor),
+                lambda sha: checkout(repository_url=url, sha=sha, cache_dir=project.state_dir / CHECKOUTS_DIR, token=gitlab.token),
+            )
+        except DsPipelinesError as exc:
+            # GitLab down or refusing the token: say why; the cursor is kept, so the next tick catches up.
+            return dg.SkipReason(f"cannot read GitLab: {exc}")
+        for message in evaluation.messages:
+            context.log.info(message)
+        requests = [
+            dg.RunRequest(
+                run_key=run.run_key,
+                run_config=dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=run.notebook, project_dir=str(run.checkout))}),
+                tags={**run.provenance.run_tags(), f"{TAG_PREFIX}notebook": run.notebook, f"{TAG_PREFIX}reason": run.reason},
+            )
+            for run in evaluation.runs
+        ]
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=json.dumps(evaluation.cursor, sort_keys=True),
+            skip_reason=None if requests else "; ".join(evaluation.messages) or "no new commits",
+        )
+
+    return gitlab_commits
