@@ -1,8 +1,10 @@
 """A Dagster deployment as operators run it: ``dagster-daemon run`` with the project's workspace.
 
-The daemon evaluates the commit sensor against a GitLab API served on 127.0.0.1, queues the run it asks
-for, launches it in its own process, and that run executes the pushed commit's notebook and writes the
-notebook's wiki page. Nothing is called in-process: this is the path a push takes in production.
+Two commits are pushed while the daemon watches a GitLab API served on 127.0.0.1: the daemon's commit
+sensor asks for a run of each, its queue launches them in their own processes, one after another (pool
+``commit_runs``), each executes its own commit's notebook and writes the notebook's wiki page, and the
+failure of the second reaches Slack through the run-failure sensor. Nothing is called in-process: this is
+the path a push takes in production.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import dagster as dg
 import yaml
 from conftest import REPO
 from fake_gitlab import FakeGitLab
+from fake_slack import FakeSlack
 from gitrepo import REGISTRY, TRAINING, make_project, notebook_json
 
 from ds_pipelines.local import INSTANCE_SETTINGS
 
 POLL_INTERVAL_S = 5
 DAEMON_TIMEOUT_S = 300
-"""Daemon start, two sensor ticks, the run's own process, the notebook's: about a minute on two busy cores."""
+"""Daemon start, sensor ticks, two runs with their notebooks, the failure sensor: about a minute on two cores."""
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
@@ -38,7 +41,12 @@ def wait_for(what: str, condition, daemon: subprocess.Popen, log: Path):
     return found
 
 
-def test_a_push_runs_under_the_daemon_and_reaches_the_wiki(tmp_path: Path):
+def finished_commit_runs(instance: dg.DagsterInstance, count: int) -> list[dg.DagsterRun] | None:
+    runs = [run for run in instance.get_runs(filters=dg.RunsFilter(job_name="commit_notebook")) if run.status in FINISHED]
+    return runs if len(runs) == count else None
+
+
+def test_pushed_commits_run_one_after_another_under_the_daemon(tmp_path: Path):
     repo = make_project(tmp_path / "repo")
     deployment = tmp_path / "deployment"
     subprocess.run(["git", "clone", "-q", str(repo.root), str(deployment)], check=True)
@@ -50,9 +58,9 @@ def test_a_push_runs_under_the_daemon_and_reaches_the_wiki(tmp_path: Path):
     (home / "dagster.yaml").write_text(INSTANCE_SETTINGS)
     log = tmp_path / "daemon.log"
 
-    with FakeGitLab(repo=repo.root) as fake:
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DS_PIPELINES_", "CI_", "GITLAB_"))}
-        env.update(fake.environ(), DAGSTER_HOME=str(home), DS_PIPELINES_PROJECT_DIR=str(deployment),
+    with FakeGitLab(repo=repo.root) as gitlab, FakeSlack() as slack:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DS_PIPELINES_", "CI_", "GITLAB_", "SLACK_"))}
+        env.update(**gitlab.environ(), **slack.webhook_environ(), DAGSTER_HOME=str(home), DS_PIPELINES_PROJECT_DIR=str(deployment),
                    MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
         daemon = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
@@ -62,24 +70,30 @@ def test_a_push_runs_under_the_daemon_and_reaches_the_wiki(tmp_path: Path):
             # The first tick only records where main is (and the daemon logs it once the cursor is stored);
             # what is pushed after it must run.
             wait_for("first tick", lambda: "gitlab_commits skipped: watching branch main" in log.read_text(), daemon, log)
-            repo.write(TRAINING, notebook_json("print('pushed while the daemon watched')"))
-            sha = repo.commit("retrain")
+            repo.write(TRAINING, notebook_json("print('pushed first')"))
+            good = repo.commit("retrain")
+            repo.write(TRAINING, notebook_json("raise ValueError('broken by the second push')"))
+            broken = repo.commit("break training")
             with dg.DagsterInstance.from_config(str(home)) as instance:
-                run = wait_for("finished commit run", lambda: next(
-                    (r for r in instance.get_runs(filters=dg.RunsFilter(job_name="commit_notebook")) if r.status in FINISHED), None,
-                ), daemon, log)
+                runs = wait_for("two finished commit runs", lambda: finished_commit_runs(instance, 2), daemon, log)
+                by_commit = {run.tags["ds-pipelines/commit"]: run for run in runs}
+                steps = {sha: instance.get_run_step_stats(run.run_id)[0] for sha, run in by_commit.items()}
                 records = instance.fetch_materializations(dg.AssetKey("training_example"), limit=1).records
-                inner_run = instance.get_run_by_id(records[0].run_id) if records else None
-            wiki = dict(fake.wiki)
+                inner_run = instance.get_run_by_id(records[0].run_id)
+            posts = wait_for("Slack post", lambda: slack.texts, daemon, log)
+            wiki = dict(gitlab.wiki)
         finally:
             os.killpg(daemon.pid, signal.SIGTERM)
             daemon.wait(timeout=60)
 
-    assert run.status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
-    assert run.tags["ds-pipelines/commit"] == sha and run.tags["ds-pipelines/notebook"] == TRAINING
-    # The run materialized the notebook's asset from the pushed commit, tagged with it.
-    assert inner_run is not None and inner_run.tags["ds-pipelines/commit"] == sha
+    assert set(by_commit) == {good, broken}
+    assert by_commit[good].status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
+    assert by_commit[broken].status == dg.DagsterRunStatus.FAILURE
+    assert steps[good].end_time <= steps[broken].start_time, "the commit_runs pool let two commits run at once"
+    # The good commit's run materialized the notebook's asset from that commit, tagged with it.
+    assert inner_run.tags["ds-pipelines/commit"] == good
     executed = json.loads(Path(records[0].asset_materialization.metadata["executed_notebook"].value).read_text())
-    assert "pushed while the daemon watched" in json.dumps([cell.get("outputs", []) for cell in executed["cells"]])
+    assert "pushed first" in json.dumps([cell.get("outputs", []) for cell in executed["cells"]])
     page = wiki["model-runs/training_example"]["content"]
-    assert sha[:7] in page and fake.token not in page
+    assert good[:7] in page and broken[:7] in page and gitlab.token not in page
+    assert len(posts) == 1 and "broken by the second push" in posts[0] and TRAINING in posts[0]
