@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from conftest import REPO
-from test_mlflow_server import free_port
+from mlflow_serve import free_port
 
 STARTUP_TIMEOUT_S = 180
 ASSETS_QUERY = {"query": "{ assetNodes { assetKey { path } description } }"}

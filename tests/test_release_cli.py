@@ -10,10 +10,11 @@ import pytest
 from fake_gitlab import FakeGitLab, fake_gitlab  # noqa: F401  (the fixture, for pytest to find)
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow_serve import AliaslessProxy, mlflow_server
 from published import assert_clean_exit, cli_env, notebook_entry, run_cli
 
 from ds_pipelines.publish.numbers import format_value
-from ds_pipelines.publishing.models import unsupported_endpoint
+from ds_pipelines.publishing.models import ALIAS_TAG, unsupported_endpoint
 
 MODEL = "tests-xgb"  # what the session's training registered (tests/conftest.py)
 
@@ -61,6 +62,7 @@ def test_production_tag_promotes_the_trained_version_and_creates_then_updates_th
 
     again = run_cli(env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
     assert_clean_exit(again)
+    assert f"Model {MODEL} version {version.version}: tagged {ALIAS_TAG}=production (this MLflow server has no aliases)" in result.stdout
     assert "GitLab release v1.2.3 updated." in again.stdout
     assert list(fake_gitlab.releases) == ["v1.2.3"]
     assert alias_version(registry, "production") == version.version
@@ -146,3 +148,26 @@ def test_a_server_without_the_alias_endpoint_is_told_apart_from_a_refused_alias(
     with pytest.raises(MlflowException) as unknown_model:
         MlflowClient(f"sqlite:///{tmp_path / 'empty.db'}").set_registered_model_alias("no-such-model", "production", "1")
     assert not unsupported_endpoint(unknown_model.value)
+
+
+def test_a_registry_without_aliases_gets_the_version_tagged_instead(trained, registry, tmp_path, fake_gitlab):  # noqa: F811
+    """A real ``mlflow server`` behind a stand-in for GitLab's MLflow API, which lacks the alias endpoints."""
+    box, _ = trained
+    version = training_version(trained, registry)
+    with mlflow_server(tmp_path / "mlflow.db", tmp_path) as upstream:
+        proxy = AliaslessProxy(upstream)
+        with proxy as gitlab_like:
+            proxy_env = cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=gitlab_like)
+            result = run_cli(proxy_env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
+            again = run_cli(proxy_env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
+    assert_clean_exit(result)
+    assert_clean_exit(again)
+    assert proxy.refused and all(request.startswith("POST ") for request in proxy.refused)
+    assert f"Model {MODEL} version {version.version}: tagged {ALIAS_TAG}=production (this MLflow server has no aliases)" in result.stdout
+    assert "GitLab release v1.2.3 updated." in again.stdout
+    tags = MlflowClient(registry).get_model_version(MODEL, version.version).tags
+    assert tags[ALIAS_TAG] == "production"
+    assert alias_version(registry, "production") is None  # the registry's own alias was never set
+    description = fake_gitlab.releases["v1.2.3"]["description"]
+    assert f"`{ALIAS_TAG}=production`: this MLflow server has no aliases" in description
+    assert f"version **{version.version}**" in description
