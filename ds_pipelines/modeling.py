@@ -68,7 +68,9 @@ def load_xgboost_model(source) -> Any:
 
         mlflow.set_tracking_uri(tracking_uri(project))
         try:
-            return mlflow.xgboost.load_model(source.uri)
+            return mlflow.xgboost.load_model(_resolve_alias(source.uri))
+        except NotebookInputError:
+            raise
         except Exception as exc:  # MLflow raises several types for a bad URI; all mean the same to the user
             raise NotebookInputError(f"model.uri: cannot load {source.uri!r}: {str(exc).splitlines()[0]}") from exc
     from ds_pipelines.notebook import path
@@ -79,6 +81,35 @@ def load_xgboost_model(source) -> Any:
     model = XGBClassifier()
     model.load_model(model_file)
     return model
+
+
+def _resolve_alias(uri: str) -> str:
+    """``models:/name@alias`` as is where the registry has aliases; on a server without them (GitLab's
+    MLflow API), the newest version that ``ds-pipelines release`` tagged with the alias."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from ds_pipelines.registry import ALIAS_TAG, alias_uri_parts, unsupported_endpoint, version_tagged_with_alias
+
+    parts = alias_uri_parts(uri)
+    if parts is None:
+        return uri
+    name, alias = parts
+    client = MlflowClient()
+    try:
+        client.get_model_version_by_alias(name, alias)
+        return uri
+    except MlflowException as exc:
+        if not unsupported_endpoint(exc):
+            raise
+    version = version_tagged_with_alias(client, name, alias)
+    if version is None:
+        raise NotebookInputError(
+            f"model.uri: {uri!r}: this MLflow server has no aliases, and no version of {name!r} is tagged "
+            f"{ALIAS_TAG}={alias} (ds-pipelines release tags the version it promotes)"
+        )
+    print(f"{uri} is version {version} ({ALIAS_TAG}={alias}: this MLflow server has no aliases)", flush=True)
+    return f"models:/{name}/{version}"
 
 
 class ScoreSummary:

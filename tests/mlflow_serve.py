@@ -113,7 +113,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = do_PATCH = do_DELETE = _forward
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
     def log_message(self, format: str, *args: object) -> None:  # quiet: pytest shows failures, not traffic
         return

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import yaml
 from fake_gitlab import FakeGitLab, fake_gitlab  # noqa: F401  (the fixture, for pytest to find)
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -14,7 +15,7 @@ from mlflow_serve import AliaslessProxy, mlflow_server
 from published import assert_clean_exit, cli_env, notebook_entry, run_cli
 
 from ds_pipelines.publish.numbers import format_value
-from ds_pipelines.publishing.models import ALIAS_TAG, unsupported_endpoint
+from ds_pipelines.registry import ALIAS_TAG, unsupported_endpoint
 
 MODEL = "tests-xgb"  # what the session's training registered (tests/conftest.py)
 
@@ -62,7 +63,6 @@ def test_production_tag_promotes_the_trained_version_and_creates_then_updates_th
 
     again = run_cli(env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
     assert_clean_exit(again)
-    assert f"Model {MODEL} version {version.version}: tagged {ALIAS_TAG}=production (this MLflow server has no aliases)" in result.stdout
     assert "GitLab release v1.2.3 updated." in again.stdout
     assert list(fake_gitlab.releases) == ["v1.2.3"]
     assert alias_version(registry, "production") == version.version
@@ -150,19 +150,31 @@ def test_a_server_without_the_alias_endpoint_is_told_apart_from_a_refused_alias(
     assert not unsupported_endpoint(unknown_model.value)
 
 
-def test_a_registry_without_aliases_gets_the_version_tagged_instead(trained, registry, tmp_path, fake_gitlab):  # noqa: F811
-    """A real ``mlflow server`` behind a stand-in for GitLab's MLflow API, which lacks the alias endpoints."""
+def test_a_registry_without_aliases_gets_the_version_tagged_and_scoring_finds_it(trained, registry, tmp_path, fake_gitlab):  # noqa: F811
+    """A real ``mlflow server`` behind a stand-in for GitLab's MLflow API, which lacks the alias endpoints:
+    the release tags the version, and the inference notebook's ``models:/name@production`` loads it."""
     box, _ = trained
     version = training_version(trained, registry)
+    scoring = tmp_path / "scoring.yaml"
+    scoring.write_text(yaml.safe_dump({
+        **yaml.safe_load((box.root / "inference.yaml").read_text()),  # what the session's inference used
+        "model": {"uri": f"models:/{MODEL}@production"},
+        "output": {"path": str(tmp_path / "scores.csv"), "metrics_path": str(tmp_path / "metrics.json")},
+    }))
     with mlflow_server(tmp_path / "mlflow.db", tmp_path) as upstream:
         proxy = AliaslessProxy(upstream)
         with proxy as gitlab_like:
             proxy_env = cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=gitlab_like)
             result = run_cli(proxy_env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
             again = run_cli(proxy_env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
+            scored = run_cli(proxy_env, "run", "inference_example", "--config", f"inference_example={scoring}", cwd=tmp_path)
+    assert_clean_exit(scored)
+    assert f"models:/{MODEL}@production is version {version.version} ({ALIAS_TAG}=production" in scored.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["row_count"] > 0
     assert_clean_exit(result)
     assert_clean_exit(again)
-    assert proxy.refused and all(request.startswith("POST ") for request in proxy.refused)
+    # Each release tried the alias first, and so did scoring: all three got GitLab's 404.
+    assert [request.split()[0] for request in proxy.refused] == ["POST", "POST", "GET"]
     assert f"Model {MODEL} version {version.version}: tagged {ALIAS_TAG}=production (this MLflow server has no aliases)" in result.stdout
     assert "GitLab release v1.2.3 updated." in again.stdout
     tags = MlflowClient(registry).get_model_version(MODEL, version.version).tags

@@ -12,7 +12,6 @@ from ds_pipelines.publishing.merge_request import (
     publish_merge_request_comment,
 )
 from ds_pipelines.publishing.models import (
-    ALIAS_TAG,
     PRODUCTION_ALIAS,
     STAGING_ALIAS,
     ModelLookupError,
@@ -29,7 +28,6 @@ from ds_pipelines.publishing.release import ReleaseOutcome, ReleaseTagError, rel
 from ds_pipelines.publishing.wiki import WikiOutcome, publish_wiki_pages
 
 __all__ = [
-    "ALIAS_TAG",
     "PRODUCTION_ALIAS",
     "STAGING_ALIAS",
     "CommentOutcome",

@@ -8,13 +8,11 @@ the training notebook's config (``mlflow.registered_model_name`` in ``configs/tr
 Promotion sets an alias (``production`` for production tags, ``staging`` for development ones) with
 ``set_registered_model_alias``: the alias moves to this version, so a rerun changes nothing. GitLab's
 MLflow-compatible API has no alias endpoints: when the server answers that the endpoint does not exist,
-the version gets the model version tag ``ds-pipelines.alias=<alias>`` instead (older versions keep
-theirs: the newest version carrying the tag is the promoted one).
+the version gets the model version tag ``ds-pipelines.alias=<alias>`` instead (``ds_pipelines.registry``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,14 +20,11 @@ from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.project import Project
 from ds_pipelines.publish import RunResults, find_model_versions
 from ds_pipelines.publishing.links import shown_uri
+from ds_pipelines.registry import ALIAS_TAG, unsupported_endpoint
 
 PRODUCTION_ALIAS = "production"
 STAGING_ALIAS = "staging"
-ALIAS_TAG = "ds-pipelines.alias"
-"""Model version tag standing in for an alias on servers without aliases (GitLab's MLflow API)."""
 TRAINING_SCHEMA = "training"
-_UNSUPPORTED_CODES = {"ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED"}
-_UNSUPPORTED_TEXT = re.compile(r"\b(404|405|501)\b|not found|not allowed|not implemented", re.IGNORECASE)
 
 
 class ModelLookupError(DsPipelinesError):
@@ -152,16 +147,6 @@ def promote(client, chosen: ChosenVersion, alias: str) -> Promotion:
             f"with {ALIAS_TAG}={alias} failed too: {_reason(exc)}"
         ) from None
     return Promotion(chosen.name, chosen.version, alias, "tag")
-
-
-def unsupported_endpoint(exc: BaseException) -> bool:
-    """Whether an MLflow error says the server lacks the endpoint (GitLab's MLflow API and aliases), as
-    opposed to refusing the request (unknown model, bad version, permissions)."""
-    if getattr(exc, "error_code", None) in _UNSUPPORTED_CODES:
-        return True
-    # A server that is not MLflow answers in its own JSON ({"error": "404 Not Found"}): no MLflow error code.
-    payload = getattr(exc, "json", None)
-    return isinstance(payload, dict) and "error_code" not in payload and bool(_UNSUPPORTED_TEXT.search(str(payload)))
 
 
 def current_aliases(client, name: str, version: str) -> tuple[str, ...]:

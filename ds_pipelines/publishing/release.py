@@ -35,7 +35,6 @@ from ds_pipelines.publish.escape import md_code, md_text
 from ds_pipelines.publish.release import model_version_url
 from ds_pipelines.publishing.links import Warn, mlflow_ui_url, run_links
 from ds_pipelines.publishing.models import (
-    ALIAS_TAG,
     PRODUCTION_ALIAS,
     STAGING_ALIAS,
     ChosenVersion,
@@ -45,6 +44,7 @@ from ds_pipelines.publishing.models import (
     current_aliases,
     promote,
 )
+from ds_pipelines.registry import ALIAS_TAG
 from ds_pipelines.trigger import DEVELOPMENT, PRODUCTION, release_kind
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
