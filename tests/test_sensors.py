@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 from conftest import CLI
 from fake_gitlab import FakeGitLab
-from gitrepo import INFERENCE, REGISTRY, TRAINING, TRAINING_CONFIG, GitRepo, make_project, notebook_json
+from gitrepo import INFERENCE, REGISTRY, TRAINING, TRAINING_CONFIG, make_project, notebook_json
 
 from ds_pipelines.defs.triggers.resources import GitLabResource, gitlab_resource
 from ds_pipelines.defs.triggers.releases import tag_sensor
