@@ -41,12 +41,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import pytest
+from loopback import LoopbackServer
 
 API = "/api/v4"
 DROP, LOSE_REPLY = "drop", "lose-reply"
@@ -71,11 +72,12 @@ class _Fault:
         self.method, self.pattern, self.kind, self.left = method.upper(), re.compile(path_regex), kind, times
 
 
-class FakeGitLab:
+class FakeGitLab(LoopbackServer):
     """See the module docstring. State is plain data that tests may read and set between requests."""
 
     def __init__(self, repo: Path | None = None, *, project_id: int = 7, project_path: str = "group/project",
                  default_branch: str = "main"):
+        super().__init__(_Handler, name="fake-gitlab")
         self.repo = Path(repo) if repo is not None else None
         self.project_id = project_id
         self.project_path = project_path
@@ -96,29 +98,9 @@ class FakeGitLab:
         self._faults: list[_Fault] = []
         self._ids = iter(range(1000, 10**9))
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._routes = self._make_routes()
 
     # -- lifecycle and helpers for tests -----------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-gitlab", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "use FakeGitLab as a context manager"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def web_url(self) -> str:

@@ -26,10 +26,11 @@ import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import pytest
+from loopback import LoopbackServer
 
 API_PATH = "/api/"
 CHANNEL = "#ml-alerts"
@@ -53,10 +54,11 @@ class _Fault:
         self.status, self.pattern, self.left, self.retry_after = status, re.compile(path_regex), times, retry_after
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """See the module docstring. Tokens and webhook paths are made up per instance."""
 
     def __init__(self, *, channels: tuple[str, ...] = (CHANNEL,)):
+        super().__init__(_Handler, name="fake-slack")
         # Made up at run time: no token-shaped literal in the repository.
         self.webhook_path = f"/services/T{secrets.token_hex(4).upper()}/B{secrets.token_hex(4).upper()}/{secrets.token_urlsafe(18)}"
         self.token = "xoxb-" + secrets.token_hex(12)
@@ -65,26 +67,6 @@ class FakeSlack:
         self.requests: list[tuple[str, int]] = []
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> Self:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-slack", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "use FakeSlack as a context manager"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def webhook_url(self) -> str:

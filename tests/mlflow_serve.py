@@ -13,14 +13,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from loopback import LoopbackServer
 
 STARTUP_TIMEOUT_S = 180
 ALIAS_PATH = "/api/2.0/mlflow/registered-models/alias"
@@ -68,37 +69,27 @@ def mlflow_server(backend_db: Path, root: Path) -> Iterator[str]:
         server.wait(timeout=30)
 
 
-class AliaslessProxy:
-    """``with AliaslessProxy(upstream) as url``: the MLflow REST API of ``upstream``, without aliases."""
+class AliaslessProxy(LoopbackServer):
+    """``with AliaslessProxy(upstream) as proxy``: at ``proxy.url``, the MLflow REST API of ``upstream``
+    without aliases."""
 
     def __init__(self, upstream: str):
+        super().__init__(_ProxyHandler, name="aliasless-mlflow")
         self.upstream = upstream.rstrip("/")
         self.refused: list[str] = []
         """``METHOD path`` of every alias request answered with GitLab's 404."""
-        self._server: ThreadingHTTPServer | None = None
-
-    def __enter__(self) -> str:
-        handler = type("Handler", (_ProxyHandler,), {"proxy": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="aliasless-mlflow", daemon=True).start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
-    proxy: AliaslessProxy
+    fake: AliaslessProxy
 
     def _forward(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
         if self.path.split("?", 1)[0] == ALIAS_PATH:
-            self.proxy.refused.append(f"{self.command} {self.path}")
+            self.fake.refused.append(f"{self.command} {self.path}")
             self._answer(404, json.dumps({"error": "404 Not Found"}).encode(), "application/json")
             return
-        request = urllib.request.Request(self.proxy.upstream + self.path, data=body, method=self.command,
+        request = urllib.request.Request(self.fake.upstream + self.path, data=body, method=self.command,
                                          headers={"Content-Type": self.headers.get("Content-Type", "application/json")})
         try:
             with urllib.request.urlopen(request, timeout=FORWARD_TIMEOUT_S) as response:

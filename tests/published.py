@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-import secrets
 import shutil
-import string
 import subprocess
 from collections.abc import Callable
 from html.parser import HTMLParser
@@ -20,10 +18,6 @@ from conftest import CLI, Sandbox
 from markdown_it import MarkdownIt
 
 MARKDOWN = MarkdownIt("commonmark").enable("table")
-
-
-def random_text(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 def copy_results(box: Sandbox, target: Path) -> Path:

@@ -7,12 +7,10 @@ event, and through real ticks that keep a cursor.
 
 from __future__ import annotations
 
-import secrets
-import string
-
 import dagster as dg
 import pytest
 from fake_slack import CHANNEL, fake_slack  # noqa: F401  (the fixture, for pytest to find)
+from made_up import random_text
 
 from ds_pipelines.defs.alerts import (
     RESOURCE_KEY,
@@ -26,10 +24,6 @@ from ds_pipelines.slack import NOT_CONFIGURED, SlackError
 PROJECT_URL = "https://gitlab.example.com/group/ds"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 UI_URL = "https://dagster.example.com"
-
-
-def random_text(length: int) -> str:
-    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(length))
 
 
 # Made up at run time, so this file holds no token-shaped string for secret scanners to report.

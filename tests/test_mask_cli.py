@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from made_up import random_text
 from published import (
     assert_clean_exit,
     cli_env,
@@ -12,7 +13,6 @@ from published import (
     edit_results,
     fail_with_cell,
     notebook_entry,
-    random_text,
     run_cli,
 )
 

@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import re
-import secrets
 import string
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from made_up import random_text
 
 from ds_pipelines.publish.comment import render_mr_comment
 from ds_pipelines.publish.context import Links, RunContext
@@ -28,10 +28,6 @@ from ds_pipelines.publish.wiki import render_wiki_pages
 
 PAPERMILL = Path(sys.executable).parent / "papermill"
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
-
-
-def random_text(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 # Made up at run time, so this file holds no token-shaped string for secret scanners to report.

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import string
 import subprocess
 from pathlib import Path
 
@@ -18,14 +16,11 @@ import nbformat
 import pytest
 from conftest import CLI, Sandbox, make_sandbox
 from fake_slack import CHANNEL, fake_slack  # noqa: F401  (the fixture, for pytest to find)
+from made_up import random_text
 
 PROJECT_URL = "https://gitlab.example.com/group/ds"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 NOT_CONFIGURED = "Slack is not configured: set SLACK_WEBHOOK_URL (or SLACK_BOT_TOKEN and SLACK_CHANNEL)"
-
-
-def random_text(length: int) -> str:
-    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(length))
 
 
 # Made up at run time, so this file holds no token-shaped string for secret scanners to report.

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from fake_gitlab import FakeGitLab, fake_gitlab  # noqa: F401  (the fixture, for pytest to find)
+from made_up import random_text
 from published import (
     Rendered,
     assert_clean_exit,
@@ -17,7 +18,6 @@ from published import (
     fail_with_cell,
     hidden_data,
     notebook_entry,
-    random_text,
     run_cli,
 )
 

@@ -162,9 +162,8 @@ def test_a_registry_without_aliases_gets_the_version_tagged_and_scoring_finds_it
         "output": {"path": str(tmp_path / "scores.csv"), "metrics_path": str(tmp_path / "metrics.json")},
     }))
     with mlflow_server(tmp_path / "mlflow.db", tmp_path) as upstream:
-        proxy = AliaslessProxy(upstream)
-        with proxy as gitlab_like:
-            proxy_env = cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=gitlab_like)
+        with AliaslessProxy(upstream) as proxy:
+            proxy_env = cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=proxy.url)
             result = run_cli(proxy_env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
             again = run_cli(proxy_env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
             scored = run_cli(proxy_env, "run", "inference_example", "--config", f"inference_example={scoring}", cwd=tmp_path)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from fake_slack import CHANNEL, FakeSlack, fake_slack  # noqa: F401  (the fixture, for pytest to find)
+from made_up import random_text
 
 from ds_pipelines import slack
 from ds_pipelines.errors import DsPipelinesError
@@ -59,11 +60,12 @@ def test_settings_from_env_prefer_the_webhook_and_hide_secrets(fake_slack):  # n
 
 
 def test_malformed_webhook_url_is_rejected_without_repeating_it():
-    secret = "hooks.slack.com/services/T1/B2/not-a-url-but-still-secret"
+    secret_path = random_text(24)
+    secret = f"hooks.slack.com/services/T1/B2/{secret_path}"  # no scheme: not a URL, yet a secret
     with pytest.raises(slack.SlackConfigError) as error:
         slack.SlackSettings.from_env({"SLACK_WEBHOOK_URL": secret})
     assert str(error.value) == "SLACK_WEBHOOK_URL is not an http(s) URL: expected https://host/..."
-    assert "not-a-url-but-still-secret" not in str(error.value)
+    assert secret_path not in str(error.value)
     with pytest.raises(slack.SlackConfigError, match=r"SLACK_API_URL is not an http\(s\) URL \('ftp://x'\)"):
         slack.SlackSettings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_CHANNEL": "#x", "SLACK_API_URL": "ftp://x"})
 
@@ -140,7 +142,7 @@ def test_client_errors_are_not_retried_and_name_only_the_host(fake_slack):  # no
 
 
 @pytest.mark.parametrize("env_change, expected", [
-    ({"SLACK_BOT_TOKEN": "xoxb-not-the-right-token-0123"}, "invalid_auth: check SLACK_BOT_TOKEN"),
+    ({"SLACK_BOT_TOKEN": "xoxb-" + random_text(24)}, "invalid_auth: check SLACK_BOT_TOKEN"),
     ({"SLACK_CHANNEL": "#nowhere"}, "channel_not_found: check SLACK_CHANNEL"),
 ], ids=["wrong-token", "unknown-channel"])
 def test_bot_refusals_name_the_slack_error_without_the_token(fake_slack, env_change, expected):  # noqa: F811
