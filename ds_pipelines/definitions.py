@@ -1,40 +1,20 @@
-"""The Dagster code location: ``dg dev``, ``dagster dev -w workspace.yaml`` and ``ds-pipelines run`` load it.
+"""The Dagster code location: ``dg dev``, ``dagster dev -w workspace.yaml`` and ``dg check defs`` load it.
 
-``notebooks_job`` builds only the notebooks: dagstermill's kernel reconstructs it for every notebook run.
+Definitions live in ``ds_pipelines/defs/``, a folder per domain (``notebooks``, ``triggers``, ``alerts``), each
+with a ``definitions.py``; anything else placed there, such as what ``dg scaffold defs`` writes, is loaded
+too (``dg.load_defs``). The project whose notebooks become assets is found from where the code location
+starts (``ds_pipelines.project.find_project_root``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
-from ds_pipelines.defs.notebooks.assets import notebook_assets
-from ds_pipelines.defs.notebooks.resources import MLflowResource
-from ds_pipelines.project import Project
-
-NOTEBOOKS_JOB = "notebooks"
-
-
-def build_definitions(project: Project) -> dg.Definitions:
-    assets = notebook_assets(project)
-    return dg.Definitions(
-        assets=assets,
-        jobs=[dg.define_asset_job(NOTEBOOKS_JOB, selection=dg.AssetSelection.groups("notebooks"))],
-        resources={"mlflow": MLflowResource()},
-        # Notebooks run one after another anyway; in-process saves a worker process start per step.
-        executor=dg.in_process_executor,
-    )
-
-
-def notebooks_job() -> dg.JobDefinition:
-    """The job ``ds-pipelines run`` executes; module-level so dagstermill's kernel can reconstruct it."""
-    return build_definitions(Project()).resolve_job_def(NOTEBOOKS_JOB)
+import ds_pipelines.defs
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Everything a deployment loads: the notebooks, the sensors and schedule that start them, the alerts."""
-    from ds_pipelines.defs.alerts import alert_definitions
-    from ds_pipelines.defs.triggers import trigger_definitions
-
-    project = Project()
-    return dg.Definitions.merge(build_definitions(project), trigger_definitions(project), alert_definitions())
+    return dg.load_defs(defs_root=ds_pipelines.defs, project_root=Path(__file__).resolve().parent.parent)

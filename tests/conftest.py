@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ds_pipelines.local import INSTANCE_SETTINGS
+from ds_pipelines.execution.instance import INSTANCE_SETTINGS
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).parent / "ds-pipelines"

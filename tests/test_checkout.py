@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from gitrepo import TRAINING, make_project
 
-from ds_pipelines.checkout import COMPLETE_MARKER, CheckoutError, checkout
+from ds_pipelines.triggers.checkout import COMPLETE_MARKER, CheckoutError, checkout
 
 
 def test_each_commit_gets_its_own_files(tmp_path: Path):

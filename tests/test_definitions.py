@@ -11,7 +11,8 @@ import nbformat
 import pytest
 
 from conftest import REPO
-from ds_pipelines.definitions import NOTEBOOKS_JOB, build_definitions, defs
+from ds_pipelines.definitions import defs
+from ds_pipelines.defs.notebooks.definitions import NOTEBOOKS_JOB, build_definitions
 from ds_pipelines.errors import ConfigError
 from ds_pipelines.project import Project
 

@@ -24,7 +24,7 @@ from fake_gitlab import FakeGitLab
 from fake_slack import FakeSlack
 from gitrepo import REGISTRY, TRAINING, make_project, notebook_json
 
-from ds_pipelines.local import INSTANCE_SETTINGS
+from ds_pipelines.execution.instance import INSTANCE_SETTINGS
 
 POLL_INTERVAL_S = 5
 DAEMON_TIMEOUT_S = 300

@@ -12,7 +12,7 @@ import pytest
 from fake_slack import CHANNEL, fake_slack  # noqa: F401  (the fixture, for pytest to find)
 from made_up import random_text
 
-from ds_pipelines.defs.alerts import (
+from ds_pipelines.defs.alerts.definitions import (
     RESOURCE_KEY,
     SENSOR_NAME,
     SlackNotifierResource,
@@ -204,7 +204,7 @@ def test_ticks_post_each_failed_run_once(instance, fake_slack, secret_env):  # n
 
 
 def test_sensor_watches_every_job_of_the_code_location_and_starts_running():
-    from ds_pipelines.definitions import build_definitions
+    from ds_pipelines.defs.notebooks.definitions import build_definitions
     from ds_pipelines.project import Project
 
     merged = dg.Definitions.merge(build_definitions(Project()), alert_definitions({}))

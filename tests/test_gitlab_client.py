@@ -32,7 +32,7 @@ from ds_pipelines.gitlab.repository import (
     repository_url,
     tags,
 )
-from ds_pipelines.trigger import Change
+from ds_pipelines.triggers.rules import Change
 
 pytestmark = pytest.mark.timeout(60)
 

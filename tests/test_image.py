@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ds_pipelines.image import IMAGE_FILES, image_tag
+from ds_pipelines.project.image import IMAGE_FILES, image_tag
 
 pytestmark = pytest.mark.timeout(120)
 

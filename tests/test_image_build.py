@@ -24,7 +24,7 @@ import pytest
 import yaml
 from gitrepo import INFERENCE, INFERENCE_CONFIG, make_project
 
-from ds_pipelines.image import IMAGE_FILES, image_tag
+from ds_pipelines.project.image import IMAGE_FILES, image_tag
 
 pytestmark = pytest.mark.timeout(900)
 

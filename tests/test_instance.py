@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.instance import open_instance
-from ds_pipelines.pools import COMMIT_RUNS_POOL, GPU_POOL
+from ds_pipelines.execution.instance import open_instance
+from ds_pipelines.execution.instance import COMMIT_RUNS_POOL, GPU_POOL
 from ds_pipelines.project import Project
 
 PROCESSES = 6

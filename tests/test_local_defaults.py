@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO
-from ds_pipelines.local import use_local_defaults
+from ds_pipelines.execution.instance import use_local_defaults
 from ds_pipelines.project import PROJECT_DIR_ENV, STATE_DIR, Project
 from ds_pipelines.tracking import tracking_uri
 

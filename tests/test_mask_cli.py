@@ -16,8 +16,8 @@ from published import (
     run_cli,
 )
 
-from ds_pipelines.publish.masking import MASK
-from ds_pipelines.publish.results import load_results
+from ds_pipelines.masking import MASK
+from ds_pipelines.results.folder import load_results
 
 
 def test_planted_secrets_are_masked_in_place_and_only_their_count_is_printed(trained, tmp_path):

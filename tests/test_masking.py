@@ -16,15 +16,18 @@ import nbformat
 import pytest
 from made_up import random_text
 
-from ds_pipelines.publish.comment import render_mr_comment
-from ds_pipelines.publish.context import Links, RunContext
-from ds_pipelines.publish.masking import (
-    MASK, Masker, MaskingError, mask_notebook, mask_results_folder, mask_text, secret_env_values,
+from ds_pipelines.publishing.render.comment import render_mr_comment
+from ds_pipelines.publishing.render.links import Links
+from ds_pipelines.results.origin import Provenance
+from ds_pipelines.masking import (
+    MASK, Masker, MaskingError, mask_notebook, mask_text, secret_env_values,
 )
-from ds_pipelines.publish.release import render_release_notes
-from ds_pipelines.publish.results import load_results
-from ds_pipelines.publish.slack import render_slack_failure
-from ds_pipelines.publish.wiki import render_wiki_pages
+from ds_pipelines.publishing.artifacts import mask_results_folder
+from ds_pipelines.publishing.render.release import render_release_notes
+from ds_pipelines.results.folder import load_results
+from ds_pipelines.publishing.failures import describe_failures
+from ds_pipelines.publishing.render.slack import alert_from_results, render_failure_alert
+from ds_pipelines.publishing.render.wiki import render_wiki_pages
 
 PAPERMILL = Path(sys.executable).parent / "papermill"
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -105,11 +108,12 @@ def test_token_is_gone_from_comment_wiki_release_notes_and_slack(leaky_run):
     results = load_results(results_dir)
     masker = Masker.from_env(env)
     links = Links(executed_notebooks={"demo": "https://gitlab.example.com/g/p/-/jobs/7/artifacts/file/results/demo/demo.ipynb"})
+    failures = describe_failures(results)
     texts = {
-        "comment": render_mr_comment(results, default_branch="main", links=links, masker=masker),
-        "wiki": "\n".join(page.content for page in render_wiki_pages(results, context=RunContext(), masker=masker)),
-        "release": render_release_notes("v1.0.0", results, masker=masker).description,
-        "slack": render_slack_failure(results, links=links, masker=masker),
+        "comment": render_mr_comment(results, default_branch="main", links=links, failures=failures, masker=masker),
+        "wiki": "\n".join(page.content for page in render_wiki_pages(results, origin=Provenance(), masker=masker)),
+        "release": render_release_notes("v1.0.0", "production", results, failures=failures, masker=masker).description,
+        "slack": render_failure_alert(alert_from_results(results, origin=Provenance(), links=links, failures=failures), masker=masker),
     }
     for where, text in texts.items():
         visible_and_hidden = text + "".join(str(data) for data in hidden_data(text))

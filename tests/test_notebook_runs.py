@@ -11,7 +11,7 @@ from conftest import Sandbox
 from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, make_project, notebook_json
 
-from ds_pipelines.checkout import checkout
+from ds_pipelines.triggers.checkout import checkout
 from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, commit_notebook_job
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.project import PROJECT_DIR_ENV

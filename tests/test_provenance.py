@@ -10,7 +10,7 @@ import mlflow
 from conftest import Sandbox
 from gitrepo import notebook_json
 
-from ds_pipelines.provenance import RUN_TAGS_ENV
+from ds_pipelines.results.origin import RUN_TAGS_ENV
 
 SHA = "c0ffee" + "0" * 34
 CI = {

@@ -21,9 +21,9 @@ from published import (
     run_cli,
 )
 
-from ds_pipelines.publish import MR_MARKER
-from ds_pipelines.publish.numbers import short_sha
-from ds_pipelines.publishing.links import mlflow_ui_url
+from ds_pipelines.publishing.render.comment import MR_MARKER
+from ds_pipelines.publishing.render.numbers import short_sha
+from ds_pipelines.tracking.links import mlflow_ui_url
 
 MR = 3
 FIRST_SHA = "1111111111111111111111111111111111111111"

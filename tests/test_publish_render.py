@@ -15,25 +15,31 @@ import subprocess
 import sys
 from html import escape, unescape
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pytest
 from mlflow.tracking import MlflowClient
 from published import MARKDOWN, Rendered
 
-from ds_pipelines.publish import datablock
-from ds_pipelines.publish.baseline import (
-    BRANCH_TAG, COMMIT_TAG, NOTEBOOK_TAG, BaselineError, find_baseline, find_baselines,
+from ds_pipelines.publishing.render import datablock
+from ds_pipelines.tracking.baselines import (
+    BRANCH_TAG, COMMIT_TAG, NOTEBOOK_TAG, BaselineError, find_baseline,
     mlflow_run_context_env, run_tags,
 )
-from ds_pipelines.publish.comment import MR_MARKER, previous_history, render_mr_comment
-from ds_pipelines.publish.context import Links, RunContext, job_artifact_url, mlflow_run_url
-from ds_pipelines.publish.escape import md_code, md_code_block, md_link, safe_url
-from ds_pipelines.publish.masking import Masker, mask_notebook
-from ds_pipelines.publish.release import find_model_versions, render_release_notes
-from ds_pipelines.publish.results import ResultsError, load_results
-from ds_pipelines.publish.slack import render_slack_failure
-from ds_pipelines.publish.wiki import INDEX_SLUG, WikiError, render_wiki_pages, wiki_slug
+from ds_pipelines.publishing.render.comment import MR_MARKER, previous_history, render_mr_comment
+from ds_pipelines.publishing.render.links import Links, job_artifact_url
+from ds_pipelines.results.origin import Provenance
+from ds_pipelines.tracking.links import mlflow_run_url
+from ds_pipelines.tracking.registry import versions_registered_by
+from ds_pipelines.publishing.render.escape import md_code, md_code_block, md_link, safe_url
+from ds_pipelines.masking import Masker, mask_notebook
+from ds_pipelines.publishing.render.release import render_release_notes
+from ds_pipelines.results.folder import ResultsError, load_results
+from ds_pipelines.publishing.failures import describe_failures
+from ds_pipelines.publishing.merge_request import find_baselines_or_warn
+from ds_pipelines.publishing.render.slack import alert_from_results, render_failure_alert
+from ds_pipelines.publishing.render.wiki import INDEX_SLUG, WikiError, render_wiki_pages, wiki_slug
 
 NO_SECRETS = Masker()  # renders in these tests do not depend on the environment of whoever runs them
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -215,10 +221,10 @@ def test_a_run_id_unknown_to_mlflow_is_an_error_naming_it(mlflow_store):
 
 
 def test_tracking_uri_in_messages_never_shows_credentials():
-    from ds_pipelines.publish.baseline import _shown_uri
+    from ds_pipelines.tracking.links import shown_uri
 
-    assert _shown_uri("https://ci:s3cr3t-token@mlflow.example.com:5000/api") == "https://mlflow.example.com:5000/api"
-    assert _shown_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+    assert shown_uri("https://ci:s3cr3t-token@mlflow.example.com:5000/api") == "https://mlflow.example.com:5000/api"
+    assert shown_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
 
 
 def test_run_tags_reach_mlflow_runs_through_the_run_context_environment(mlflow_store):
@@ -238,15 +244,12 @@ def test_run_tags_reach_mlflow_runs_through_the_run_context_environment(mlflow_s
     assert {**tags, "team": "ds"}.items() <= client.get_run(logged).data.tags.items()
     experiment = client.get_experiment_by_name("run-context").experiment_id
     current = make_run(client, experiment, minute=60_000, metrics={"roc_auc": 0.97}, tags={BRANCH_TAG: "feature"})
-    assert find_baselines(
-        load_like([{"name": "training", "mlflow_run_id": current}]), "main", tracking_uri=mlflow_store
-    )["training"].run_id == logged
+    run = SimpleNamespace(notebooks=load_like([{"name": "training", "mlflow_run_id": current}]))
+    assert find_baselines_or_warn(run, "main", mlflow_store, pytest.fail)["training"].run_id == logged
 
 
 def load_like(notebooks: list[dict]):
-    """Minimal stand-ins for NotebookResult: find_baselines reads name, status and mlflow_run_id."""
-    from types import SimpleNamespace
-
+    """Minimal stand-ins for NotebookResult: find_baselines_or_warn reads name, status and mlflow_run_id."""
     return [SimpleNamespace(status="success", **nb) for nb in notebooks]
 
 
@@ -257,7 +260,7 @@ def test_run_tags_and_links_from_gitlab_ci():
                   "ds-pipelines.pipeline_url": "https://gl/p/1", "ds-pipelines.job_url": "https://gl/j/2"}
     assert run_tags(SHA, "main", None, None, None, notebook="notebooks/a.ipynb")[NOTEBOOK_TAG] == "notebooks/a.ipynb"
     assert BRANCH_TAG not in run_tags(SHA, None, None, None, None)
-    links = Links.from_ci_env({**common, "CI_PROJECT_URL": "https://gl/g/p", "CI_MERGE_REQUEST_IID": "12"}, mlflow_runs={"a": "https://ml/1"})
+    links = Links.from_origin(Provenance.from_gitlab_ci({**common, "CI_PROJECT_URL": "https://gl/g/p", "CI_MERGE_REQUEST_IID": "12"}), mlflow_runs={"a": "https://ml/1"})
     assert (links.pipeline, links.job, links.commit, links.merge_request, dict(links.mlflow_runs)) == (
         "https://gl/p/1", "https://gl/j/2", f"https://gl/g/p/-/commit/{SHA}", "https://gl/g/p/-/merge_requests/12", {"a": "https://ml/1"})
     with pytest.raises(Exception, match="MLFLOW_RUN_CONTEXT is set but is not a JSON object of tags"):
@@ -271,9 +274,9 @@ def test_comment_for_a_real_run_without_then_with_a_baseline_on_main(trained, tm
     box, _ = trained
     results = load_results(box.root / "results")
     store = copied_store(box, tmp_path)
-    baselines = find_baselines(results.notebooks, "main", tracking_uri=store)
+    baselines = find_baselines_or_warn(results, "main", store, pytest.fail)
     assert baselines == {"training_example": None, "inference_example": None}  # nothing on main yet
-    body = render_mr_comment(results, default_branch="main", baselines=baselines, masker=NO_SECRETS)
+    body = render_mr_comment(results, default_branch="main", failures=describe_failures(results), baselines=baselines, masker=NO_SECRETS)
     assert body.startswith(MR_MARKER + "\n") and body.count(MR_MARKER) == 1
     rows = table_with(body, "metric")
     assert rows[0] == ["metric", "this commit", "baseline (main)", "Δ"]
@@ -285,9 +288,9 @@ def test_comment_for_a_real_run_without_then_with_a_baseline_on_main(trained, tm
     experiment = client.get_run(training.mlflow_run_id).info.experiment_id
     earlier = make_run(client, experiment, minute=-10, tags={BRANCH_TAG: "main", COMMIT_TAG: "c" * 40},
                        metrics={"roc_auc": training.metrics["roc_auc"] - 0.0125, "accuracy": training.metrics["accuracy"], "retired": 1.0})
-    baselines = find_baselines(results.notebooks, "main", tracking_uri=store)
+    baselines = find_baselines_or_warn(results, "main", store, pytest.fail)
     assert baselines["training_example"].run_id == earlier
-    body = render_mr_comment(results, default_branch="main", baselines=baselines, masker=NO_SECRETS)
+    body = render_mr_comment(results, default_branch="main", failures=describe_failures(results), baselines=baselines, masker=NO_SECRETS)
     rows = {row[0]: row[1:] for row in table_with(body, "metric")[1:]}
     assert rows["roc_auc"][2] == "+0.0125"
     assert rows["accuracy"][2] == "0"
@@ -304,7 +307,7 @@ def test_comment_shows_given_links_and_plots_and_omits_absent_ones(tmp_path):
     links = Links(pipeline="https://gitlab.example.com/g/p/-/pipelines/5", job=None, commit="https://gitlab.example.com/g/p/-/commit/" + SHA,
                   mlflow_runs={"training": "https://mlflow.example.com/#/experiments/1/runs/abc"},
                   executed_notebooks={"training": job_artifact_url("https://gitlab.example.com/g/p/-/jobs/7", "results/training/training.ipynb")})
-    body = render_mr_comment(results, default_branch="main", links=links, masker=NO_SECRETS,
+    body = render_mr_comment(results, default_branch="main", failures=describe_failures(results), links=links, masker=NO_SECRETS,
                              plots={"training": {"roc_curve": "![roc_curve](/uploads/0a1b/roc.png)", "evil": '<img src=x onerror="alert(1)">'}})
     html = Rendered(body)
     assert html.targets == [
@@ -318,7 +321,7 @@ def test_comment_shows_given_links_and_plots_and_omits_absent_ones(tmp_path):
 def test_comment_on_a_failure_names_cell_error_and_executed_notebook(tmp_path):
     results = load_results(failed_run(tmp_path / "r"))
     links = Links(executed_notebooks={"training": "https://gitlab.example.com/g/p/-/jobs/7/artifacts/file/results/training/training.ipynb"})
-    body = render_mr_comment(results, default_branch="main", links=links, masker=NO_SECRETS)
+    body = render_mr_comment(results, default_branch="main", failures=describe_failures(results), links=links, masker=NO_SECRETS)
     text = MARKDOWN.render(body)
     assert "1 of 2 notebooks failed" in body
     assert "failing cell:</strong> code cell 2" in text  # the injected cell is not counted
@@ -349,7 +352,7 @@ def test_comment_history_of_a_damaged_or_foreign_comment_is_empty(tmp_path):
     results = load_results(write_results(tmp_path / "r", [entry("training", metrics={"auc": 0.9})]))
     for previous in ("a note someone wrote", MR_MARKER + "\n<!-- ds-pipelines:data:mr-comment %%%notbase64 -->",
                      datablock.embed("mr-comment", {"current": {"commit": 5}, "history": "x"})):
-        body = render_mr_comment(results, default_branch="main", previous_body=previous, masker=NO_SECRETS)
+        body = render_mr_comment(results, default_branch="main", failures=describe_failures(results), previous_body=previous, masker=NO_SECRETS)
         assert "Earlier commits" not in body and previous_history(body)[0]["commit"] == SHA
 
 
@@ -377,12 +380,12 @@ def test_notebook_text_cannot_inject_markup_mentions_or_markers(tmp_path, hostil
     data["notebooks"][1]["name"] = hostile
     (folder / "results.json").write_text(json.dumps(data))
     results = load_results(folder)
-    context = RunContext(branch=hostile, pipeline_source="push", image=hostile, runner="CPU")
+    context = Provenance(branch=hostile, trigger="push", image=hostile, runner="CPU")
     pages = {
-        "comment": render_mr_comment(results, default_branch="main", masker=NO_SECRETS),
-        "wiki": render_wiki_pages(results, context=context, masker=NO_SECRETS)[0].content,
-        "index": render_wiki_pages(results, context=context, masker=NO_SECRETS)[-1].content,
-        "release": render_release_notes("v1.0.0", results, masker=NO_SECRETS).description,
+        "comment": render_mr_comment(results, default_branch="main", failures=describe_failures(results), masker=NO_SECRETS),
+        "wiki": render_wiki_pages(results, origin=context, masker=NO_SECRETS)[0].content,
+        "index": render_wiki_pages(results, origin=context, masker=NO_SECRETS)[-1].content,
+        "release": render_release_notes("v1.0.0", "production", results, failures=describe_failures(results), masker=NO_SECRETS).description,
     }
     for where, page in pages.items():
         html = Rendered(page)
@@ -421,7 +424,7 @@ def _wiki_run(tmp_path: Path, number: int, existing: dict, *, dagster_id: str | 
     folder = write_results(tmp_path / f"w{number}", [entry("training", metrics={"roc_auc": 0.5 + number / 100, "cv_auc": 0.4},
                                                            dagster_run_id=dagster_id or f"run-{number}")],
                            commit=f"{number:040d}", finished_at=f"2024-05-{1 + number // 24:02d}T{number % 24:02d}:00:00+00:00")
-    pages = render_wiki_pages(load_results(folder), context=RunContext(**context), existing=existing, masker=NO_SECRETS, max_rows=50)
+    pages = render_wiki_pages(load_results(folder), origin=Provenance(**context), existing=existing, masker=NO_SECRETS, max_rows=50)
     return {page.slug: page.content for page in pages}
 
 
@@ -441,37 +444,37 @@ def test_wiki_row_says_trigger_runner_image_duration_metrics_and_links(tmp_path)
     folder = write_results(tmp_path / "r", [entry("training", metrics={"roc_auc": 0.91234, "log_loss": 0.2, "zeta": 3.0}, duration_s=95)])
     links = Links(pipeline="https://gl.example.com/p/1", job="https://gl.example.com/j/2", merge_request="https://gl.example.com/mr/12",
                   commit="https://gl.example.com/c/" + SHA, mlflow_runs={"training": "https://ml.example.com/r/1"})
-    context = RunContext.from_ci_env({
+    context = Provenance.from_gitlab_ci({
         "CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "12", "CI_COMMIT_SHA": SHA,
         "CI_RUNNER_TAGS": '["docker", "nvidia-gpu"]', "CI_JOB_IMAGE": "registry.example.com/ds/notebooks:2024.05",
     })
-    pages = render_wiki_pages(load_results(folder), context=context, links=links, masker=NO_SECRETS)
+    pages = render_wiki_pages(load_results(folder), origin=context, links=links, masker=NO_SECRETS)
     assert [page.slug for page in pages] == ["model-runs/training", INDEX_SLUG] and pages[0].title == "model-runs/training"
     table = table_with(pages[0].content, "date")
     assert table[0] == ["date", "commit", "trigger", "runner", "image", "duration", "status", "roc_auc", "log_loss", "links"]
     assert table[1] == ["2024-05-01 10:00 UTC", SHA[:8], "MR !\u200b12", "GPU", "2024.05", "1 min 35 s", "✅ success",
                         "0.9123", "0.2", "pipeline · job · MLflow"]
     assert Rendered(pages[0].content).targets == [links.commit, links.merge_request, links.pipeline, links.job, links.mlflow_runs["training"]]
-    scheduled = RunContext.from_ci_env({"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_BRANCH": "main", "DSP_RUNNER": "cpu"})
-    assert (scheduled.trigger, scheduled.runner, scheduled.image_tag) == ("schedule", "CPU", None)
+    scheduled = Provenance.from_gitlab_ci({"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_BRANCH": "main", "DSP_RUNNER": "cpu"})
+    assert (scheduled.trigger_label, scheduled.runner, scheduled.image_tag) == ("schedule", "CPU", None)
 
 
 def test_wiki_never_overwrites_a_page_it_did_not_write_or_cannot_read(tmp_path):
     folder = write_results(tmp_path / "r", [entry("training", metrics={"auc": 0.9})])
     results = load_results(folder)
     with pytest.raises(WikiError, match=r"wiki page 'model-runs/training' exists but was not written by ds-pipelines"):
-        render_wiki_pages(results, context=RunContext(), existing={"model-runs/training": "# Notes by a person"}, masker=NO_SECRETS)
+        render_wiki_pages(results, origin=Provenance(), existing={"model-runs/training": "# Notes by a person"}, masker=NO_SECRETS)
     damaged = "<!-- ds-pipelines:wiki -->\n| table |\n<!-- ds-pipelines:data:wiki-runs %%% -->"
     with pytest.raises(WikiError, match=r"'model-runs/training': its hidden run data .* is missing or damaged"):
-        render_wiki_pages(results, context=RunContext(), existing={"model-runs/training": damaged}, masker=NO_SECRETS)
+        render_wiki_pages(results, origin=Provenance(), existing={"model-runs/training": damaged}, masker=NO_SECRETS)
 
 
 def test_wiki_index_lists_every_notebook_page_seen_so_far(tmp_path):
     first = write_results(tmp_path / "a", [entry("training", metrics={"auc": 0.9}), entry("scoring", metrics={"rows": 5.0})])
-    pages = {p.slug: p.content for p in render_wiki_pages(load_results(first), context=RunContext(), masker=NO_SECRETS)}
+    pages = {p.slug: p.content for p in render_wiki_pages(load_results(first), origin=Provenance(), masker=NO_SECRETS)}
     second = write_results(tmp_path / "b", [entry("training", "failed", error="boom"), entry("scoring", "not-run")],
                            commit="f" * 40, finished_at="2024-05-02T10:00:00+00:00")
-    index = render_wiki_pages(load_results(second), context=RunContext(), existing=pages, masker=NO_SECRETS)[-1]
+    index = render_wiki_pages(load_results(second), origin=Provenance(), existing=pages, masker=NO_SECRETS)[-1]
     rows = table_with(index.content, "notebook")[1:]
     assert rows == [["training", "2024-05-02 10:00 UTC", "❌ failed", "ffffffff"],
                     ["scoring", "2024-05-01 10:00 UTC", "✅ success", SHA[:8]]]
@@ -484,24 +487,28 @@ def test_wiki_index_lists_every_notebook_page_seen_so_far(tmp_path):
 def test_release_notes_of_a_real_run_name_the_registered_model_version(trained, tmp_path):
     box, _ = trained
     results = load_results(box.root / "results")
-    versions = find_model_versions(results.notebooks, tracking_uri=copied_store(box, tmp_path), ui_url="https://mlflow.example.com")
+    client = MlflowClient(tracking_uri=copied_store(box, tmp_path))
+    versions = {nb.name: versions_registered_by(client, nb.mlflow_run_id, ui_url="https://mlflow.example.com")
+                for nb in results.notebooks if nb.mlflow_run_id}
     assert [(v.name, v.version) for v in versions["training_example"]] == [("tests-xgb", "1")]
     links = Links(pipeline="https://gl.example.com/p/1", commit="https://gl.example.com/c/1")
-    notes = render_release_notes("v1.2.3", results, links=links, model_versions=versions, masker=NO_SECRETS)
+    notes = render_release_notes("v1.2.3", "production", results, links=links, model_versions=versions, masker=NO_SECRETS)
     assert notes.tag == "v1.2.3" and notes.name == "v1.2.3 (production release)"
     text = MARKDOWN.render(notes.description)
     assert "Model <code>tests-xgb</code> version <strong>1</strong>" in text
     assert 'href="https://mlflow.example.com/#/models/tests-xgb/versions/1"' in text
     roc = results.notebooks[0].metrics["roc_auc"]
     assert ["roc_auc", f"{roc:.4g}"] in table_with(notes.description, "metric")
-    assert render_release_notes("dev-1.2.3", results, masker=NO_SECRETS).name == "dev-1.2.3 (development release)"
+    assert render_release_notes("dev-1.2.3", "development", results, masker=NO_SECRETS).name == "dev-1.2.3 (development release)"
 
 
 def test_slack_failure_text_uses_slack_escaping_and_links(tmp_path):
     results = load_results(failed_run(tmp_path / "r", error_value="<!channel> & <@U123> <https://evil.example.com|click>"))
     links = Links(pipeline="https://gl.example.com/p/1", job="https://gl.example.com/j/2|x",
                   executed_notebooks={"training": "https://gl.example.com/j/2/artifacts/file/results/training/training.ipynb"})
-    text = render_slack_failure(results, links=links, context=RunContext(branch="main", pipeline_source="push"), project="group/ds")
+    alert = alert_from_results(results, origin=Provenance(branch="main", trigger="push"), links=links,
+                               failures=describe_failures(results), project="group/ds")
+    text = render_failure_alert(alert)
     assert text.splitlines()[0] == ":x: *ds-pipelines run failed* (group/ds · commit 01234567 · branch main)"
     assert "<https://gl.example.com/p/1|Pipeline> · <https://gl.example.com/j/2%7Cx|Job>" in text
     assert "KeyError: &lt;!channel&gt; &amp; &lt;@\u200bU123&gt; &lt;https://evil.example.com|click&gt;" in text

@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from mlflow_serve import AliaslessProxy, mlflow_server
 from published import assert_clean_exit, cli_env, notebook_entry, run_cli
 
-from ds_pipelines.publish.numbers import format_value
-from ds_pipelines.registry import ALIAS_TAG, unsupported_endpoint
+from ds_pipelines.publishing.render.numbers import format_value
+from ds_pipelines.tracking.registry import ALIAS_TAG, unsupported_endpoint
 
 MODEL = "tests-xgb"  # what the session's training registered (tests/conftest.py)
 

@@ -6,19 +6,19 @@ from pathlib import Path
 
 from gitrepo import make_project
 
-from ds_pipelines.provenance import Provenance
-from ds_pipelines.results import run_commit
+from ds_pipelines.results.origin import Provenance
+from ds_pipelines.results.origin import run_commit
 
 
 def test_the_commit_a_run_was_started_for_wins(tmp_path: Path):
     repo = make_project(tmp_path / "repo")
     origin = Provenance(commit="f" * 40, branch="feature")
-    assert run_commit(repo.root, origin) == {"sha": "f" * 40, "branch": "feature"}
+    assert run_commit(repo.root, origin) == ("f" * 40, "feature")
 
 
 def test_otherwise_the_checked_out_commit(tmp_path: Path):
     repo = make_project(tmp_path / "repo")
-    assert run_commit(repo.root, Provenance()) == {"sha": repo.head(), "branch": "main"}
+    assert run_commit(repo.root, Provenance()) == (repo.head(), "main")
     assert run_commit(tmp_path, Provenance()) is None  # not in a git work tree
 
 
@@ -29,4 +29,4 @@ def test_a_checkout_in_a_git_ignored_folder_is_not_the_enclosing_repositorys_com
     checkout = deployment.root / ".ds-pipelines" / "checkouts" / "abc"
     checkout.mkdir(parents=True)
     assert run_commit(checkout, Provenance()) is None
-    assert run_commit(deployment.root, Provenance())["sha"] == deployment.head()
+    assert run_commit(deployment.root, Provenance())[0] == deployment.head()

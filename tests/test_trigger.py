@@ -17,15 +17,13 @@ from gitrepo import (
     make_project,
 )
 
-from ds_pipelines.git_changes import changed_files, parse_name_status
+from ds_pipelines.triggers.git_changes import changed_files, parse_name_status
 from ds_pipelines.project import Project
-from ds_pipelines.trigger import (
+from ds_pipelines.project.settings import DEVELOPMENT, NO_RELEASE, PRODUCTION, TagPatternError, release_kind
+from ds_pipelines.triggers.rules import (
     CONFIG_CHANGED,
-    DEVELOPMENT,
     MODIFIED,
-    NO_RELEASE,
     OVERRIDE,
-    PRODUCTION,
     SCHEDULED,
     Change,
     Plan,
@@ -33,7 +31,6 @@ from ds_pipelines.trigger import (
     TriggerError,
     overrides,
     plan,
-    release_kind,
 )
 
 pytestmark = pytest.mark.timeout(60)  # a regex or git regression fails here, not after the global 15 minutes
@@ -226,7 +223,7 @@ def test_tags(repo, tag, release):
 def test_tag_patterns_are_configurable():
     assert release_kind("v1.2.3-rc1", production=r"v[0-9.]+(-rc[0-9]+)?") == PRODUCTION
     assert release_kind("1.2.3", production=r"[0-9.]+", development="never") == PRODUCTION
-    with pytest.raises(TriggerError, match=r"production tag pattern '\(' is not a valid regular expression"):
+    with pytest.raises(TagPatternError, match=r"production tag pattern '\(' is not a valid regular expression"):
         release_kind("v1", production="(")
 
 
@@ -306,7 +303,7 @@ def test_dotenv_over_gitlabs_limit_is_refused():
 def test_no_dagster_or_gitlab_imports(repo):
     code = (
         "import sys\nfrom pathlib import Path\n"
-        "from ds_pipelines.git_changes import changed_files\nfrom ds_pipelines.trigger import plan\n"
+        "from ds_pipelines.triggers.git_changes import changed_files\nfrom ds_pipelines.triggers.rules import plan\n"
         "from ds_pipelines.project import Project\n"
         f"plan(Project(root=Path({str(repo.root)!r})), changed_files(Path({str(repo.root)!r}), None))\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dagstermill', 'gitlab', 'mlflow'}))"

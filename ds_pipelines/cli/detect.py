@@ -1,4 +1,4 @@
-"""``ds-pipelines detect``: which notebooks a GitLab pipeline runs (see ``ds_pipelines.trigger``)."""
+"""``ds-pipelines detect``: which notebooks a GitLab pipeline runs (see ``ds_pipelines.triggers.rules``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from ds_pipelines import trigger
 from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.project import settings
+from ds_pipelines.triggers import rules
 
 _BAD_INPUT = 2
 
@@ -29,11 +30,11 @@ _BAD_INPUT = 2
               help="On a first push, compare with where the branch left this one, when it is fetched.")
 @click.option("--scoring-notebook", metavar="PATH", envvar="SCORING_NOTEBOOK", show_envvar=True,
               help="The notebook a schedule runs. Default: triggers.schedule.notebook in configs/notebooks.yaml "
-              f"({trigger.SCORING_NOTEBOOK} when unset).")
+              f"({settings.SCORING_NOTEBOOK} when unset).")
 @click.option("--production-tag", metavar="REGEX", help="Full-match pattern of production release tags (deployed). "
-              f"Default: triggers.production_tag in configs/notebooks.yaml ({trigger.PRODUCTION_TAG} when unset).")
+              f"Default: triggers.production_tag in configs/notebooks.yaml ({settings.PRODUCTION_TAG} when unset).")
 @click.option("--development-tag", metavar="REGEX", help="Full-match pattern of development tags (not deployed). "
-              f"Default: triggers.development_tag in configs/notebooks.yaml ({trigger.DEVELOPMENT_TAG} when unset).")
+              f"Default: triggers.development_tag in configs/notebooks.yaml ({settings.DEVELOPMENT_TAG} when unset).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--dotenv", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan to FILE for GitLab's artifacts:reports:dotenv (DSP_NOTEBOOKS, DSP_SKIP, "
@@ -59,8 +60,8 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
     Upstream notebooks run first (training before inference).
     Exit status: 0 with a plan (even an empty one), 2 for bad input.
     """
-    from ds_pipelines.git_changes import changed_files
     from ds_pipelines.project import Project
+    from ds_pipelines.triggers.git_changes import changed_files
 
     if source == "merge_request_event":
         before = before or os.environ.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or None
@@ -68,7 +69,7 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
         before = before or os.environ.get("CI_COMMIT_BEFORE_SHA") or None
     try:
         if source == "merge_request_event" and not before:
-            raise trigger.TriggerError(
+            raise rules.TriggerError(
                 "merge-request pipeline without a base: pass --before or set CI_MERGE_REQUEST_DIFF_BASE_SHA"
             )
         changes = []
@@ -82,12 +83,12 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
             )
         # The same settings a Dagster deployment's sensors and schedule read: one answer for both.
         project = Project(root=repo.resolve())
-        settings = project.triggers
-        result = trigger.plan(
+        triggers = project.triggers
+        result = rules.plan(
             project, changes, message, source, tag,
-            scoring_notebook or settings.schedule.notebook or trigger.SCORING_NOTEBOOK,
-            production_tag=production_tag or settings.production_tag,
-            development_tag=development_tag or settings.development_tag,
+            scoring_notebook or triggers.schedule.notebook or settings.SCORING_NOTEBOOK,
+            production_tag=production_tag or triggers.production_tag,
+            development_tag=development_tag or triggers.development_tag,
         )
         if dotenv:
             dotenv.write_text(result.to_dotenv(), encoding="utf-8")
@@ -97,7 +98,7 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
     click.echo(result.to_json() if as_json else _summary(result))
 
 
-def _summary(result: trigger.Plan) -> str:
+def _summary(result: rules.Plan) -> str:
     if result.skip:
         lines = [f"Nothing to run: {result.skip_reason}."]
     else:

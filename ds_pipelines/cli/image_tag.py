@@ -1,4 +1,4 @@
-"""``ds-pipelines image-tag``: the container image's tag, from the files that define it (``ds_pipelines.image``)."""
+"""``ds-pipelines image-tag``: the container image's tag, from the files that define it (``ds_pipelines.project.image``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def image_tag(project_dir: Path, prefix: str, git_tag: str | None) -> None:
     Exit status 2 when one of those files is missing or --release is given
     a tag that is no release.
     """
-    from ds_pipelines import image
+    from ds_pipelines.project import image
 
     tags = image.release_tags(git_tag) if git_tag else [image.image_tag(project_dir.resolve())]
     for tag in tags:

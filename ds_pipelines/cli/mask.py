@@ -23,7 +23,7 @@ def mask_secrets(results_dir: Path) -> None:
     Prints how many occurrences were masked, never what. Exit 2 when DIR
     is not a results folder or a file in it cannot be masked.
     """
-    from ds_pipelines.publish.masking import mask_results_folder
+    from ds_pipelines.publishing.artifacts import mask_results_folder
 
     try:
         # A bad folder raises DsPipelinesError naming the file: main() prints it and exits 2.

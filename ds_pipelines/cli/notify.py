@@ -43,13 +43,12 @@ def slack(results_dir: Path, always: bool, project: str | None, strict: bool) ->
     folder exits 2.
     """
     from ds_pipelines import slack as slack_delivery
-    from ds_pipelines.publish import (
-        Links,
-        Masker,
-        RunContext,
-        load_results,
-        render_slack_failure,
-    )
+    from ds_pipelines.masking import Masker
+    from ds_pipelines.publishing.failures import describe_failures
+    from ds_pipelines.publishing.render.links import Links
+    from ds_pipelines.publishing.render.slack import alert_from_results, render_failure_alert
+    from ds_pipelines.results.folder import load_results
+    from ds_pipelines.results.origin import Provenance
 
     missing = slack_delivery.not_configured_message(os.environ)
     if missing:
@@ -62,13 +61,10 @@ def slack(results_dir: Path, always: bool, project: str | None, strict: bool) ->
     if results.status == "success" and not always:
         click.echo("The run succeeded: nothing posted to Slack (--always posts successes too).")
         return
-    text = render_slack_failure(
-        results,
-        links=Links.from_ci_env(os.environ),
-        context=RunContext.from_ci_env(os.environ),
-        project=project or None,
-        masker=Masker.from_env(),
-    )
+    origin = Provenance.from_gitlab_ci(os.environ)
+    alert = alert_from_results(results, origin=origin, links=Links.from_origin(origin),
+                               failures=describe_failures(results), project=project or None)
+    text = render_failure_alert(alert, masker=Masker.from_env())
     try:
         settings = slack_delivery.SlackSettings.from_env()
         slack_delivery.send(text, settings)

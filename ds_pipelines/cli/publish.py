@@ -1,19 +1,25 @@
 """``ds-pipelines publish mr|wiki``: a run's results on its merge request and in the project wiki.
 
-The work is done by ``ds_pipelines.publishing``; this module holds the options and the failure policy
-(best effort unless ``--strict``) that ``release`` shares. Every message is masked before it is printed.
+The work is done by ``ds_pipelines.publishing``; this module reads its inputs from GitLab CI's variables
+(the run's origin, the GitLab client, the masker, the job whose artifacts hold the results) and holds the
+failure policy (best effort unless ``--strict``) that ``release`` and ``notify`` share. Every message is
+masked before it is printed.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from ds_pipelines.cli.options import load_project, project_dir_option
 from ds_pipelines.errors import DsPipelinesError
+
+MR_IID_ENV = "CI_MERGE_REQUEST_IID"
+PROJECT_DIR_CI_ENV = "CI_PROJECT_DIR"
 
 results_option = click.option(
     "--results", "results_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -41,7 +47,7 @@ class Console:
 
     def mask(self, text: str) -> str:
         if self._masker is None:
-            from ds_pipelines.publish import Masker
+            from ds_pipelines.masking import Masker
 
             self._masker = Masker.from_env(os.environ)
         return self._masker.mask(text)
@@ -59,7 +65,7 @@ class Console:
     def give_up(self, what: str, exc: BaseException, *, strict: bool) -> None:
         """Report a publication that did not happen: a warning (best effort) or, with ``--strict`` or for
         errors that are not best effort, an error and its exit code."""
-        from ds_pipelines.publishing import error_exit_code, strict_exit_code
+        from ds_pipelines.publishing.outcome import error_exit_code, strict_exit_code
 
         code = strict_exit_code(exc)
         if code is None:
@@ -77,12 +83,41 @@ class Console:
             self.give_up(what, exc, strict=strict)
 
 
-def tracking_uri() -> str:
+def tracking_uri(project_dir: Path | None) -> str:
     """MLFLOW_TRACKING_URI, else the project's local store (where `ds-pipelines run` tracks)."""
-    from ds_pipelines.project import Project
     from ds_pipelines.tracking import tracking_uri as project_tracking_uri
 
-    return project_tracking_uri(Project())
+    return project_tracking_uri(load_project(project_dir))
+
+
+def gitlab_client():
+    """The GitLab client of GitLab CI's variables (or GITLAB_URL...); GitLabConfigError naming what to set."""
+    from ds_pipelines.gitlab import GitLabClient, GitLabSettings
+
+    return GitLabClient(GitLabSettings.from_env(os.environ))
+
+
+def job_artifacts(job_url: str | None):
+    """The CI job whose artifacts hold the results folder (its checkout: CI_PROJECT_DIR, else here)."""
+    from ds_pipelines.publishing.links import JobArtifacts
+
+    return JobArtifacts(job_url, Path(os.environ.get(PROJECT_DIR_CI_ENV) or Path.cwd())) if job_url else None
+
+
+def merge_request_iid(explicit: int | None, env: Mapping[str, str]) -> int:
+    """``explicit`` (``--mr``), else ``CI_MERGE_REQUEST_IID``; NotConfiguredError when neither is set."""
+    from ds_pipelines.publishing.outcome import NotConfiguredError
+
+    if explicit is not None:
+        return explicit
+    raw = (env.get(MR_IID_ENV) or "").strip()
+    if not raw:
+        raise NotConfiguredError(
+            f"no merge request to comment on: {MR_IID_ENV} is not set (not a merge-request pipeline); pass --mr IID"
+        )
+    if not raw.isdigit() or int(raw) < 1:
+        raise DsPipelinesError(f"{MR_IID_ENV}={raw!r} is not a merge-request number (expected a positive integer)")
+    return int(raw)
 
 
 @click.group()
@@ -98,7 +133,9 @@ def publish() -> None:
               show_default=True, help="Baselines are the latest successful MLflow runs on this branch.")
 @job_url_option
 @strict_option("the comment")
-def merge_request(results_dir: Path, mr_iid: int | None, default_branch: str, job_url: str | None, strict: bool) -> None:
+@project_dir_option
+def merge_request(results_dir: Path, mr_iid: int | None, default_branch: str, job_url: str | None, strict: bool,
+                  project_dir: Path | None) -> None:
     """Comment a run's results on its merge request, one comment updated in place.
 
     \b
@@ -118,13 +155,19 @@ def merge_request(results_dir: Path, mr_iid: int | None, default_branch: str, jo
     nothing to publish to, 1 when GitLab refuses. A bad results folder
     exits 2.
     """
-    from ds_pipelines.publishing import publish_merge_request_comment
+    from ds_pipelines.masking import Masker
+    from ds_pipelines.publishing.merge_request import publish_merge_request_comment
+    from ds_pipelines.results.folder import load_results
+    from ds_pipelines.results.origin import Provenance
 
     console = Console()
     with console.policy("merge-request comment not published", strict=strict):
+        results = load_results(results_dir)
         outcome = publish_merge_request_comment(
-            results_dir, mr_iid=mr_iid, default_branch=default_branch, env=os.environ,
-            tracking_uri=tracking_uri(), job_url=job_url, warn=console.warn,
+            results, mr_iid=merge_request_iid(mr_iid, os.environ), client=gitlab_client(),
+            masker=Masker.from_env(os.environ), origin=Provenance.from_gitlab_ci(os.environ),
+            tracking_uri=tracking_uri(project_dir), default_branch=default_branch, artifacts=job_artifacts(job_url),
+            warn=console.warn,
         )
         plots = f", {outcome.plots} plot{'s' if outcome.plots != 1 else ''}" if outcome.plots else ""
         console.echo(f"Merge-request comment {outcome.action} on !{outcome.mr_iid} (note {outcome.note_id}{plots}).")
@@ -134,7 +177,8 @@ def merge_request(results_dir: Path, mr_iid: int | None, default_branch: str, jo
 @results_option
 @job_url_option
 @strict_option("the wiki pages")
-def wiki(results_dir: Path, job_url: str | None, strict: bool) -> None:
+@project_dir_option
+def wiki(results_dir: Path, job_url: str | None, strict: bool, project_dir: Path | None) -> None:
     """Add a run to the project wiki: a page per notebook and an index.
 
     \b
@@ -146,11 +190,18 @@ def wiki(results_dir: Path, job_url: str | None, strict: bool) -> None:
     same name that ds-pipelines did not write is left alone (an error).
     GitLab settings and the failure policy are those of `publish mr`.
     """
-    from ds_pipelines.publishing import publish_wiki_pages
+    from ds_pipelines.masking import Masker
+    from ds_pipelines.publishing.wiki import publish_wiki_pages
+    from ds_pipelines.results.folder import load_results
+    from ds_pipelines.results.origin import Provenance
 
     console = Console()
     with console.policy("wiki not published", strict=strict):
-        written = publish_wiki_pages(results_dir, env=os.environ, tracking_uri=tracking_uri(), job_url=job_url,
-                                     warn=console.warn)
+        results = load_results(results_dir)
+        written = publish_wiki_pages(
+            results, client=gitlab_client(), masker=Masker.from_env(os.environ),
+            origin=Provenance.from_gitlab_ci(os.environ), tracking_uri=tracking_uri(project_dir),
+            artifacts=job_artifacts(job_url), warn=console.warn,
+        )
         for page in written:
             console.echo(f"Wiki page {page.slug} {page.action}.")

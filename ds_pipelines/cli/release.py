@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ds_pipelines.cli.publish import Console, job_url_option, tracking_uri
+from ds_pipelines.cli.options import load_project, project_dir_option
+from ds_pipelines.cli.publish import Console, gitlab_client, job_artifacts, job_url_option, tracking_uri
 
 
 @click.command()
@@ -23,7 +24,9 @@ from ds_pipelines.cli.publish import Console, job_url_option, tracking_uri
 @click.option("--strict", is_flag=True,
               help="Fail when the GitLab release cannot be written: exit 2 when GitLab is not configured "
               "(checked before anything is promoted), 1 when it refuses.")
-def release(tag: str, results_dir: Path | None, model: str | None, job_url: str | None, strict: bool) -> None:
+@project_dir_option
+def release(tag: str, results_dir: Path | None, model: str | None, job_url: str | None, strict: bool,
+            project_dir: Path | None) -> None:
     """Release TAG: promote the model version in MLflow, then create or update the GitLab release.
 
     \b
@@ -46,17 +49,31 @@ def release(tag: str, results_dir: Path | None, model: str | None, job_url: str 
     refused under --strict; 2 bad input (tag, results folder, model) or
     GitLab not configured under --strict.
     """
-    from ds_pipelines.project import Project
-    from ds_pipelines.publishing import release as release_tag
-    from ds_pipelines.trigger import DEVELOPMENT
+    from ds_pipelines.gitlab import GitLabError
+    from ds_pipelines.masking import Masker
+    from ds_pipelines.project.settings import DEVELOPMENT, PRODUCTION
+    from ds_pipelines.publishing.release import release as release_tag
+    from ds_pipelines.results.folder import load_results
+    from ds_pipelines.results.origin import Provenance
 
     console = Console()
     # Errors raised here stop the release (bad input, registry failures, GitLab unset under --strict); a
     # GitLab release that cannot be written comes back in the outcome, reported after the promotion.
     with console.policy("GitLab release not published", strict=strict):
+        project = load_project(project_dir)
+        results = load_results(results_dir) if results_dir is not None else None
+        gitlab = None
+        if project.triggers.release_kind(tag) == PRODUCTION:
+            try:
+                gitlab = gitlab_client()
+            except GitLabError as exc:
+                if strict:  # before anything is promoted: a misconfigured job changes nothing
+                    raise
+                gitlab = exc
         outcome = release_tag(
-            tag, project=Project(), results_dir=results_dir, model=model, env=os.environ,
-            tracking_uri=tracking_uri(), job_url=job_url, strict=strict, warn=console.warn,
+            tag, project=project, results=results, model=model, gitlab=gitlab, masker=Masker.from_env(os.environ),
+            origin=Provenance.from_gitlab_ci(os.environ), tracking_uri=tracking_uri(project_dir),
+            artifacts=job_artifacts(job_url), warn=console.warn,
         )
     for promotion in outcome.promotions:
         how = (f"alias {promotion.alias!r} set ({promotion.model_uri})" if promotion.method == "alias" else

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import click
 
+from ds_pipelines.cli.options import load_project, project_dir_option
 from ds_pipelines.project import Project
+
+NOTEBOOKS_JOB = ("ds_pipelines.defs.notebooks.definitions", "notebooks_job")
+"""Where the job that runs the notebooks is defined (module, function): dagstermill's kernels rebuild it."""
 
 
 def _config_overrides(values: tuple[str, ...]) -> dict[str, Path]:
@@ -31,7 +35,7 @@ def _config_overrides(values: tuple[str, ...]) -> dict[str, Path]:
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Leave the executed notebooks, metrics, artifacts and results.json here (layout: ds_pipelines/results.py).",
+    help="Leave the executed notebooks, metrics, artifacts and results.json here (layout: ds_pipelines/results/folder.py).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout (progress stays on stderr).")
 @click.option(
@@ -41,18 +45,14 @@ def _config_overrides(values: tuple[str, ...]) -> dict[str, Path]:
     metavar="NOTEBOOK=FILE",
     help="Use FILE instead of the notebook's config from configs/notebooks.yaml. Repeatable.",
 )
-@click.option(
-    "--project-dir",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Project holding notebooks/ and configs/ (default: $DS_PIPELINES_PROJECT_DIR, else this checkout).",
-)
+@project_dir_option
 def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) -> None:
     """Run NOTEBOOKS (paths or asset names) as Dagster assets, upstream ones first.
 
     Every config is validated before anything runs. Stops at the first failing notebook, keeps its
     executed notebook, and exits 1; exits 2 for bad input (unknown notebook, invalid config).
     """
-    project = Project(project_dir.resolve()) if project_dir else Project()
+    project = load_project(project_dir)
     overrides = _config_overrides(config_overrides)
     if not notebooks and not run_all:
         raise click.UsageError("give at least one notebook, or --all")
@@ -60,30 +60,37 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     specs_by_override = {project.find(nb).path: file for nb, file in overrides.items()}
     configs = {spec.path: project.config_for(spec, specs_by_override.get(spec.path)) for spec in specs}
 
-    from ds_pipelines import provenance
-    from ds_pipelines.local import use_local_defaults
-    from ds_pipelines.publish.baseline import mlflow_run_context_env, run_tags
-    from ds_pipelines.results import describe_run, run_commit, write_results
-    from ds_pipelines.runner import run_notebooks
+    from ds_pipelines.execution.instance import use_local_defaults
+    from ds_pipelines.execution.kernels import JobPointer
+    from ds_pipelines.execution.runner import run_notebooks
+    from ds_pipelines.results.folder import RunResults, run_status, write_results
+    from ds_pipelines.results.origin import current, run_commit
+    from ds_pipelines.tracking.baselines import mlflow_run_context_env, run_tags
 
     use_local_defaults(project)
     os.environ.setdefault("TQDM_DISABLE", "1")  # papermill's bar would garble the per-cell progress lines
     warnings.filterwarnings("ignore", message=r".*is currently in beta")  # dagstermill's own API notices
     started_at = datetime.now(timezone.utc)
-    origin = provenance.current()
-    commit = run_commit(project.root, origin)
-    tags = {"ds-pipelines/commit": commit["sha"]} if commit else {}
+    origin = current()
+    commit_sha, branch = run_commit(project.root, origin) or (None, None)
+    tags = {"ds-pipelines/commit": commit_sha} if commit_sha else {}
     tags.update(origin.run_tags())
     # The notebooks' MLflow runs get the same origin (mlflow.start_run reads MLFLOW_RUN_CONTEXT): the
     # merge-request comment finds its baseline by branch. Set before the first kernel starts.
     os.environ.update(mlflow_run_context_env(
         run_tags(origin.commit, origin.branch, origin.merge_request, origin.pipeline_url, origin.job_url), os.environ,
     ))
-    outcomes = run_notebooks(project, specs, configs=configs, tags=tags, on_line=lambda line: click.echo(line, err=True))
-    summary = describe_run(outcomes, started_at=started_at, commit=commit)
+    notebooks = run_notebooks(project, specs, job=JobPointer(*NOTEBOOKS_JOB), configs=configs, tags=tags,
+                              on_line=lambda line: click.echo(line, err=True))
+    run = RunResults(
+        status=run_status(notebooks), started_at=started_at.isoformat(timespec="seconds"),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), commit_sha=commit_sha, branch=branch,
+        notebooks=notebooks,
+    )
+    summary = run.to_dict()
     if output_dir:
-        results_file = write_results(output_dir, summary)
-        click.echo(f"results written to {results_file}", err=True)
+        written = write_results(output_dir, run)
+        click.echo(f"results written to {written.directory / 'results.json'}", err=True)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import click
 
-from ds_pipelines.project import Project
+from ds_pipelines.cli.options import load_project, project_dir_option
 
 
 def _exec(program: str, *args: str) -> None:
@@ -22,12 +23,12 @@ def _exec(program: str, *args: str) -> None:
 
 @click.command()
 @click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI.")
-def ui(port: int) -> None:
+@project_dir_option
+def ui(port: int, project_dir: Path | None) -> None:
     """Open the Dagster UI (``dagster dev``) on the project's local instance at http://127.0.0.1:PORT."""
-    from ds_pipelines.instance import open_instance
-    from ds_pipelines.local import use_local_defaults
+    from ds_pipelines.execution.instance import open_instance, use_local_defaults
 
-    project = Project()
+    project = load_project(project_dir)
     use_local_defaults(project)
     open_instance(project).dispose()  # sets the pool limits that the sensors' and schedule's runs share
     os.chdir(project.root)
@@ -36,8 +37,9 @@ def ui(port: int) -> None:
 
 @click.command("mlflow-ui")
 @click.option("--port", default=5000, show_default=True, help="Port of the MLflow UI.")
-def mlflow_ui(port: int) -> None:
+@project_dir_option
+def mlflow_ui(port: int, project_dir: Path | None) -> None:
     """Open the MLflow UI on the tracking store runs go to (``MLFLOW_TRACKING_URI``, default the local one)."""
     from ds_pipelines.tracking import tracking_uri
 
-    _exec("mlflow", "ui", "--backend-store-uri", tracking_uri(Project()), "--host", "127.0.0.1", "--port", str(port))
+    _exec("mlflow", "ui", "--backend-store-uri", tracking_uri(load_project(project_dir)), "--host", "127.0.0.1", "--port", str(port))

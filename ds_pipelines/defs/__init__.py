@@ -1,1 +1,2 @@
-"""Dagster definitions, a folder per domain (assets, resources, sensors, schedules)."""
+"""Dagster definitions, a folder per domain (``notebooks``, ``triggers``, ``alerts``), each with its own
+``definitions.py``; ``ds_pipelines.definitions`` loads the folder with ``dg.load_defs``."""

@@ -1,7 +1,8 @@
 """The read side: what the repository holds, for sensors that watch it through the GitLab API.
 
 Functions over a GitLabClient; every list is read to its end (``get_all``/iterators), never GitLab's silent
-first page of 20. Changed files come back as ``ds_pipelines.trigger.Change``, ready for ``trigger.plan``.
+first page of 20. Changed files come back as GitLab's diff entries (``new_path``, ``old_path``,
+``new_file``, ``renamed_file``, ``deleted_file``), for the trigger rules to read.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 from ds_pipelines.gitlab.client import GitLabClient
 from ds_pipelines.gitlab.errors import GitLabError
-from ds_pipelines.trigger import Change
 
 _MAX_PER_PAGE = 100  # GitLab's limit
 
@@ -109,16 +109,16 @@ def commits_since(client: GitLabClient, *, ref: str, since_sha: str | None, limi
     return newest_first[:1]
 
 
-def commit_changes(client: GitLabClient, *, sha: str) -> list[Change]:
+def commit_diffs(client: GitLabClient, *, sha: str) -> list[dict[str, Any]]:
     """The files commit ``sha`` changed against its first parent (every file of a root commit), all pages.
     API: https://docs.gitlab.com/api/commits/#get-the-diff-of-a-commit
     """
     commit = client.project.commits.get(sha, lazy=True)
     diffs = client.call(f"reading the changes of commit {sha}", commit.diff, get_all=True, per_page=_MAX_PER_PAGE)
-    return [Change.from_gitlab_diff(diff) for diff in diffs]
+    return [dict(diff) for diff in diffs]
 
 
-def compare(client: GitLabClient, *, from_sha: str, to_sha: str) -> list[Change]:
+def compare(client: GitLabClient, *, from_sha: str, to_sha: str) -> list[dict[str, Any]]:
     """The files changed from the merge base of ``from_sha`` and ``to_sha`` to ``to_sha`` (``git diff
     from...to``, like a merge request's changes). Raises GitLabError when GitLab's comparison timed out,
     as its list of files would then be incomplete.
@@ -128,7 +128,7 @@ def compare(client: GitLabClient, *, from_sha: str, to_sha: str) -> list[Change]
     result = client.call(operation, client.project.repository_compare, from_sha, to_sha)
     if result.get("compare_timeout"):
         raise GitLabError(f"GitLab timed out while {operation}: its list of changed files is incomplete")
-    return [Change.from_gitlab_diff(diff) for diff in result.get("diffs") or ()]
+    return [dict(diff) for diff in result.get("diffs") or ()]
 
 
 def open_merge_requests(client: GitLabClient) -> list[MergeRequest]:

@@ -1,7 +1,7 @@
 """The merge-request comment: one note per merge request, found again by its marker and updated in place.
 
-Order of work: results folder (bad input stops everything), merge request and GitLab settings (nowhere
-to publish: best effort), the previous comment (its results become the history; a refused token fails
+The caller reads the results folder (bad input stops everything) and finds the merge request and GitLab
+(nowhere to publish: best effort). Then, in order: the previous comment (its results become the history; a refused token fails
 here, before any slow work), then MLflow (baselines, links; a lookup that fails is a warning and the
 comment goes out without it), plot uploads, and last the one write that matters,
 ``upsert_merge_request_note``, which survives retried and duplicated requests.
@@ -11,30 +11,19 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.gitlab import (
-    GitLabAuthError,
-    GitLabClient,
-    GitLabError,
-    GitLabSettings,
-)
-from ds_pipelines.publish import (
-    MR_MARKER,
-    Baseline,
-    Masker,
-    RunResults,
-    find_baseline,
-    load_results,
-    render_mr_comment,
-)
-from ds_pipelines.publishing.links import Warn, run_links
-from ds_pipelines.publishing.outcome import NotConfiguredError
+from ds_pipelines.gitlab import GitLabAuthError, GitLabClient, GitLabError
+from ds_pipelines.masking import Masker
+from ds_pipelines.publishing.failures import describe_failures
+from ds_pipelines.publishing.links import JobArtifacts, Warn, first_line, run_links
+from ds_pipelines.publishing.render.comment import MR_MARKER, render_mr_comment
+from ds_pipelines.results.folder import RunResults
+from ds_pipelines.results.origin import Provenance
+from ds_pipelines.tracking.baselines import Baseline, find_baseline
 
-MR_IID_ENV = "CI_MERGE_REQUEST_IID"
 TEXT_PLOT_SUFFIXES = (".svg",)
 """Plots that are text, masked like any notebook output before they are uploaded (PNGs are pixels)."""
 _PER_PAGE = 100
@@ -50,46 +39,30 @@ class CommentOutcome:
     """Plots uploaded and shown in the comment."""
 
 
-def merge_request_iid(explicit: int | None, env: Mapping[str, str]) -> int:
-    """``explicit`` (``--mr``), else ``CI_MERGE_REQUEST_IID``; NotConfiguredError when neither is set."""
-    if explicit is not None:
-        return explicit
-    raw = (env.get(MR_IID_ENV) or "").strip()
-    if not raw:
-        raise NotConfiguredError(
-            f"no merge request to comment on: {MR_IID_ENV} is not set (not a merge-request pipeline); pass --mr IID"
-        )
-    if not raw.isdigit() or int(raw) < 1:
-        raise DsPipelinesError(f"{MR_IID_ENV}={raw!r} is not a merge-request number (expected a positive integer)")
-    return int(raw)
-
-
 def publish_merge_request_comment(
-    results_dir: Path,
+    results: RunResults,
     *,
-    mr_iid: int | None,
-    default_branch: str,
-    env: Mapping[str, str],
+    mr_iid: int,
+    client: GitLabClient,
+    masker: Masker,
+    origin: Provenance,
     tracking_uri: str | None,
-    job_url: str | None,
+    default_branch: str,
+    artifacts: JobArtifacts | None,
     warn: Warn,
 ) -> CommentOutcome:
-    """Create or update the results comment of a merge request from the results folder ``results_dir``."""
-    results = load_results(results_dir)
-    iid = merge_request_iid(mr_iid, env)
-    client = GitLabClient(GitLabSettings.from_env(env))
-    masker = Masker.from_env(env)
-    previous = marked_note_body(client, iid, MR_MARKER)  # first: a refused token stops here, before MLflow
-    links = run_links(results, env, tracking_uri=tracking_uri, job_url=job_url, warn=warn)
+    """Create or update the results comment of merge request ``!mr_iid``."""
+    previous = marked_note_body(client, mr_iid, MR_MARKER)  # first: a refused token stops here, before MLflow
+    links = run_links(results, origin, tracking_uri=tracking_uri, artifacts=artifacts, warn=warn)
     baselines = find_baselines_or_warn(results, default_branch, tracking_uri, warn)
     plots = upload_plots(client, results, masker, warn)
     body = render_mr_comment(
         results, default_branch=default_branch, baselines=baselines, links=links, plots=plots,
-        previous_body=previous, masker=masker,
+        previous_body=previous, failures=describe_failures(results), masker=masker,
     )
-    note_id = client.upsert_merge_request_note(mr_iid=iid, marker=MR_MARKER, body=body)
+    note_id = client.upsert_merge_request_note(mr_iid=mr_iid, marker=MR_MARKER, body=body)
     return CommentOutcome(
-        mr_iid=iid, note_id=note_id, action="created" if previous is None else "updated",
+        mr_iid=mr_iid, note_id=note_id, action="created" if previous is None else "updated",
         plots=sum(len(shown) for shown in plots.values()),
     )
 
@@ -108,8 +81,7 @@ def find_baselines_or_warn(
         try:
             baselines[nb.name] = find_baseline(nb.mlflow_run_id, default_branch, tracking_uri=tracking_uri)
         except (DsPipelinesError, MlflowException, OSError) as exc:
-            reason = str(getattr(exc, "message", None) or exc).strip().splitlines()[0]
-            warn(f"no baseline for {nb.name}: {reason}")
+            warn(f"no baseline for {nb.name}: {first_line(exc)}")
     return baselines
 
 

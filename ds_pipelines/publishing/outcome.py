@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab import GitLabConfigError, GitLabError
-from ds_pipelines.publish.wiki import WikiError
-from ds_pipelines.publishing.models import RegistryError
+from ds_pipelines.publishing.render.wiki import WikiError
+from ds_pipelines.tracking.registry import RegistryError
 
 FAILED_EXIT = 1
 BAD_INPUT_EXIT = 2

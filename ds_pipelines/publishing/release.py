@@ -14,44 +14,52 @@ that registered the version.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.gitlab import GitLabClient, GitLabError, GitLabSettings
+from ds_pipelines.gitlab import GitLabClient, GitLabError
+from ds_pipelines.masking import Masker
 from ds_pipelines.project import Project
-from ds_pipelines.publish import (
-    Masker,
-    ModelVersion,
-    NotebookResult,
-    RunResults,
-    load_results,
-    render_release_notes,
-)
-from ds_pipelines.publish.baseline import BRANCH_TAG, COMMIT_TAG, NOTEBOOK_TAG
-from ds_pipelines.publish.escape import md_code, md_text
-from ds_pipelines.publish.release import model_version_url
-from ds_pipelines.publishing.links import Warn, mlflow_ui_url, run_links
-from ds_pipelines.publishing.models import (
+from ds_pipelines.project.settings import DEVELOPMENT, PRODUCTION
+from ds_pipelines.publishing.failures import describe_failures
+from ds_pipelines.publishing.links import JobArtifacts, Warn, first_line, run_links
+from ds_pipelines.publishing.render.escape import md_code, md_text
+from ds_pipelines.publishing.render.release import render_release_notes
+from ds_pipelines.results.folder import NotebookResult, RunResults
+from ds_pipelines.results.origin import Provenance
+from ds_pipelines.tracking.baselines import BRANCH_TAG, COMMIT_TAG, NOTEBOOK_TAG
+from ds_pipelines.tracking.links import mlflow_ui_url, model_version_url, shown_uri
+from ds_pipelines.tracking.registry import (
+    ALIAS_TAG,
     PRODUCTION_ALIAS,
     STAGING_ALIAS,
-    ChosenVersion,
+    ModelLookupError,
+    ModelVersion,
     Promotion,
     RegistryError,
-    choose_versions,
     current_aliases,
+    latest_version,
     promote,
+    versions_registered_by,
 )
-from ds_pipelines.registry import ALIAS_TAG
-from ds_pipelines.trigger import DEVELOPMENT, PRODUCTION, release_kind
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
+TRAINING_SCHEMA = "training"
 
 
 class ReleaseTagError(DsPipelinesError):
     """A tag that is neither a production nor a development release."""
+
+
+@dataclass(frozen=True)
+class ChosenVersion:
+    """A model version to promote, and the notebook whose run registered it (the release notes' section)."""
+
+    version: ModelVersion
+    notebook: str
+    """Asset name of the notebook."""
+    notebook_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,64 +79,109 @@ def release(
     tag: str,
     *,
     project: Project,
-    results_dir: Path | None,
+    results: RunResults | None,
     model: str | None,
-    env: Mapping[str, str],
+    gitlab: GitLabClient | GitLabError | None,
+    masker: Masker,
+    origin: Provenance,
     tracking_uri: str | None,
-    job_url: str | None,
-    strict: bool,
+    artifacts: JobArtifacts | None,
     warn: Warn,
 ) -> ReleaseOutcome:
-    """Release ``tag`` (see the module docstring). With ``strict``, GitLab settings are checked before
-    anything is promoted, so a misconfigured job changes nothing. A GitLab release that cannot be written
-    comes back as ``gitlab_error`` (the model is promoted by then), strict or not."""
+    """Release ``tag`` (see the module docstring). ``gitlab`` is the client of the project's GitLab, or why
+    there is none (the model is promoted all the same, and the outcome says why no release was written).
+    A GitLab release that cannot be written comes back as ``gitlab_error``: the model is promoted by then."""
     from mlflow.tracking import MlflowClient
 
     triggers = project.triggers
-    kind = release_kind(tag, triggers.production_tag, triggers.development_tag)
+    kind = triggers.release_kind(tag)
     if kind not in (PRODUCTION, DEVELOPMENT):
         raise ReleaseTagError(
             f"tag {tag!r} is not a release: production tags match {triggers.production_tag}, development tags "
             f"{triggers.development_tag} (whole tag; triggers.production_tag / development_tag in configs/notebooks.yaml)"
         )
-    results = load_results(results_dir) if results_dir is not None else None
-    settings, settings_error = None, None
-    if kind == PRODUCTION:
-        try:
-            settings = GitLabSettings.from_env(env)
-        except GitLabError as exc:
-            if strict:
-                raise
-            settings_error = exc
     client = MlflowClient(tracking_uri=tracking_uri)
-    chosen = choose_versions(client, results=results, model=model, project=project, tracking_uri=tracking_uri,
-                             warn=warn)
+    chosen = choose_versions(client, results=results, model=model, project=project, tracking_uri=tracking_uri, warn=warn)
     alias = PRODUCTION_ALIAS if kind == PRODUCTION else STAGING_ALIAS
-    promotions = [promote(client, version, alias) for version in chosen]
+    promotions = [promote(client, c.version.name, c.version.version, alias) for c in chosen]
     if kind == DEVELOPMENT:
         return ReleaseOutcome(tag=tag, kind=kind, promotions=promotions)
 
-    masker = Masker.from_env(env)
     notes_results = results if results is not None else results_from_runs(client, chosen)
-    links = run_links(notes_results, env, tracking_uri=tracking_uri, job_url=job_url, warn=warn)
+    links = run_links(notes_results, origin, tracking_uri=tracking_uri, artifacts=artifacts, warn=warn)
     ui_url = mlflow_ui_url(tracking_uri)
     versions: dict[str, list[ModelVersion]] = {}
-    for version in chosen:
-        aliases = current_aliases(client, version.name, version.version)
-        versions.setdefault(version.notebook, []).append(ModelVersion(
-            name=version.name, version=version.version, aliases=aliases,
-            url=model_version_url(ui_url, version.name, version.version) if ui_url else None,
+    for c in chosen:
+        v = c.version
+        versions.setdefault(c.notebook, []).append(ModelVersion(
+            name=v.name, version=v.version, run_id=v.run_id, aliases=current_aliases(client, v.name, v.version),
+            url=model_version_url(ui_url, v.name, v.version) if ui_url else None,
         ))
-    notes = render_release_notes(tag, notes_results, links=links, model_versions=versions, masker=masker)
+    notes = render_release_notes(tag, kind, notes_results, links=links, model_versions=versions,
+                                 failures=describe_failures(notes_results), masker=masker)
     description = notes.description + "\n" + "\n\n".join(_promotion_line(p) for p in promotions) + "\n"
-    if settings is None:
-        return ReleaseOutcome(tag=tag, kind=kind, promotions=promotions, gitlab_error=settings_error, notes=description)
+    if isinstance(gitlab, GitLabError):
+        return ReleaseOutcome(tag=tag, kind=kind, promotions=promotions, gitlab_error=gitlab, notes=description)
     try:
-        action = GitLabClient(settings).upsert_release(tag=tag, name=notes.name, description=description)
+        action = gitlab.upsert_release(tag=tag, name=notes.name, description=description)
     except GitLabError as exc:
-        # Strict or not, the model is promoted by now: the caller says so, then applies its policy.
+        # The model is promoted by now: the caller says so, then applies its policy.
         return ReleaseOutcome(tag=tag, kind=kind, promotions=promotions, gitlab_error=exc, notes=description)
     return ReleaseOutcome(tag=tag, kind=kind, promotions=promotions, gitlab_release=action, notes=description)
+
+
+def choose_versions(
+    client, *, results: RunResults | None, model: str | None, project: Project, tracking_uri: str | None,
+    warn: Warn,
+) -> list[ChosenVersion]:
+    """The model versions a release promotes: the one the training run in ``results`` registered (the
+    newest per registered model among its runs); without results, or when its runs registered none, the
+    latest version of the registered model ``model``, else of the one the training notebook's config names
+    (``mlflow.registered_model_name``). ModelLookupError when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if results is not None:
+            chosen = _registered_by_results(client, results, model)
+            if chosen:
+                return chosen
+            warn(f"no successful run in {results.directory} registered a model version"
+                 f"{f' of {model!r}' if model else ''}: releasing the latest registered version instead")
+        names = [(model, model, None)] if model else _configured_models(project)
+        return [ChosenVersion(latest_version(client, name), notebook, path) for name, notebook, path in names]
+    except (MlflowException, OSError) as exc:
+        raise RegistryError(f"the MLflow model registry cannot be read at {shown_uri(tracking_uri)}: {first_line(exc)}") from None
+
+
+def _registered_by_results(client, results: RunResults, model: str | None) -> list[ChosenVersion]:
+    newest: dict[str, ChosenVersion] = {}
+    for nb in results.notebooks:
+        if nb.status != "success" or not nb.mlflow_run_id:
+            continue
+        for version in versions_registered_by(client, nb.mlflow_run_id):
+            if model and version.name != model:
+                continue
+            current = newest.get(version.name)
+            if current is None or int(version.version) > int(current.version.version):
+                newest[version.name] = ChosenVersion(version, nb.name, nb.notebook)
+    return sorted(newest.values(), key=lambda chosen: chosen.version.name)
+
+
+def _configured_models(project: Project) -> list[tuple[str, str, str]]:
+    """(registered model name, notebook asset name, notebook path) of every training notebook's config."""
+    found = []
+    for spec in project.notebooks():
+        if spec.schema != TRAINING_SCHEMA:
+            continue
+        name = (project.config_for(spec).get("mlflow") or {}).get("registered_model_name")
+        if name:
+            found.append((name, spec.name, spec.path))
+    if not found:
+        raise ModelLookupError(
+            f"no registered model to release: no training notebook's config sets mlflow.registered_model_name "
+            f"(e.g. configs/training_config.yaml in {project.root}); pass --model NAME or --results DIR"
+        )
+    return found
 
 
 def _promotion_line(promotion: Promotion) -> str:
@@ -145,7 +198,8 @@ def results_from_runs(client, chosen: list[ChosenVersion]) -> RunResults:
     from mlflow.exceptions import MlflowException
 
     notebooks, commits, starts, ends = [], [], [], []
-    for version in chosen:
+    for choice in chosen:
+        version = choice.version
         if not version.run_id:
             continue
         try:
@@ -153,14 +207,14 @@ def results_from_runs(client, chosen: list[ChosenVersion]) -> RunResults:
         except (MlflowException, OSError) as exc:
             raise RegistryError(
                 f"the run {version.run_id} that registered model {version.name!r} version {version.version} "
-                f"cannot be read: {str(getattr(exc, 'message', exc)).splitlines()[0]}"
+                f"cannot be read: {first_line(exc)}"
             ) from None
         tags = run.data.tags
-        path = tags.get(NOTEBOOK_TAG) or version.notebook_path
+        path = tags.get(NOTEBOOK_TAG) or choice.notebook_path
         start, end = run.info.start_time, run.info.end_time
         notebooks.append(NotebookResult(
             notebook=path or f"models:/{version.name}/{version.version}",
-            name=version.notebook,
+            name=choice.notebook,
             status="success",
             duration_s=max((end - start) / 1000, 0.0) if start and end else 0.0,
             dagster_run_id=None,
@@ -177,7 +231,6 @@ def results_from_runs(client, chosen: list[ChosenVersion]) -> RunResults:
         ends.append(end)
     commit, branch = next(((sha, branch) for sha, branch in commits if sha), (None, None))
     return RunResults(
-        directory=Path.cwd(),
         status="success",
         started_at=_iso(min((s for s in starts if s), default=None)),
         finished_at=_iso(max((e for e in ends if e), default=None)),

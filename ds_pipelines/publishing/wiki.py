@@ -7,20 +7,14 @@ overwritten (WikiError), before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from ds_pipelines.gitlab import GitLabClient, GitLabSettings
-from ds_pipelines.publish import (
-    INDEX_SLUG,
-    Masker,
-    RunContext,
-    load_results,
-    render_wiki_pages,
-    wiki_slug,
-)
-from ds_pipelines.publishing.links import Warn, run_links
+from ds_pipelines.gitlab import GitLabClient
+from ds_pipelines.masking import Masker
+from ds_pipelines.publishing.links import JobArtifacts, Warn, run_links
+from ds_pipelines.publishing.render.wiki import INDEX_SLUG, render_wiki_pages, wiki_slug
+from ds_pipelines.results.folder import RunResults
+from ds_pipelines.results.origin import Provenance
 
 
 @dataclass(frozen=True)
@@ -31,18 +25,20 @@ class WikiOutcome:
 
 
 def publish_wiki_pages(
-    results_dir: Path, *, env: Mapping[str, str], tracking_uri: str | None, job_url: str | None, warn: Warn,
+    results: RunResults,
+    *,
+    client: GitLabClient,
+    masker: Masker,
+    origin: Provenance,
+    tracking_uri: str | None,
+    artifacts: JobArtifacts | None,
+    warn: Warn,
 ) -> list[WikiOutcome]:
-    """Add the run in ``results_dir`` to the wiki: one page per notebook that ran, then the index."""
-    results = load_results(results_dir)
-    client = GitLabClient(GitLabSettings.from_env(env))
-    masker = Masker.from_env(env)
-    links = run_links(results, env, tracking_uri=tracking_uri, job_url=job_url, warn=warn)
+    """Add the run to the wiki: one page per notebook that ran, then the index."""
+    links = run_links(results, origin, tracking_uri=tracking_uri, artifacts=artifacts, warn=warn)
     slugs = [wiki_slug(nb.name) for nb in results.notebooks if nb.status != "not-run"] + [INDEX_SLUG]
     existing = {slug: client.get_wiki_page(slug=slug) for slug in slugs}
-    pages = render_wiki_pages(
-        results, context=RunContext.from_ci_env(env), links=links, existing=existing, masker=masker,
-    )
+    pages = render_wiki_pages(results, origin=origin, links=links, existing=existing, masker=masker)
     written = []
     for page in pages:
         client.upsert_wiki_page(slug=page.slug, title=page.title, content=page.content)

@@ -1,30 +1,22 @@
 """Post every failed run of this code location to Slack.
 
-The message names the run (id, job, Dagster UI link), the notebook, the error (the failed steps' errors,
-else the run's failure message) and the links the run's GitLab tags carry. Secrets are masked and every
-string the run carries is escaped for Slack, so a notebook's error cannot ping ``@channel`` or leak a token.
+The alert names the run (job, run id linked to the Dagster UI), each failed step (for a notebook: its
+path, the failing cell and the error, from the failure the notebook asset raises), and the links the run's
+GitLab tags carry. It is rendered by the same function as ``ds-pipelines notify slack``'s
+(``publishing.render.slack``): secrets masked, every string the run carries escaped for Slack.
 """
 
 # No "from __future__ import annotations": Dagster reads the sensor's resource annotation at runtime.
 import dagster as dg
 
 from ds_pipelines.defs.alerts.resources import SlackNotifierResource
-from ds_pipelines.provenance import TAG_PREFIX
-from ds_pipelines.publish.escape import slack_link
-from ds_pipelines.publish.masking import Masker
-from ds_pipelines.publish.safe import SafeText
+from ds_pipelines.masking import Masker
+from ds_pipelines.publishing.render.slack import FailedNotebook, FailureAlert, render_failure_alert
+from ds_pipelines.results.origin import TAG_PREFIX, Provenance
 
 SENSOR_NAME = "slack_on_run_failure"
 RESOURCE_KEY = "slack_notifier"
 NOTEBOOK_TAG = f"{TAG_PREFIX}notebook"
-LINK_TAGS = (
-    ("Commit", f"{TAG_PREFIX}commit-url"),
-    ("Merge request", f"{TAG_PREFIX}merge-request-url"),
-    ("Pipeline", f"{TAG_PREFIX}pipeline-url"),
-    ("Job", f"{TAG_PREFIX}job-url"),
-)
-ERROR_LINES = 15
-"""Lines of error shown per failed step; the rest is in the Dagster UI."""
 
 
 @dg.run_failure_sensor(
@@ -37,48 +29,48 @@ def slack_on_run_failure(context: dg.RunFailureSensorContext, slack_notifier: Sl
     missing = slack_notifier.missing()
     if missing:
         return dg.SkipReason(f"{missing} in the code location's environment: run {context.dagster_run.run_id} not posted")
-    text = failure_message(context, run_url=slack_notifier.run_url(context.dagster_run.run_id), masker=Masker.from_env())
+    alert = failure_alert(context, run_url=slack_notifier.run_url(context.dagster_run.run_id))
     # A SlackError (never holding the webhook URL or the token) fails this tick, so it shows in the UI.
-    settings = slack_notifier.post(text)
+    settings = slack_notifier.post(render_failure_alert(alert, masker=Masker.from_env()))
     context.log.info(f"posted the failure of run {context.dagster_run.run_id} to Slack ({settings.destination})")
     return None
 
 
-def failure_message(context: dg.RunFailureSensorContext, *, run_url: str | None, masker: Masker) -> str:
-    """The Slack mrkdwn text for the failed run of ``context``."""
-    safe = SafeText(masker)
+def failure_alert(context: dg.RunFailureSensorContext, *, run_url: str | None) -> FailureAlert:
+    """The alert of the failed run of ``context``."""
     run = context.dagster_run
-    tags = run.tags
-    step_failures = context.get_step_failure_events()
+    origin = Provenance.from_run_tags(run.tags)
+    notebook = run.tags.get(NOTEBOOK_TAG)
+    failures = [_failed_step(event, notebook) for event in context.get_step_failure_events()]
+    if not failures:
+        failures = [FailedNotebook(label=notebook or run.job_name, notebook=None,
+                                   error=context.failure_event.message or "unknown error")]
     # Linked, the short id the UI shows; unlinked, the whole id, to search for in the UI.
-    run_label = slack_link(run.run_id[:8], run_url) if run_url else safe.slack(run.run_id)
-    lines = [f":x: *Dagster run failed*: job {safe.slack(run.job_name)} · run {run_label}"]
-    notebook = tags.get(NOTEBOOK_TAG)
-    if notebook:
-        lines.append(f"*Notebook:* {safe.slack(notebook)}")
-    elif step_failures:
-        steps = ", ".join(safe.slack(event.step_key) for event in step_failures if event.step_key)
-        lines.append(f"*Failed step{'s' if len(step_failures) > 1 else ''}:* {steps}")
-    errors = [_step_error(event) for event in step_failures] or [context.failure_event.message or "unknown error"]
-    for error in errors:
-        lines.append(safe.slack_block(error, max_lines=ERROR_LINES))
-    links = " · ".join(slack_link(label, tags.get(tag)) for label, tag in LINK_TAGS if tags.get(tag))
-    if links:
-        lines.append(links)
-    return "\n".join(lines)
+    run_label = run.run_id[:8] if run_url else run.run_id
+    links = [("Commit", origin.commit_url), ("Merge request", origin.merge_request_url),
+             ("Pipeline", origin.pipeline_url), ("Job", origin.job_url)]
+    return FailureAlert(
+        title="Dagster run failed",
+        where=[("job ", run.job_name, None), ("run ", run_label, run_url)],
+        links=[(label, url) for label, url in links if url],
+        failures=failures,
+    )
 
 
-def _step_error(event: dg.DagsterEvent) -> str:
-    """A failed step's error: a ``dg.Failure``'s description (the notebook asset's names the cell and
-    the error), else the exception's message."""
+def _failed_step(event: dg.DagsterEvent, notebook: str | None) -> FailedNotebook:
+    """A failed step: a ``dg.Failure``'s description and metadata (the notebook asset's name the cell and the
+    error), else the exception's message."""
     data = event.step_failure_data
     user = data.user_failure_data
+    label = event.step_key or "step"
     if user is not None and user.description:
-        return user.description
+        metadata = {key: value.value for key, value in user.metadata.items()}
+        cell = metadata.get("failed_cell")
+        return FailedNotebook(label=label, notebook=notebook, cell=cell if isinstance(cell, int) else None,
+                              error=str(metadata.get("error") or user.description), source=metadata.get("failed_cell_source") or None)
     error = data.error
     # Dagster wraps an op's exception ("Error occurred while executing op ..."): the cause is the user's.
     while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
-    if error is not None and error.message.strip():
-        return error.message.strip()
-    return event.message or "unknown error"
+    message = error.message.strip() if error is not None and error.message.strip() else (event.message or "unknown error")
+    return FailedNotebook(label=label, notebook=notebook, error=message)

@@ -7,14 +7,14 @@ import dagster as dg
 import nbformat
 from papermill.exceptions import PapermillExecutionError
 
-from ds_pipelines.defs.notebooks.execution import cell_failure, run_notebook
-from ds_pipelines.handover import read_report
+from ds_pipelines.defs.notebooks.config_schema import config_schema
 from ds_pipelines.defs.notebooks.resources import MLflowResource
+from ds_pipelines.execution.dagstermill_bridge import cell_failure, execute_notebook_step
+from ds_pipelines.execution.instance import GPU_POOL
 from ds_pipelines.project import NotebookSpec, Project, asset_name
+from ds_pipelines.results.handover import read_report
 
 GROUP = "notebooks"
-GPU_POOL = "gpu"
-"""Concurrency pool of GPU notebooks; its limit is set on the Dagster instance (CPU notebooks have none)."""
 
 
 def describe(project: Project, spec: NotebookSpec) -> str:
@@ -34,6 +34,10 @@ def executed_notebook_path(instance: dg.DagsterInstance, spec: NotebookSpec, run
 
 def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
     notebook = project.root / spec.path
+    model = project.schema_model(spec)
+    defaults = project.config_for(spec)
+    # A notebook without a schema takes any config (an empty one by default).
+    schema = config_schema(model, defaults) if model else dg.Field(dg.Permissive(), default_value=defaults, is_required=False)
 
     @dg.asset(
         name=spec.name,
@@ -41,7 +45,7 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
         description=describe(project, spec),
         deps=[asset_name(upstream) for upstream in spec.after],
         kinds={"jupyter", "python"},
-        config_schema=dg.Field(dg.Permissive(), default_value=project.config_for(spec), is_required=False),
+        config_schema=schema,
         metadata={"notebook": spec.path, "config_file": spec.config or "(none: empty config)", "device": spec.device},
         op_tags={"notebook_path": str(notebook)},
         pool=GPU_POOL if spec.device == "gpu" else None,
@@ -50,7 +54,7 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
         executed = executed_notebook_path(context.instance, spec, context.run_id)
         started = time.monotonic()
         try:
-            run_notebook(context, name=spec.name, notebook=notebook, keep_as=executed)
+            execute_notebook_step(context, name=spec.name, notebook=notebook, keep_as=executed)
         except PapermillExecutionError as exc:
             failure = cell_failure(executed, exc)
             raise dg.Failure(

@@ -30,7 +30,7 @@ class MLflowResource(dg.ConfigurableResource):
 
         from mlflow.tracking import MlflowClient
 
-        from ds_pipelines.publish.masking import mask_notebook
+        from ds_pipelines.masking import mask_notebook
 
         with tempfile.TemporaryDirectory() as folder:
             masked = Path(folder) / path.name

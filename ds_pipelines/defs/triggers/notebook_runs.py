@@ -23,9 +23,13 @@ import dagster as dg
 
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.pools import COMMIT_RUNS_POOL
+from ds_pipelines.execution.instance import COMMIT_RUNS_POOL, DAGSTER_HOME_ENV
+from ds_pipelines.masking import Masker
 from ds_pipelines.project import Project
-from ds_pipelines.provenance import RUN_TAGS_ENV, TAG_PREFIX
+from ds_pipelines.publishing.merge_request import publish_merge_request_comment
+from ds_pipelines.publishing.wiki import publish_wiki_pages
+from ds_pipelines.results.folder import RESULTS_FILE, RunResults, load_results
+from ds_pipelines.results.origin import RUN_TAGS_ENV, TAG_PREFIX, Provenance
 from ds_pipelines.tracking import TRACKING_URI_ENV, tracking_uri
 
 COMMIT_NOTEBOOK_JOB = "commit_notebook"
@@ -37,10 +41,10 @@ class NotebookRunConfig(dg.Config):
     notebook: str
     """Path of the notebook inside ``project_dir``."""
     project_dir: str
-    """The project folder to run in: a checkout of the commit (``ds_pipelines.checkout``), or the deployment's."""
+    """The project folder to run in: a checkout of the commit (``ds_pipelines.triggers.checkout``), or the deployment's."""
 
 
-def run_notebook(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource) -> dg.Output[str]:
+def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource) -> dg.Output[str]:
     """Run the notebook with ``ds-pipelines run`` in ``config.project_dir``, then publish its results."""
     project_dir = Path(config.project_dir)
     output_dir = project_dir / RESULTS_DIR / context.run_id
@@ -51,68 +55,61 @@ def run_notebook(context: dg.OpExecutionContext, config: NotebookRunConfig, gitl
         TRACKING_URI_ENV: tracking_uri(Project()),
     }
     if context.instance.root_directory:
-        env["DAGSTER_HOME"] = context.instance.root_directory
+        env[DAGSTER_HOME_ENV] = context.instance.root_directory
     command = [sys.executable, "-m", "ds_pipelines", "run", config.notebook,
                "--project-dir", str(project_dir), "--output-dir", str(output_dir)]
     context.log.info(f"running {config.notebook} in {project_dir}")
     with subprocess.Popen(command, env=env, cwd=project_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         for line in process.stdout:
             context.log.info(line.rstrip())
-    results_file = output_dir / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else None
+    results = load_results(output_dir) if (output_dir / RESULTS_FILE).exists() else None
     if results is not None:
-        publish_to_gitlab(context, gitlab, output_dir)
+        publish_to_gitlab(context, gitlab, results)
     if process.returncode != 0:
-        entry = (results or {}).get("notebooks", [{}])[-1] if results else {}
+        failed = results.notebooks[-1] if results and results.notebooks else None
         raise dg.Failure(
-            description=f"{config.notebook} failed (exit {process.returncode}): {entry.get('error') or 'see the run log'}",
-            metadata={"results": dg.MetadataValue.path(str(output_dir)), "failed_cell": str(entry.get("failed_cell"))},
+            description=f"{config.notebook} failed (exit {process.returncode}): {(failed and failed.error) or 'see the run log'}",
+            metadata={"results": dg.MetadataValue.path(str(output_dir)), "failed_cell": str(failed and failed.failed_cell)},
         )
-    metrics = results["notebooks"][0]["metrics"] if results else {}
+    metrics = results.notebooks[0].metrics if results and results.notebooks else {}
     return dg.Output(
         str(output_dir),
-        metadata={"results": dg.MetadataValue.path(str(output_dir)),
-                  **{name: float(value) for name, value in metrics.items() if isinstance(value, (int, float))}},
+        metadata={"results": dg.MetadataValue.path(str(output_dir)), **{name: float(value) for name, value in metrics.items()}},
     )
 
 
-def publish_to_gitlab(context: dg.OpExecutionContext, gitlab: GitLabResource, results_dir: Path) -> None:
+def publish_to_gitlab(context: dg.OpExecutionContext, gitlab: GitLabResource, results: RunResults) -> None:
     """As GitLab CI's notify jobs do, best effort: the merge-request comment (runs of a merge request) and the
     notebook's wiki page, masked and escaped like there. A GitLab problem is a warning, never a failed run."""
-    from ds_pipelines.publishing.merge_request import publish_merge_request_comment
-    from ds_pipelines.publishing.wiki import publish_wiki_pages
-
     if gitlab.missing():
         context.log.info(f"not published to GitLab: set {', '.join(gitlab.missing())}")
         return
-    tags = context.run.tags
-    # The publishing code reads GitLab CI's variables: give it this run's origin under those names.
-    env = {
-        **os.environ, "CI_SERVER_URL": gitlab.url, "CI_PROJECT_ID": gitlab.project_id, "GITLAB_TOKEN": gitlab.token,
-        "CI_COMMIT_SHA": tags.get(f"{TAG_PREFIX}commit", ""), "CI_COMMIT_BRANCH": tags.get(f"{TAG_PREFIX}branch", ""),
-        "CI_PIPELINE_SOURCE": tags.get(f"{TAG_PREFIX}trigger", "push"),
-    }
-    merge_request = tags.get(f"{TAG_PREFIX}merge-request")
+    origin = Provenance.from_run_tags(context.run.tags)
+    client = gitlab.client()
+    masker = gitlab.masker()
     tracking = tracking_uri(Project())
-    steps = [("wiki pages", lambda: publish_wiki_pages(results_dir, env=env, tracking_uri=tracking, job_url=None, warn=context.log.warning))]
-    if merge_request:
+    steps = [("wiki pages", lambda: publish_wiki_pages(
+        results, client=client, masker=masker, origin=origin, tracking_uri=tracking, artifacts=None,
+        warn=context.log.warning))]
+    if origin.merge_request:
         steps.insert(0, ("merge-request comment", lambda: publish_merge_request_comment(
-            results_dir, mr_iid=int(merge_request), default_branch=Project().triggers.branches[0], env=env,
-            tracking_uri=tracking, job_url=None, warn=context.log.warning)))
+            results, mr_iid=int(origin.merge_request), client=client, masker=masker, origin=origin,
+            tracking_uri=tracking, default_branch=Project().triggers.branches[0], artifacts=None,
+            warn=context.log.warning)))
     for what, publish in steps:
         try:
             publish()
             context.log.info(f"published the {what}")
         except DsPipelinesError as exc:
-            context.log.warning(f"{what} not published: {exc}")
+            context.log.warning(f"{what} not published: {masker.mask(str(exc))}")
 
 
 run_commit_notebook = dg.op(
     name="run_commit_notebook", pool=COMMIT_RUNS_POOL, description="Run one notebook from a checkout of the commit that changed it.",
-)(run_notebook)
+)(run_notebook_in_project)
 run_scheduled_notebook = dg.op(
     name="run_scheduled_notebook", description="Run the scoring notebook from the deployment's project folder.",
-)(run_notebook)
+)(run_notebook_in_project)
 
 
 @dg.job(name=COMMIT_NOTEBOOK_JOB, description="Run a notebook at the commit the commit sensor found.")

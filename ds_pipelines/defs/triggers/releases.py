@@ -1,4 +1,4 @@
-"""The release flow, started once per production tag: ``ds-pipelines release TAG`` as a Dagster run.
+"""The release flow, started once per production tag: what ``ds-pipelines release TAG`` does, as a Dagster run.
 
 The tag sensor finds new tags through the GitLab API; a tag matching ``triggers.production_tag`` (``v1.2.3``)
 starts this job, which creates the GitLab release and promotes the model in the MLflow registry, exactly
@@ -7,9 +7,6 @@ as GitLab CI's auto-release job does. Development tags (``dev-1.2.3``) deploy no
 
 # No "from __future__ import annotations": Dagster reads the config and resource annotations at runtime.
 import json
-import os
-import subprocess
-import sys
 
 import dagster as dg
 
@@ -17,9 +14,10 @@ from ds_pipelines.defs.triggers.resources import GitLabResource, not_configured
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab.repository import tags
 from ds_pipelines.project import Project
-from ds_pipelines.provenance import TAG_PREFIX
-from ds_pipelines.trigger import PRODUCTION, release_kind
-from ds_pipelines.tracking import TRACKING_URI_ENV, tracking_uri
+from ds_pipelines.project.settings import PRODUCTION
+from ds_pipelines.publishing.release import release
+from ds_pipelines.results.origin import TAG_PREFIX, Provenance
+from ds_pipelines.tracking import tracking_uri
 
 RELEASE_JOB = "release"
 
@@ -30,16 +28,25 @@ class ReleaseConfig(dg.Config):
 
 @dg.op(description="Create the GitLab release of a production tag and promote its model to the production alias.")
 def release_tag(context: dg.OpExecutionContext, config: ReleaseConfig, gitlab: GitLabResource) -> None:
+    missing = gitlab.missing()
+    if missing:
+        # Checked before anything is promoted: a misconfigured deployment changes nothing.
+        raise dg.Failure(description=f"release of {config.tag} not started: GitLab is not configured: set {', '.join(missing)}")
     project = Project()
-    env = {**os.environ, TRACKING_URI_ENV: tracking_uri(project), "DS_PIPELINES_PROJECT_DIR": str(project.root)}
-    # The release command reads GitLab's settings from the environment, as in CI (these names win there).
-    env.update({"CI_SERVER_URL": gitlab.url or "", "CI_PROJECT_ID": gitlab.project_id or "", "GITLAB_TOKEN": gitlab.token or ""})
-    command = [sys.executable, "-m", "ds_pipelines", "release", config.tag, "--strict"]
-    done = subprocess.run(command, env=env, cwd=project.root, capture_output=True, text=True)
-    for line in (done.stdout + done.stderr).splitlines():
-        context.log.info(line)
-    if done.returncode != 0:
-        raise dg.Failure(description=f"release of {config.tag} failed (exit {done.returncode}); see the run log")
+    masker = gitlab.masker()
+    try:
+        outcome = release(
+            config.tag, project=project, results=None, model=None, gitlab=gitlab.client(), masker=masker,
+            origin=Provenance.from_run_tags(context.run.tags), tracking_uri=tracking_uri(project), artifacts=None,
+            warn=context.log.warning,
+        )
+    except DsPipelinesError as exc:
+        raise dg.Failure(description=f"release of {config.tag} failed: {masker.mask(str(exc))}") from None
+    for promotion in outcome.promotions:
+        context.log.info(f"model {promotion.name} version {promotion.version} is {promotion.alias} ({promotion.model_uri})")
+    if outcome.gitlab_error is not None:
+        raise dg.Failure(description=f"GitLab release {config.tag} not written: {masker.mask(str(outcome.gitlab_error))}")
+    context.log.info(f"GitLab release {config.tag} {outcome.gitlab_release}")
 
 
 @dg.job(name=RELEASE_JOB, description="Release a production tag: GitLab release and MLflow production alias.")
@@ -53,7 +60,7 @@ def tag_sensor(project: Project) -> dg.SensorDefinition:
 
     @dg.sensor(
         name="gitlab_tags",
-        job=release_job,
+        target=release_job,
         minimum_interval_seconds=settings.poll_interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Starts the release flow once for each new production tag (triggers.production_tag).",
@@ -66,8 +73,7 @@ def tag_sensor(project: Project) -> dg.SensorDefinition:
             found = tags(gitlab.client())
         except DsPipelinesError as exc:
             return dg.SkipReason(f"cannot read GitLab: {exc}")
-        production = {tag.name: tag.sha for tag in found
-                      if release_kind(tag.name, settings.production_tag, settings.development_tag) == PRODUCTION}
+        production = {tag.name: tag.sha for tag in found if settings.release_kind(tag.name) == PRODUCTION}
         if context.cursor is None:
             # First evaluation: tags that exist already were released before this sensor watched them.
             return dg.SensorResult(cursor=json.dumps(sorted(production)),

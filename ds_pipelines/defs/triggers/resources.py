@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import dagster as dg
 
 from ds_pipelines.gitlab.client import GitLabClient
+from ds_pipelines.masking import Masker
 from ds_pipelines.gitlab.settings import (
     PROJECT_VARIABLES,
     TOKEN_VARIABLE_NAMES,
@@ -31,6 +32,10 @@ class GitLabResource(dg.ConfigurableResource):
 
     def client(self) -> GitLabClient:
         return GitLabClient(GitLabSettings(url=self.url, project_id=self.project_id, token=self.token))
+
+    def masker(self) -> Masker:
+        """The masker of this process's secrets, the token included under the name GitLab CI gives it."""
+        return Masker.from_env({**os.environ, TOKEN_VARIABLE_NAMES[0]: self.token or ""})
 
 
 def not_configured(gitlab: GitLabResource) -> dg.SkipReason | None:

@@ -11,8 +11,9 @@ import dagster as dg
 from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, run_scheduled_notebook, scheduled_notebook_job
 from ds_pipelines.errors import ConfigError, NotebookNotFoundError
 from ds_pipelines.project import REGISTRY_FILE, Project
-from ds_pipelines.provenance import TAG_PREFIX
-from ds_pipelines.trigger import SCHEDULED, SCORING_NOTEBOOK
+from ds_pipelines.project.settings import SCORING_NOTEBOOK
+from ds_pipelines.results.origin import TAG_PREFIX
+from ds_pipelines.triggers.rules import SCHEDULED
 
 SCORING_SCHEDULE = "scoring"
 
@@ -31,7 +32,7 @@ def scoring_schedule(project: Project) -> dg.ScheduleDefinition | None:
         name=SCORING_SCHEDULE,
         cron_schedule=settings.cron,
         execution_timezone=settings.timezone,
-        job=scheduled_notebook_job,
+        target=scheduled_notebook_job,
         run_config=dg.RunConfig(
             ops={run_scheduled_notebook.name: NotebookRunConfig(notebook=notebook.path, project_dir=str(project.root))},
         ),

@@ -1,6 +1,6 @@
 """The commit sensor: new commits on watched branches and merge requests run their changed notebooks.
 
-Decisions come from ``ds_pipelines.watch`` (the same trigger rules as GitLab CI's detect job); this module
+Decisions come from ``ds_pipelines.triggers.watch`` (the same trigger rules as GitLab CI's detect job); this module
 only talks to Dagster. Each run executes its commit's own files (see ``notebook_runs``).
 """
 
@@ -9,14 +9,14 @@ import json
 
 import dagster as dg
 
-from ds_pipelines.checkout import checkout
 from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, commit_notebook_job
 from ds_pipelines.defs.triggers.resources import GitLabResource, not_configured
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab.repository import repository_url
 from ds_pipelines.project import Project
-from ds_pipelines.provenance import TAG_PREFIX
-from ds_pipelines.watch import evaluate, parse_cursor
+from ds_pipelines.results.origin import TAG_PREFIX
+from ds_pipelines.triggers.checkout import checkout
+from ds_pipelines.triggers.watch import evaluate, parse_cursor
 
 CHECKOUTS_DIR = "checkouts"
 
@@ -26,7 +26,7 @@ def commit_sensor(project: Project) -> dg.SensorDefinition:
 
     @dg.sensor(
         name="gitlab_commits",
-        job=commit_notebook_job,
+        target=commit_notebook_job,
         minimum_interval_seconds=project.triggers.poll_interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Runs the notebooks that new commits change, on the branches in configs/notebooks.yaml "

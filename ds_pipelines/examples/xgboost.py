@@ -1,0 +1,196 @@
+"""XGBoost and Optuna helpers of the reference notebooks (``notebooks/training_example.ipynb`` and
+``notebooks/inference_example.ipynb``): an example of what a project's own notebooks may share, not part of
+the notebook API (``ds_pipelines.notebook``).
+
+``from ds_pipelines.examples import xgboost as xgbx``
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ds_pipelines import notebook as dsp
+from ds_pipelines.errors import NotebookInputError
+from ds_pipelines.files import write_atomically
+from ds_pipelines.tracking import tracking_uri
+from ds_pipelines.tracking.registry import ALIAS_TAG, alias_uri_parts, unsupported_endpoint, version_tagged_with_alias
+
+
+def xgboost_device(requested: str) -> str:
+    """``cuda`` when asked for (or ``auto``) and XGBoost can train on a GPU here, else ``cpu`` with a log line."""
+    if requested == "cpu":
+        return "cpu"
+    import xgboost
+
+    reason = None
+    if not xgboost.build_info().get("USE_CUDA"):
+        reason = "this XGBoost build has no CUDA support"
+    else:
+        # XGBoost silently falls back to the CPU when it sees no GPU: train one round and read back the device.
+        probe = xgboost.DMatrix(np.zeros((2, 1)), label=[0, 1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                booster = xgboost.train({"device": "cuda", "tree_method": "hist"}, probe, num_boost_round=1)
+                used = json.loads(booster.save_config())["learner"]["generic_param"]["device"]
+            except xgboost.core.XGBoostError as exc:
+                used = f"error: {str(exc).splitlines()[0]}"
+        if not used.startswith("cuda"):
+            reason = "no GPU is visible" if used == "cpu" else f"the GPU is not usable ({used})"
+    if reason is None:
+        print("training on the GPU (device=cuda)", flush=True)
+        return "cuda"
+    if requested == "cuda":
+        raise NotebookInputError(f"model.device is 'cuda' but {reason}")
+    print(f"training on the CPU: {reason}", flush=True)
+    return "cpu"
+
+
+def optuna_progress(n_trials: int, metric: str):
+    """An Optuna callback printing one line per trial with the best score so far."""
+
+    def callback(study, trial) -> None:
+        value = "pruned/failed" if trial.value is None else f"{trial.value:.4f}"
+        print(
+            f"trial {trial.number + 1}/{n_trials}: {metric}={value} (best {study.best_value:.4f} at trial {study.best_trial.number + 1})",
+            flush=True,
+        )
+
+    return callback
+
+
+def load_xgboost_model(source) -> Any:
+    """The classifier named by the inference config's ``model`` section (MLflow URI first, then file)."""
+    from xgboost import XGBClassifier
+
+    if source.uri:
+        import mlflow.xgboost
+
+        mlflow.set_tracking_uri(tracking_uri(dsp.project()))
+        try:
+            return mlflow.xgboost.load_model(_resolve_alias(source.uri))
+        except NotebookInputError:
+            raise
+        except Exception as exc:  # MLflow raises several types for a bad URI; all mean the same to the user
+            raise NotebookInputError(f"model.uri: cannot load {source.uri!r}: {str(exc).splitlines()[0]}") from exc
+    model_file = dsp.path(source.path)
+    if not model_file.is_file():
+        raise NotebookInputError(f"model.path: model file {model_file} does not exist (run the training notebook first)")
+    model = XGBClassifier()
+    model.load_model(model_file)
+    return model
+
+
+def _resolve_alias(uri: str) -> str:
+    """``models:/name@alias`` as is where the registry has aliases; on a server without them (GitLab's
+    MLflow API), the newest version that ``ds-pipelines release`` tagged with the alias."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+
+    parts = alias_uri_parts(uri)
+    if parts is None:
+        return uri
+    name, alias = parts
+    client = MlflowClient()
+    try:
+        client.get_model_version_by_alias(name, alias)
+        return uri
+    except MlflowException as exc:
+        if not unsupported_endpoint(exc):
+            raise
+    version = version_tagged_with_alias(client, name, alias)
+    if version is None:
+        raise NotebookInputError(
+            f"model.uri: {uri!r}: this MLflow server has no aliases, and no version of {name!r} is tagged "
+            f"{ALIAS_TAG}={alias} (ds-pipelines release tags the version it promotes)"
+        )
+    print(f"{uri} is version {version} ({ALIAS_TAG}={alias}: this MLflow server has no aliases)", flush=True)
+    return f"models:/{name}/{version}"
+
+
+class ScoreSummary:
+    """Score statistics accumulated chunk by chunk."""
+
+    BINS = np.linspace(0.0, 1.0, 11)
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.rows = 0
+        self.histogram = np.zeros(len(self.BINS) - 1, dtype=np.int64)
+        self.total = 0.0
+        self.positives = 0
+        # Labelled rows need every score for AUC: kept only when the outcome column is present.
+        self.labelled: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, probability: np.ndarray, outcome=None) -> None:
+        self.rows += len(probability)
+        self.total += float(probability.sum())
+        self.positives += int((probability >= self.threshold).sum())
+        self.histogram += np.histogram(probability, bins=self.BINS)[0]
+        if outcome is not None:
+            self.labelled.append((np.asarray(outcome), probability))
+
+    def metrics(self) -> dict[str, float]:
+        result = {
+            "row_count": float(self.rows),
+            "mean_probability": self.total / self.rows,
+            "positive_rate": self.positives / self.rows,
+        }
+        for i, count in enumerate(self.histogram):
+            result[f"score_bin_{i / 10:.1f}_{(i + 1) / 10:.1f}"] = float(count)
+        if self.labelled:
+            from sklearn import metrics as skm
+
+            truth = np.concatenate([t for t, _ in self.labelled])
+            probability = np.concatenate([p for _, p in self.labelled])
+            predicted = (probability >= self.threshold).astype(int)
+            if len(np.unique(truth)) > 1:
+                result["roc_auc"] = skm.roc_auc_score(truth, probability)
+            result["accuracy"] = skm.accuracy_score(truth, predicted)
+            result["precision"] = skm.precision_score(truth, predicted, zero_division=0)
+            result["recall"] = skm.recall_score(truth, predicted, zero_division=0)
+            result["f1"] = skm.f1_score(truth, predicted, zero_division=0)
+        return {k: float(v) for k, v in result.items()}
+
+
+def training_plots(model, truth, probability, folder: Path) -> dict[str, Path]:
+    """ROC curve, feature importance and score histogram as PNGs (for MLflow and merge-request comments)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import RocCurveDisplay
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plots: dict[str, Path] = {}
+
+    def save(name: str, figure) -> None:
+        target = folder / f"{name}.png"
+        write_atomically(target, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+        plt.close(figure)
+        plots[name] = target
+
+    figure, axes = plt.subplots(figsize=(5, 4))
+    RocCurveDisplay.from_predictions(truth, probability, ax=axes)
+    axes.set_title("ROC curve (held-out set)")
+    save("roc_curve", figure)
+
+    importance = model.get_booster().get_score(importance_type="gain")
+    top = sorted(importance.items(), key=lambda item: item[1])[-15:]
+    figure, axes = plt.subplots(figsize=(6, 5))
+    axes.barh([name for name, _ in top], [value for _, value in top])
+    axes.set_title("Feature importance (gain)")
+    save("feature_importance", figure)
+
+    figure, axes = plt.subplots(figsize=(5, 4))
+    axes.hist(probability, bins=20, range=(0, 1))
+    axes.set_title("Score histogram (held-out set)")
+    axes.set_xlabel("predicted probability")
+    save("score_histogram", figure)
+    return plots

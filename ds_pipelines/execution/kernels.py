@@ -1,0 +1,180 @@
+"""Jupyter kernels started ahead of their notebook, so that their start-up overlaps Dagster's.
+
+A dagstermill notebook pays, before its first cell, for a kernel start and for the kernel's import of
+Dagster and dagstermill; ``ds-pipelines run`` pays, before the notebook starts, for importing Dagster and
+setting up the run. Done one after the other that is seconds for nothing: ``ds-pipelines run`` starts the
+kernel first (``start_early``), the kernel imports what dagstermill's injected cell needs meanwhile
+(``WARM_UP``), and the notebook's Dagster step takes that kernel (``take``) instead of starting its own.
+Runs started elsewhere (the Dagster UI, ``dagster asset materialize``) find none and start one as usual.
+
+Free of Dagster imports on purpose: the kernel must be on its way before the CLI imports Dagster.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+
+# Sent to the kernel before the notebook (``warm_up`` below); binds no name in the notebook's namespace.
+WARM_UP = '__import__("ds_pipelines.execution.kernels").execution.kernels.warm_up({module!r}, {attribute!r})'
+# As nbclient starts its kernels: no IPython history database written per notebook run.
+KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobPointer:
+    """Where the job that runs the notebooks is defined (a module-level function returning it): dagstermill's
+    kernel reconstructs the job from there, and ``ds-pipelines run`` executes it. Given by the caller, so
+    that execution never imports the Dagster definitions above it."""
+
+    module: str
+    attribute: str
+
+    def load(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.attribute)
+
+
+def warm_up(module: str, attribute: str) -> None:
+    """Run in the kernel before the notebook: load what dagstermill's injected first cell loads.
+
+    The injected cell imports Dagster and reconstructs the job from its code pointer (the project's
+    configs and notebooks are read again there, so nothing loaded here is used stale). It does not touch
+    the run, the instance or the notebook's namespace, and a failure changes nothing: the injected cell
+    reports it. What is loaded by then lives as long as the kernel: ``gc.freeze`` keeps the garbage
+    collector from scanning it at every full collection and at exit, which took the kernel about a second.
+    The notebook's own objects are collected as usual.
+    """
+    import gc
+
+    try:
+        import dagster as dg
+        import dagstermill  # noqa: F401
+
+        dg.reconstructable(JobPointer(module, attribute).load()).get_definition()
+    finally:
+        gc.freeze()
+
+
+class _ClientTrackingKernelManager(AsyncKernelManager):
+    """Remembers the clients it hands out: nbclient leaves a borrowed kernel's client open when done."""
+
+    def client(self, **kwargs):
+        client = super().client(**kwargs)
+        self.__dict__.setdefault("handed_out", []).append(client)
+        return client
+
+
+class EarlyKernel:
+    """A kernel started for one notebook before its Dagster run, warming up while the run is set up."""
+
+    def __init__(self, notebook: Path, kernel_name: str, job: JobPointer):
+        self.notebook = notebook
+        self.job = job
+        self.manager = _ClientTrackingKernelManager(kernel_name=kernel_name)
+
+    def start(self) -> None:
+        run_sync(self._start)()
+
+    async def _start(self) -> None:
+        await self.manager.start_kernel(extra_arguments=list(KERNEL_ARGUMENTS))
+        warm_up = self.manager.client()
+        # The request waits in ZeroMQ's queue until the kernel is up; nothing here waits for the kernel.
+        warm_up.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        warm_up.execute(WARM_UP.format(module=self.job.module, attribute=self.job.attribute), silent=True, store_history=False)
+
+    def is_alive(self) -> bool:
+        return run_sync(self.manager.is_alive)()
+
+    def request_shutdown(self) -> None:
+        """Ask the kernel to exit, as nbclient does for its own kernels, without waiting for it.
+
+        The kernel runs its exit hooks (MLflow ends open runs, buffers flush) while Dagster records the
+        step; ``wait_for_exits`` reaps it. Exiting takes the kernel about a second once it holds Dagster.
+        """
+        run_sync(self._request_shutdown)()
+        _exiting.append(self)
+
+    async def _request_shutdown(self) -> None:
+        if not self.manager.has_kernel:
+            return
+        await self.manager.interrupt_kernel()  # a cell still running (Ctrl-C) must not block the exit
+        await self.manager.request_shutdown()
+
+    def wait_for_exit(self) -> None:
+        """Wait for the kernel to exit (it is killed after ``shutdown_wait_time``) and free its resources."""
+        try:
+            run_sync(self._wait_for_exit)()
+        finally:
+            for client in self.manager.__dict__.get("handed_out", []):
+                client.stop_channels()
+
+    async def _wait_for_exit(self) -> None:
+        if self.manager.has_kernel:
+            await self.manager.finish_shutdown()
+        await self.manager.cleanup_resources()
+
+
+_waiting: dict[Path, EarlyKernel] = {}
+_exiting: list[EarlyKernel] = []
+
+
+def kernel_name(notebook: Path) -> str | None:
+    """The notebook's kernel as papermill reads it; None when it names none (papermill then says so)."""
+    try:
+        metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError):
+        return None
+    return (metadata.get("kernelspec") or {}).get("name") or None
+
+
+def start_early(notebook: Path, job: JobPointer) -> None:
+    """Start the kernel ``notebook`` will run in, unless one is already waiting for it.
+
+    Best effort: when the kernel cannot be started here, the notebook's step starts one as usual and
+    reports the problem itself.
+    """
+    notebook = notebook.resolve()
+    name = kernel_name(notebook)
+    if notebook in _waiting or name is None:
+        return
+    kernel = EarlyKernel(notebook, name, job)
+    try:
+        kernel.start()
+    except Exception as exc:  # noqa: BLE001 - the usual start in the step reports the problem properly
+        log.debug("no early kernel for %s: %s", notebook, exc)
+        kernel.request_shutdown()  # whatever part of it did start
+        return
+    _waiting[notebook] = kernel
+
+
+def take(notebook: Path) -> EarlyKernel | None:
+    """The kernel started early for ``notebook``, now owned by the caller; None if there is none alive."""
+    kernel = _waiting.pop(notebook.resolve(), None)
+    if kernel is not None and not kernel.is_alive():
+        kernel.request_shutdown()
+        return None
+    return kernel
+
+
+def wait_for_exits() -> None:
+    """Reap the kernels asked to exit so far."""
+    while _exiting:
+        _exiting.pop().wait_for_exit()
+
+
+def shutdown_all() -> None:
+    """Stop kernels that no step took (their run failed before the notebook started) and reap all."""
+    try:
+        while _waiting:
+            _waiting.popitem()[1].request_shutdown()
+    finally:
+        wait_for_exits()

@@ -1,0 +1,200 @@
+"""Materialize notebook assets through Dagster, one after another, and describe what happened.
+
+The job is given as a ``JobPointer`` (the Dagster definitions sit above this layer): each notebook runs as
+its own Dagster run of that job, with the notebook's asset selected and its config as run config.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ds_pipelines.execution import kernels
+from ds_pipelines.execution.instance import open_instance
+from ds_pipelines.project import NotebookSpec, Project
+from ds_pipelines.results.folder import NotebookResult
+
+# Progress and errors are printed by ds-pipelines itself; the full Dagster log is in the instance.
+QUIET_DAGSTER_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+class CellProgress(logging.Handler):
+    """Turns papermill's log lines into progress: code cells as they start, and what the notebook prints."""
+
+    # Warnings that Dagster's own modules print in every kernel: noise to a notebook author.
+    NOISE = re.compile(r"BetaWarning|PreviewWarning|was never awaited|Enable tracemalloc|TqdmWarning")
+
+    def __init__(self, emit_line: Callable[[str], None], cells: list):
+        super().__init__(logging.INFO)
+        self.emit_line = emit_line
+        code = [i for i, cell in enumerate(cells) if cell.cell_type == "code"]
+        self.code_number = {index: number for number, index in enumerate(code, start=1)}
+        self.first_lines = {i: (cells[i].source.strip().splitlines() or [""])[0] for i in code}
+        self.total = len(code)
+        self.skip_continuation = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing Cell "):
+            # papermill counts from 1 and dagstermill injects its context cell first: cell N is index N-2.
+            index = int(message.removeprefix("Executing Cell ").rstrip("-") or 0) - 2
+            if index in self.code_number:
+                self.emit_line(f"cell {self.code_number[index]}/{self.total}: {self.first_lines[index][:70]}")
+            return
+        if message.startswith(("Ending Cell", "Executing notebook with kernel", "Input Notebook", "Output Notebook")):
+            return
+        for line in message.rstrip().splitlines():
+            if self.NOISE.search(line):
+                self.skip_continuation = True
+                continue
+            if self.skip_continuation and line.startswith("  "):
+                continue
+            self.skip_continuation = False
+            if line.strip():
+                self.emit_line(f"| {line}")
+
+
+def run_notebooks(
+    project: Project,
+    specs: list[NotebookSpec],
+    *,
+    job: kernels.JobPointer,
+    configs: Mapping[str, dict[str, Any]],
+    tags: Mapping[str, str],
+    on_line: Callable[[str], None],
+) -> list[NotebookResult]:
+    """Run ``specs`` in order, each as its own Dagster run of ``job``; stop at the first failure (the
+    notebooks after it are ``not-run``)."""
+    # Before importing Dagster: the first notebook's kernel starts up while this process sets up the run.
+    if specs:
+        kernels.start_early(project.root / specs[0].path, job)
+    try:
+        return _run_in_order(project, specs, job=job, configs=configs, tags=tags, on_line=on_line)
+    finally:
+        kernels.shutdown_all()
+
+
+@dataclass
+class _Outcome:
+    """What is known about a notebook while it runs; a NotebookResult once it is done."""
+
+    spec: NotebookSpec
+    status: str = "not-run"
+    duration_s: float = 0.0
+    dagster_run_id: str | None = None
+    executed_notebook: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    error: str | None = None
+    failed_cell: int | None = None
+
+    def result(self) -> NotebookResult:
+        return NotebookResult(
+            notebook=self.spec.path, name=self.spec.name, status=self.status, duration_s=self.duration_s,
+            dagster_run_id=self.dagster_run_id, mlflow_run_id=self.mlflow_run_id, metrics=self.metrics,
+            executed_notebook=self.executed_notebook, artifacts=self.artifacts, error=self.error,
+            failed_cell=self.failed_cell,
+        )
+
+
+def _run_in_order(
+    project: Project,
+    specs: list[NotebookSpec],
+    *,
+    job: kernels.JobPointer,
+    configs: Mapping[str, dict[str, Any]],
+    tags: Mapping[str, str],
+    on_line: Callable[[str], None],
+) -> list[NotebookResult]:
+    with _long_lived_objects():
+        import dagster as dg
+        import nbformat
+
+        from ds_pipelines.results.handover import read_report
+
+        instance = open_instance(project)
+        reconstructable_job = dg.reconstructable(job.load())
+    outcomes = [_Outcome(spec) for spec in specs]
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.setLevel(logging.INFO)
+    for outcome in outcomes:
+        spec = outcome.spec
+        kernels.wait_for_exits()  # the previous notebook's kernel exited while Dagster recorded its step
+        # Only the first notebook gets an early kernel (started above): an early kernel for a later notebook
+        # sometimes never answered nbclient under load ("Kernel didn't respond in 120 seconds"), so later
+        # notebooks start theirs the usual way.
+        cells = nbformat.read(project.root / spec.path, as_version=4).cells
+        progress = CellProgress(lambda line: on_line(f"  {line}"), cells)
+        on_line(f"▶ {spec.path} ({progress.total} code cells)")
+        papermill_log.addHandler(progress)
+        started = time.monotonic()
+        try:
+            result = dg.execute_job(
+                reconstructable_job,
+                instance=instance,
+                asset_selection=[dg.AssetKey(spec.name)],
+                run_config={**QUIET_DAGSTER_CONSOLE, "ops": {spec.name: {"config": configs[spec.path]}}},
+                tags=dict(tags),
+                raise_on_error=False,
+            )
+        finally:
+            papermill_log.removeHandler(progress)
+        outcome.duration_s = round(time.monotonic() - started, 2)
+        outcome.dagster_run_id = result.run_id
+        if result.success:
+            materialization = result.asset_materializations_for_node(spec.name)[0]
+            outcome.executed_notebook = Path(materialization.metadata["executed_notebook"].value)
+            handed_over = read_report(outcome.executed_notebook)
+            outcome.status = "success"
+            outcome.metrics = handed_over.get("metrics", {})
+            outcome.mlflow_run_id = handed_over.get("mlflow_run_id")
+            outcome.artifacts = {name: Path(path) for name, path in handed_over.get("artifacts", {}).items()}
+            on_line(f"✔ {spec.path} succeeded in {outcome.duration_s:.1f} s")
+            continue
+        outcome.status = "failed"
+        _record_failure(outcome, result)
+        on_line(f"✘ {spec.path} failed after {outcome.duration_s:.1f} s: {outcome.error}")
+        if outcome.executed_notebook:
+            on_line(f"  executed notebook kept at {outcome.executed_notebook}")
+        break
+    return [outcome.result() for outcome in outcomes]
+
+
+@contextmanager
+def _long_lived_objects() -> Iterator[None]:
+    """Importing Dagster creates a few hundred thousand objects that live as long as the process.
+
+    The garbage collector would scan them again and again while they are created, and at every full
+    collection after: collect nothing meanwhile, then move them out of its way (``gc.freeze``).
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
+def _record_failure(outcome: _Outcome, result) -> None:
+    failures = result.get_step_failure_events()
+    if not failures:
+        outcome.error = f"Dagster run {result.run_id} failed before the notebook ran"
+        return
+    data = failures[0].step_failure_data
+    user = data.user_failure_data
+    if user is None:
+        outcome.error = data.error.message.strip() if data.error else "unknown error"
+        return
+    outcome.error = user.description
+    metadata = {key: value.value for key, value in user.metadata.items()}
+    outcome.failed_cell = metadata.get("failed_cell")
+    if "executed_notebook" in metadata:
+        outcome.executed_notebook = Path(metadata["executed_notebook"])

@@ -1,0 +1,143 @@
+"""Read YAML configs and validate them, turning parser and pydantic errors into messages naming file and key.
+
+The model that validates a notebook's config is named by ``schema:`` in ``configs/notebooks.yaml``:
+
+- a built-in name: ``training`` or ``inference`` (``BUILT_IN_SCHEMAS``, the reference notebooks' models);
+- a class in a Python file of the project: ``configs/schemas.py:ChurnConfig`` (relative to the project root);
+- a class in an importable module: ``package.module:ChurnConfig`` (the project root is importable too).
+
+Any pydantic model works; so a project adds a schema without changing ds-pipelines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ds_pipelines.errors import ConfigError
+
+Model = TypeVar("Model", bound=BaseModel)
+BUILT_IN_SCHEMAS = {
+    "training": "ds_pipelines.project.schemas.training:TrainingConfig",
+    "inference": "ds_pipelines.project.schemas.inference:InferenceConfig",
+}
+_SCHEMA_FORMS = "a built-in name (training, inference), FILE.py:Class or package.module:Class"
+
+
+def read_yaml(file: Path, *, display: str | None = None) -> Any:
+    display = display or str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(display, None, "file does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(display, None, f"cannot be read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(display, None, f"malformed YAML{where}: {problem}") from None
+
+
+def load_config(file: Path, model: type[Model], *, display: str | None = None) -> Model:
+    """Parse and validate one config file against ``model``."""
+    display = display or str(file)
+    data = read_yaml(file, display=display)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(display, None, f"expected a mapping of keys to values, got {type(data).__name__}")
+    return validate(model, data, display=display)
+
+
+def resolve_schema(schema: str | None, *, root: Path, display: str, key: str | None) -> type[BaseModel]:
+    """The model class ``schema`` names (see the module docstring); a ConfigError naming ``display`` and
+    ``key`` when it names none."""
+    if not schema:
+        raise ConfigError(display, key, f"no schema: expected {_SCHEMA_FORMS}")
+    target = BUILT_IN_SCHEMAS.get(schema, schema)
+    where, sep, attribute = target.rpartition(":")
+    if not sep or not where or not attribute:
+        raise ConfigError(display, key, f"unknown schema {schema!r}: expected {_SCHEMA_FORMS}")
+    try:
+        module = _schema_file(root / where) if where.endswith(".py") else _schema_module(where, root)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's module may raise anything while it is imported
+        raise ConfigError(display, key, f"schema {schema!r}: {where} cannot be imported: {type(exc).__name__}: {exc}") from None
+    model = getattr(module, attribute, None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        found = "nothing" if model is None else type(model).__name__
+        raise ConfigError(display, key, f"schema {schema!r}: {where} has no pydantic model {attribute!r} (found {found})")
+    return model
+
+
+def _schema_file(file: Path) -> Any:
+    """The module of a schema file, imported once per content (an edited file is imported anew)."""
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} does not exist")
+    content = file.read_bytes()
+    name = f"_ds_pipelines_schema_{hashlib.sha256(str(file.resolve()).encode() + content).hexdigest()[:16]}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: pydantic resolves the module's annotations through it
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
+def _schema_module(name: str, root: Path) -> Any:
+    """``package.module`` of the environment, or of the project folder."""
+    if str(root) not in sys.path:
+        sys.path.append(str(root))
+    return importlib.import_module(name)
+
+
+def validate(model: type[Model], data: Any, *, display: str, key_prefix: str = "") -> Model:
+    """``data`` as ``model``, or a ConfigError naming the file and the key (``key_prefix`` + the model's)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(display, exc, model, key_prefix) from None
+
+
+def _config_error(display: str, exc: ValidationError, model: type[BaseModel], key_prefix: str) -> ConfigError:
+    """The first problem, phrased for a person; the others are counted so nothing is hidden."""
+    first = exc.errors()[0]
+    key = key_prefix + ".".join(str(part) for part in first["loc"]) or None
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        problem = f"unknown key (expected one of: {', '.join(_allowed_keys(model, first['loc'][:-1]))})"
+    elif kind == "missing":
+        problem = "required key is missing"
+    else:
+        problem = f"{first['msg']}, got {first['input']!r}" if "input" in first and kind != "value_error" else first["msg"]
+    others = len(exc.errors()) - 1
+    if others:
+        problem += f" (and {others} more problem{'s' if others > 1 else ''})"
+    return ConfigError(display, key, problem)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nested is None:
+            return []
+        model = nested
+    return sorted(model.model_fields)

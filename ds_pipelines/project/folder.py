@@ -1,0 +1,224 @@
+"""Where a project's notebooks and configs live, and which config belongs to which notebook.
+
+Free of Dagster imports: the CLI, the trigger rules, the notebooks and the Dagster definitions all read
+the project through this module, so there is one answer to "which notebooks are there, in which order,
+configured by which file".
+
+The project is found from where you stand, the way git and ``dg`` find theirs: ``--project-dir``, else
+``$DS_PIPELINES_PROJECT_DIR``, else the nearest folder at or above the current one that holds
+``configs/notebooks.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from ds_pipelines.errors import ConfigError, DsPipelinesError, NotebookNotFoundError
+from ds_pipelines.project.config import load_config, read_yaml, resolve_schema, validate
+from ds_pipelines.project.settings import TriggerSettings
+
+PROJECT_DIR_ENV = "DS_PIPELINES_PROJECT_DIR"
+NOTEBOOKS_DIR = "notebooks"
+REGISTRY_FILE = "configs/notebooks.yaml"
+STATE_DIR = ".ds-pipelines"
+CHECKPOINTS_DIR = ".ipynb_checkpoints"
+_TOP_LEVEL_KEYS = {"notebooks", "triggers"}
+_REGISTRY_KEYS = {"config", "schema", "after", "device", "description"}
+_DEVICES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    """One notebook of the project and how it runs."""
+
+    path: str
+    """Path relative to the project root, with forward slashes (``notebooks/training_example.ipynb``)."""
+    config: str | None = None
+    """Config file relative to the project root; None means the notebook gets an empty config."""
+    schema: str | None = None
+    """The config model that validates ``config``: a built-in name (``training``, ``inference``), a class in a
+    file of the project (``configs/schemas.py:ChurnConfig``) or in a module (``package.module:Class``)."""
+    after: tuple[str, ...] = ()
+    """Notebooks (paths) whose results this one reads: they run first and feed it in the lineage."""
+    device: str = "cpu"
+    """``gpu`` notebooks share the GPU concurrency limit; ``cpu`` ones are unlimited."""
+    description: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The Dagster asset name: the file stem, made a valid identifier."""
+        return asset_name(self.path)
+
+
+def asset_name(notebook_path: str) -> str:
+    stem = Path(notebook_path).stem
+    name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
+    return name if not name[:1].isdigit() else f"nb_{name}"
+
+
+class ProjectNotFoundError(DsPipelinesError):
+    """No project folder where one was looked for."""
+
+
+def find_project_root(project_dir: Path | None = None, *, cwd: Path | None = None) -> Path:
+    """The project folder: ``project_dir``, else ``$DS_PIPELINES_PROJECT_DIR``, else the nearest folder at
+    or above ``cwd`` (default: the current folder) holding ``configs/notebooks.yaml``."""
+    if project_dir is not None:
+        return _existing_folder(Path(project_dir), "--project-dir")
+    configured = os.environ.get(PROJECT_DIR_ENV)
+    if configured:
+        return _existing_folder(Path(configured), f"{PROJECT_DIR_ENV}={configured}")
+    start = (cwd or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / REGISTRY_FILE).is_file():
+            return folder
+    raise ProjectNotFoundError(
+        f"no ds-pipelines project at or above {start}: no folder there holds {REGISTRY_FILE}. Run this in a "
+        f"project folder, pass --project-dir, or set {PROJECT_DIR_ENV}"
+    )
+
+
+def _existing_folder(path: Path, named_by: str) -> Path:
+    resolved = path.resolve()
+    if not resolved.is_dir():
+        raise ProjectNotFoundError(f"{named_by}: {path} is not a folder (expected a project holding notebooks/ and configs/)")
+    return resolved
+
+
+@dataclass
+class Project:
+    """A project folder holding ``notebooks/`` and ``configs/``."""
+
+    root: Path = field(default_factory=find_project_root)
+
+    @property
+    def state_dir(self) -> Path:
+        """Git-ignored folder for the embedded defaults: Dagster instance, MLflow store, executed notebooks."""
+        return self.root / STATE_DIR
+
+    @cached_property
+    def _registry_file(self) -> dict[str, Any]:
+        file = self.root / REGISTRY_FILE
+        data = (read_yaml(file, display=REGISTRY_FILE) if file.exists() else None) or {}
+        if not isinstance(data, dict) or not set(data) <= _TOP_LEVEL_KEYS:
+            raise ConfigError(
+                REGISTRY_FILE, None,
+                "expected the top-level keys 'notebooks' (notebook paths to settings) and optionally 'triggers'",
+            )
+        return data
+
+    @cached_property
+    def triggers(self) -> TriggerSettings:
+        """The ``triggers:`` section: branches the sensors watch, the scoring schedule, the GPU limit."""
+        section = self._registry_file.get("triggers") or {}
+        return validate(TriggerSettings, section, display=REGISTRY_FILE, key_prefix="triggers.")
+
+    @cached_property
+    def _registry(self) -> dict[str, dict[str, Any]]:
+        entries = self._registry_file.get("notebooks") or {}
+        if not isinstance(entries, dict):
+            raise ConfigError(REGISTRY_FILE, "notebooks", "expected a mapping of notebook paths to settings")
+        for path, entry in entries.items():
+            key = f"notebooks.{path}"
+            if not isinstance(entry, dict):
+                raise ConfigError(REGISTRY_FILE, key, f"expected a mapping with keys {sorted(_REGISTRY_KEYS)}")
+            unknown = set(entry) - _REGISTRY_KEYS
+            if unknown:
+                raise ConfigError(REGISTRY_FILE, f"{key}.{sorted(unknown)[0]}", f"unknown key (expected one of {sorted(_REGISTRY_KEYS)})")
+            if entry.get("device", "cpu") not in _DEVICES:
+                raise ConfigError(REGISTRY_FILE, f"{key}.device", f"expected one of {list(_DEVICES)}, got {entry['device']!r}")
+        return entries
+
+    def notebooks(self) -> list[NotebookSpec]:
+        """Every notebook under ``notebooks/`` (checkpoints excluded), in dependency order, then path order."""
+        folder = self.root / NOTEBOOKS_DIR
+        paths = sorted(
+            p.relative_to(self.root).as_posix()
+            for p in folder.rglob("*.ipynb")
+            if CHECKPOINTS_DIR not in p.parts
+        ) if folder.is_dir() else []
+        for listed in self._registry:
+            if listed not in paths:
+                raise ConfigError(REGISTRY_FILE, f"notebooks.{listed}", "lists a notebook that does not exist")
+        return self.in_run_order([self._spec(path) for path in paths])
+
+    def _spec(self, path: str) -> NotebookSpec:
+        entry = self._registry.get(path, {})
+        after = entry.get("after") or []
+        for upstream in after:
+            if upstream not in self._registry and not (self.root / upstream).is_file():
+                raise ConfigError(REGISTRY_FILE, f"notebooks.{path}.after", f"{upstream!r} is not a notebook of this project")
+        return NotebookSpec(
+            path=path,
+            config=entry.get("config"),
+            schema=entry.get("schema"),
+            after=tuple(after),
+            device=entry.get("device", "cpu"),
+            description=entry.get("description"),
+        )
+
+    def find(self, notebook: str) -> NotebookSpec:
+        """The notebook given by path (absolute, or relative to the cwd or the project) or by asset name."""
+        by_path = {spec.path: spec for spec in self.notebooks()}
+        by_name = {spec.name: spec for spec in by_path.values()}
+        if notebook in by_name:
+            return by_name[notebook]
+        for candidate in (Path(notebook), self.root / notebook):
+            try:
+                relative = candidate.resolve().relative_to(self.root.resolve()).as_posix()
+            except ValueError:
+                continue
+            if relative in by_path:
+                return by_path[relative]
+        raise NotebookNotFoundError(notebook, sorted(by_path))
+
+    def in_run_order(self, specs: list[NotebookSpec]) -> list[NotebookSpec]:
+        """Upstream notebooks first (training before inference), ties broken by path."""
+        chosen = {spec.path: spec for spec in specs}
+        ordered: list[NotebookSpec] = []
+        done: set[str] = set()
+        visiting: set[str] = set()
+
+        def visit(spec: NotebookSpec) -> None:
+            if spec.path in done:
+                return
+            if spec.path in visiting:
+                raise ConfigError(REGISTRY_FILE, f"notebooks.{spec.path}.after", "dependency cycle")
+            visiting.add(spec.path)
+            for upstream in sorted(spec.after):
+                if upstream in chosen:
+                    visit(chosen[upstream])
+            visiting.discard(spec.path)
+            done.add(spec.path)
+            ordered.append(spec)
+
+        for spec in sorted(specs, key=lambda s: s.path):
+            visit(spec)
+        return ordered
+
+    def schema_model(self, spec: NotebookSpec) -> type[BaseModel] | None:
+        """The model that validates the notebook's config; None for a notebook without a config."""
+        if spec.config is None and spec.schema is None:
+            return None
+        return resolve_schema(spec.schema, root=self.root, display=REGISTRY_FILE, key=f"notebooks.{spec.path}.schema")
+
+    def config_for(self, spec: NotebookSpec, override: Path | None = None) -> dict[str, Any]:
+        """The notebook's validated config as plain data (``{}`` for a notebook without one)."""
+        if override is None and spec.config is None:
+            return {}
+        file = override or self.root / spec.config
+        display = str(override) if override else spec.config
+        model = resolve_schema(spec.schema, root=self.root, display=display, key=None)
+        return load_config(file, model, display=display).model_dump(mode="json")
+
+    def resolve(self, relative: str | os.PathLike[str]) -> Path:
+        """A path from a config file: relative ones are relative to the project root."""
+        path = Path(relative)
+        return path if path.is_absolute() else self.root / path

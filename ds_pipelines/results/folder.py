@@ -1,0 +1,270 @@
+"""The results folder that ``ds-pipelines run --output-dir DIR`` leaves: a documented interface, typed.
+
+CI jobs and the publishing commands read it, so its layout only changes with ``FORMAT``::
+
+    DIR/results.json                      the run: status, commit, and one entry per notebook
+    DIR/<name>/<name>.ipynb               the executed notebook (also when it failed)
+    DIR/<name>/metrics.json               the metrics the notebook reported (successful notebooks)
+    DIR/<name>/artifacts/<file>           copies of the files the notebook reported (model, plots, scores)
+
+``<name>`` is the notebook's asset name (its file stem). Paths inside ``results.json`` are relative to DIR.
+
+One typed model (``RunResults``, ``NotebookResult``) for both directions: ``write_results`` copies a run's
+files in and writes ``results.json`` last (so a folder that has one is complete); ``load_results`` reads a
+folder back and checks everything, since publishing reads it in another CI job, possibly from downloaded
+artifacts: a wrong or incomplete folder is an error naming the file, the key and what was expected, never a
+half-published comment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.files import write_json
+
+FORMAT = "ds-pipelines-results/1"
+RESULTS_FILE = "results.json"
+RUN_STATUSES = ("success", "failed")
+NOTEBOOK_STATUSES = ("success", "failed", "not-run")
+PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
+
+
+class ResultsError(DsPipelinesError):
+    """A results folder that is missing, incomplete or not in the expected format."""
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    """One notebook of a run. Paths are absolute: inside the results folder once written or loaded, in the
+    Dagster instance's storage and wherever the notebook wrote its files before that."""
+
+    notebook: str
+    name: str
+    status: str = "not-run"
+    """``success``, ``failed``, or ``not-run`` (an earlier notebook failed)."""
+    duration_s: float = 0.0
+    dagster_run_id: str | None = None
+    mlflow_run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    executed_notebook: Path | None = None
+    metrics_file: Path | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    error: str | None = None
+    failed_cell: int | None = None
+
+    @property
+    def plots(self) -> dict[str, Path]:
+        """The artifacts that are images (a training notebook's ROC curve, feature importance...)."""
+        return {name: path for name, path in self.artifacts.items() if path.suffix.lower() in PLOT_SUFFIXES}
+
+    def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """The notebook's entry of ``results.json``; paths relative to ``relative_to`` when given."""
+
+        def shown(path: Path | None) -> str | None:
+            if path is None:
+                return None
+            return path.relative_to(relative_to).as_posix() if relative_to is not None else str(path)
+
+        return {
+            "notebook": self.notebook,
+            "name": self.name,
+            "status": self.status,
+            "duration_s": self.duration_s,
+            "dagster_run_id": self.dagster_run_id,
+            "mlflow_run_id": self.mlflow_run_id,
+            "metrics": dict(self.metrics),
+            "executed_notebook": shown(self.executed_notebook),
+            "metrics_file": shown(self.metrics_file),
+            "artifacts": {name: shown(path) for name, path in self.artifacts.items()},
+            "error": self.error,
+            "failed_cell": self.failed_cell,
+        }
+
+
+@dataclass(frozen=True)
+class RunResults:
+    status: str
+    started_at: str
+    finished_at: str
+    commit_sha: str | None
+    branch: str | None
+    notebooks: list[NotebookResult] = field(default_factory=list)
+    directory: Path | None = None
+    """The results folder the run was written to or loaded from; None before it is written."""
+
+    @property
+    def failed(self) -> list[NotebookResult]:
+        return [nb for nb in self.notebooks if nb.status == "failed"]
+
+    def notebook(self, name: str) -> NotebookResult:
+        return next(nb for nb in self.notebooks if nb.name == name)
+
+    def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """``results.json``'s content; paths relative to ``relative_to`` when given."""
+        return {
+            "format": FORMAT,
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "commit": {"sha": self.commit_sha, "branch": self.branch or ""} if self.commit_sha else None,
+            "notebooks": [nb.to_dict(relative_to) for nb in self.notebooks],
+        }
+
+
+def run_status(notebooks: list[NotebookResult]) -> str:
+    return "success" if all(nb.status == "success" for nb in notebooks) else "failed"
+
+
+def write_results(output_dir: Path, run: RunResults) -> RunResults:
+    """Copy each notebook's files under ``output_dir`` and write ``results.json`` last (atomically), so a
+    folder with a results file is always complete. Returns the run as it now is in ``output_dir``."""
+    output_dir = output_dir.resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for nb in run.notebooks:
+        folder = output_dir / nb.name
+        executed = _copy(nb.executed_notebook, folder / f"{nb.name}.ipynb") if nb.executed_notebook else None
+        metrics_file = None
+        if nb.status == "success":
+            metrics_file = folder / "metrics.json"
+            write_json(metrics_file, nb.metrics)
+        artifacts = {
+            name: _copy(source, folder / "artifacts" / source.name)
+            for name, source in nb.artifacts.items()
+            if source.is_file()
+        }
+        written.append(replace(nb, executed_notebook=executed, metrics_file=metrics_file, artifacts=artifacts))
+    result = replace(run, notebooks=written, directory=output_dir)
+    write_json(output_dir / RESULTS_FILE, result.to_dict(relative_to=output_dir))
+    return result
+
+
+def _copy(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+def load_results(directory: Path | str) -> RunResults:
+    """The run described by ``directory/results.json``, checked against the format."""
+    directory = Path(directory)
+    file = directory / RESULTS_FILE
+    if not directory.is_dir():
+        raise ResultsError(f"results folder {directory} does not exist (expected what `ds-pipelines run --output-dir` writes)")
+    if not file.is_file():
+        raise ResultsError(
+            f"{file} does not exist: expected the results folder that `ds-pipelines run --output-dir {directory}` "
+            "writes (results.json is written last, so the run may not have finished)"
+        )
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{file} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{file} cannot be read: {exc}") from None
+    return _Reader(directory, file).run(data)
+
+
+class _Reader:
+    """Checks one results.json; each problem names the file and the key."""
+
+    def __init__(self, directory: Path, file: Path):
+        self.directory = directory.resolve()
+        self.file = file
+
+    def fail(self, key: str, problem: str) -> ResultsError:
+        return ResultsError(f"{self.file}: {key}: {problem}" if key else f"{self.file}: {problem}")
+
+    def run(self, data: Any) -> RunResults:
+        if not isinstance(data, dict):
+            raise self.fail("", f"expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT:
+            raise self.fail("format", f"expected {FORMAT!r}, got {data.get('format')!r}")
+        commit = data.get("commit")
+        if commit is not None and not (isinstance(commit, dict) and isinstance(commit.get("sha"), str)):
+            raise self.fail("commit", f"expected null or an object with 'sha' and 'branch', got {commit!r}")
+        notebooks = self.require(data, "notebooks", list, "a list of notebooks")
+        return RunResults(
+            directory=self.directory,
+            status=self.choice(data, "status", RUN_STATUSES),
+            started_at=self.require(data, "started_at", str, "a timestamp"),
+            finished_at=self.require(data, "finished_at", str, "a timestamp"),
+            commit_sha=commit["sha"] if commit else None,
+            branch=commit.get("branch") if commit and isinstance(commit.get("branch"), str) else None,
+            notebooks=[self.notebook(entry, f"notebooks[{i}]") for i, entry in enumerate(notebooks)],
+        )
+
+    def notebook(self, entry: Any, key: str) -> NotebookResult:
+        if not isinstance(entry, dict):
+            raise self.fail(key, f"expected an object, got {type(entry).__name__}")
+        name = self.require(entry, "name", str, "the notebook's asset name", key)
+        if not name:
+            raise self.fail(f"{key}.name", "expected the notebook's asset name, got ''")
+        metrics = self.require(entry, "metrics", dict, "an object of metric name to number", key)
+        for metric, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.fail(f"{key}.metrics.{metric}", f"expected a number, got {value!r}")
+        artifacts = self.require(entry, "artifacts", dict, "an object of artifact name to path", key)
+        failed_cell = entry.get("failed_cell")
+        if failed_cell is not None and (isinstance(failed_cell, bool) or not isinstance(failed_cell, int)):
+            raise self.fail(f"{key}.failed_cell", f"expected null or a cell number, got {failed_cell!r}")
+        duration = entry.get("duration_s", 0)
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) or duration < 0:
+            raise self.fail(f"{key}.duration_s", f"expected seconds (a number >= 0), got {duration!r}")
+        return NotebookResult(
+            notebook=self.require(entry, "notebook", str, "the notebook's path", key),
+            name=name,
+            status=self.choice(entry, "status", NOTEBOOK_STATUSES, key),
+            duration_s=float(duration),
+            dagster_run_id=self.optional_str(entry, "dagster_run_id", key),
+            mlflow_run_id=self.optional_str(entry, "mlflow_run_id", key),
+            metrics={metric: float(value) for metric, value in metrics.items()},
+            executed_notebook=self.path(entry.get("executed_notebook"), f"{key}.executed_notebook"),
+            metrics_file=self.path(entry.get("metrics_file"), f"{key}.metrics_file"),
+            artifacts={artifact: self.path(path, f"{key}.artifacts.{artifact}", required=True) for artifact, path in artifacts.items()},
+            error=self.optional_str(entry, "error", key),
+            failed_cell=failed_cell,
+        )
+
+    def require(self, data: dict, name: str, kind: type, expected: str, parent: str = "") -> Any:
+        key = f"{parent}.{name}" if parent else name
+        if name not in data:
+            raise self.fail(key, f"required key is missing (expected {expected})")
+        if not isinstance(data[name], kind):
+            raise self.fail(key, f"expected {expected}, got {data[name]!r}")
+        return data[name]
+
+    def choice(self, data: dict, name: str, allowed: tuple[str, ...], parent: str = "") -> str:
+        key = f"{parent}.{name}" if parent else name
+        value = data.get(name)
+        if value not in allowed:
+            raise self.fail(key, f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def optional_str(self, data: dict, name: str, parent: str) -> str | None:
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise self.fail(f"{parent}.{name}", f"expected null or text, got {value!r}")
+        return value
+
+    def path(self, value: Any, key: str, *, required: bool = False) -> Path | None:
+        """A path relative to the results folder that stays inside it and exists."""
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"expected a path relative to {self.directory}, got {value!r}")
+        relative = PurePosixPath(value)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise self.fail(key, f"path {value!r} points outside the results folder (expected a path relative to it)")
+        resolved = (self.directory / relative).resolve()
+        if not resolved.is_relative_to(self.directory):
+            raise self.fail(key, f"path {value!r} points outside the results folder (through a link)")
+        if not resolved.is_file():
+            raise self.fail(key, f"file {self.directory / relative} does not exist (the results folder is incomplete)")
+        return resolved

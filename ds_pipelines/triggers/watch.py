@@ -1,0 +1,154 @@
+"""What the commit sensor runs: new commits on watched branches and merge requests, through the trigger rules.
+
+Free of Dagster imports; the sensor (``ds_pipelines.defs.triggers.sensors``) only turns the result into run
+requests and stores the cursor. The cursor maps each watched ref (``branch:main``, ``mr:12``) to the last
+commit seen there, so after a restart the next evaluation continues from it: nothing is run twice, nothing
+is skipped. Each commit is planned on its own checkout, so ``[run ...]`` and config changes are read from
+that commit's ``configs/notebooks.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.gitlab.client import GitLabClient
+from ds_pipelines.gitlab.errors import GitLabError
+from ds_pipelines.gitlab import repository
+from ds_pipelines.gitlab.repository import Commit, commits_since, open_merge_requests
+from ds_pipelines.project import Project
+from ds_pipelines.project.settings import TriggerSettings
+from ds_pipelines.results.origin import Provenance
+from ds_pipelines.triggers.rules import Change, plan
+
+Checkout = Callable[[str], Path]
+"""Gives the folder with the files of a commit (``ds_pipelines.triggers.checkout.checkout`` bound to a repository)."""
+
+
+@dataclass(frozen=True)
+class CommitRun:
+    """One notebook to run at one commit."""
+
+    notebook: str
+    reason: str
+    checkout: Path
+    provenance: Provenance
+
+    @property
+    def run_key(self) -> str:
+        """Derived from the commit and the notebook: the same commit seen on a branch and in a merge request
+        runs once."""
+        return f"{self.provenance.commit}:{self.notebook}"
+
+
+@dataclass
+class Evaluation:
+    runs: list[CommitRun] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    cursor: dict[str, str] = field(default_factory=dict)
+
+
+def parse_cursor(raw: str | None) -> dict[str, str]:
+    if not raw:
+        return {}
+    try:
+        cursor = json.loads(raw)
+    except json.JSONDecodeError:
+        cursor = None
+    if not isinstance(cursor, dict):
+        raise DsPipelinesError(f"the commit sensor's cursor is not a JSON object of refs to commits: {raw[:200]!r}")
+    return {str(k): str(v) for k, v in cursor.items()}
+
+
+def evaluate(client: GitLabClient, settings: TriggerSettings, cursor: dict[str, str], checkout: Checkout) -> Evaluation:
+    """The runs that commits newer than ``cursor`` ask for, and the cursor that follows them.
+
+    The first evaluation (empty cursor) only records where each ref is: enabling the sensor must not rerun
+    history. Merge requests that appear later run in full (their diff from the merge base).
+    """
+    result = Evaluation(cursor=dict(cursor))
+    first = not cursor
+    for branch in settings.branches:
+        key = f"branch:{branch}"
+        commits = commits_since(client, ref=branch, since_sha=cursor.get(key))
+        if first or key not in cursor:
+            if commits:
+                result.cursor[key] = commits[-1].sha
+                result.messages.append(f"watching branch {branch} from {commits[-1].sha[:12]}")
+            continue
+        for commit, changes in _pushes(client, commits, cursor[key]):
+            _plan(result, commit, changes, settings, checkout, Provenance(
+                commit=commit.sha, branch=branch, commit_url=commit.web_url, trigger="push"))
+            result.cursor[key] = commit.sha
+    if settings.merge_requests:
+        open_now = open_merge_requests(client)
+        for mr in open_now:
+            key = f"mr:{mr.iid}"
+            if result.cursor.get(key) == mr.sha:
+                continue
+            result.cursor[key] = mr.sha
+            if first:
+                result.messages.append(f"watching merge request !{mr.iid} from {mr.sha[:12]}")
+                continue
+            head = commits_since(client, ref=mr.sha, since_sha=None)[-1]
+            changes = compare(client, from_sha=mr.diff_base_sha, to_sha=mr.sha) if mr.diff_base_sha else commit_changes(client, sha=mr.sha)
+            _plan(result, head, changes, settings, checkout, Provenance(
+                commit=mr.sha, branch=mr.source_branch, merge_request=str(mr.iid), commit_url=head.web_url,
+                merge_request_url=mr.web_url, trigger="merge_request_event"))
+        still_open = {f"mr:{mr.iid}" for mr in open_now}
+        for key in [k for k in result.cursor if k.startswith("mr:") and k not in still_open]:
+            del result.cursor[key]  # merged or closed: forget it, the cursor stays small
+    return result
+
+
+def commit_changes(client: GitLabClient, *, sha: str) -> list[Change]:
+    """The files commit ``sha`` changed (``repository.commit_diffs``), as the trigger rules read them."""
+    return [Change.from_gitlab_diff(diff) for diff in repository.commit_diffs(client, sha=sha)]
+
+
+def compare(client: GitLabClient, *, from_sha: str, to_sha: str) -> list[Change]:
+    """The files changed from the merge base of the two commits to ``to_sha`` (``repository.compare``)."""
+    return [Change.from_gitlab_diff(diff) for diff in repository.compare(client, from_sha=from_sha, to_sha=to_sha)]
+
+
+def _pushes(client: GitLabClient, commits: list[Commit], since: str) -> list[tuple[Commit, list[Change]]]:
+    """Each commit on the first-parent line from ``since`` with what it changed (a merge brings the merged
+    branch's changes with it, so the merged commits do not run again); or, when that line does not lead back
+    to ``since`` (a force push, or more commits than were listed), the newest commit with everything the push
+    changed, as GitLab CI's before..after diff would."""
+    if not commits:
+        return []
+    by_sha = {commit.sha: commit for commit in commits}
+    line: list[Commit] = []
+    sha: str | None = commits[-1].sha
+    while sha in by_sha:
+        line.append(by_sha[sha])
+        sha = next(iter(by_sha[sha].parent_ids), None)
+    if sha == since:
+        return [(commit, commit_changes(client, sha=commit.sha)) for commit in reversed(line)]
+    newest = commits[-1]
+    try:
+        changes = compare(client, from_sha=since, to_sha=newest.sha)
+    except GitLabError:  # the old head is gone from GitLab too: what the newest commit changed is all we know
+        changes = commit_changes(client, sha=newest.sha)
+    return [(newest, changes)]
+
+
+def _plan(result: Evaluation, commit: Commit, changes: list[Change], settings: TriggerSettings,
+          checkout: Checkout, provenance: Provenance) -> None:
+    where = f"commit {commit.sha[:12]}" + (f" (!{provenance.merge_request})" if provenance.merge_request else "")
+    try:
+        folder = checkout(commit.sha)
+        decided = plan(Project(folder), changes, commit.message, source="push",
+                       production_tag=settings.production_tag, development_tag=settings.development_tag)
+    except DsPipelinesError as exc:
+        # A bad [run ...] or a broken config in one commit must not stop the sensor for every later commit.
+        result.messages.append(f"{where}: not run: {exc}")
+        return
+    if decided.skip:
+        result.messages.append(f"{where}: nothing to run ({decided.skip_reason})")
+    for planned in decided.notebooks:
+        result.runs.append(CommitRun(planned.path, planned.reason, folder, provenance))
