@@ -12,13 +12,9 @@ import pytest
 from fake_slack import CHANNEL, fake_slack  # noqa: F401  (the fixture, for pytest to find)
 from made_up import random_text
 
-from ds_pipelines.defs.alerts.definitions import (
-    RESOURCE_KEY,
-    SENSOR_NAME,
-    SlackNotifierResource,
-    alert_definitions,
-    slack_on_run_failure,
-)
+from ds_pipelines.defs.alerts.definitions import alert_definitions
+from ds_pipelines.defs.alerts.resources import SlackNotifierResource
+from ds_pipelines.defs.alerts.sensors import RESOURCE_KEY, SENSOR_NAME, slack_on_run_failure
 from ds_pipelines.slack import NOT_CONFIGURED, SlackError
 
 PROJECT_URL = "https://gitlab.example.com/group/ds"
@@ -93,16 +89,16 @@ def test_failed_run_is_posted_with_run_notebook_error_and_links(instance, fake_s
     assert evaluate(result, instance, SlackNotifierResource(webhook_url=fake_slack.webhook_url, dagster_ui_url=UI_URL + "/")) is None
     [text] = fake_slack.texts
     lines = text.splitlines()
-    assert lines[0] == f":x: *Dagster run failed*: job notebook_job · run <{UI_URL}/runs/{run_id}|{run_id[:8]}>"
-    assert lines[1] == "*Notebook:* notebooks/leaky.ipynb"
-    assert lines[2:5] == [
+    assert lines[0] == f":x: *Dagster run failed* (job notebook_job · run <{UI_URL}/runs/{run_id}|{run_id[:8]}>)"
+    assert lines[1] == (f"<{PROJECT_URL}/-/commit/{SHA}|Commit> · <{PROJECT_URL}/-/merge_requests/12|Merge request> · "
+                        f"<{PROJECT_URL}/-/pipelines/77|Pipeline>")
+    assert lines[2] == "*leaky_notebook* (notebooks/leaky.ipynb) failed:"
+    assert lines[3:6] == [
         "```",
         ("notebooks/leaky.ipynb failed in code cell 2 ('raise ValueError(...)'): "
          "ValueError: &lt;!channel&gt; login refused for [MASKED] with [MASKED]"),
         "```",
     ]
-    assert lines[5] == (f"<{PROJECT_URL}/-/commit/{SHA}|Commit> · <{PROJECT_URL}/-/merge_requests/12|Merge request> · "
-                        f"<{PROJECT_URL}/-/pipelines/77|Pipeline>")
 
 
 def test_planted_secrets_are_masked_and_the_channel_ping_is_escaped(instance, fake_slack, secret_env):  # noqa: F811
@@ -119,8 +115,8 @@ def test_untagged_run_names_the_failed_step_and_the_exception(instance, fake_sla
     [text] = fake_slack.texts
     lines = text.splitlines()
     # No UI URL: the whole run id, to search for in the UI.
-    assert lines[0] == f":x: *Dagster run failed*: job __ephemeral_asset_job__ · run {result.dagster_run.run_id}"
-    assert lines[1] == "*Failed step:* broken_asset"
+    assert lines[0] == f":x: *Dagster run failed* (job __ephemeral_asset_job__ · run {result.dagster_run.run_id})"
+    assert lines[1] == "*broken_asset* failed:"
     assert lines[2:5] == ["```", "ValueError: disk full, ask &lt;@\u200bU123ABC&gt;", "```"]
     assert "DagsterExecutionStepExecutionError" not in text  # Dagster's wrapper is not what people need to read
     assert len(lines) == 5  # no GitLab tags, no links line
@@ -136,8 +132,8 @@ def test_run_that_failed_outside_its_steps_is_posted_with_the_run_failure_messag
     ).for_run_failure()
     assert slack_on_run_failure(context) is None
     [text] = fake_slack.texts
-    assert text.splitlines()[1:5] == [
-        "*Notebook:* notebooks/leaky.ipynb", "```", "Run worker crashed (exit 137) while using [MASKED]", "```",
+    assert text.splitlines()[2:6] == [
+        "*notebook_job* (notebooks/leaky.ipynb) failed:", "```", "Run worker crashed (exit 137) while using [MASKED]", "```",
     ]
 
 

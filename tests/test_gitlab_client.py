@@ -25,14 +25,13 @@ from ds_pipelines.gitlab.repository import (
     MergeRequest,
     Tag,
     branch_head,
-    commit_changes,
     commits_since,
-    compare,
     open_merge_requests,
     repository_url,
     tags,
 )
 from ds_pipelines.triggers.rules import Change
+from ds_pipelines.triggers.watch import commit_changes, compare
 
 pytestmark = pytest.mark.timeout(60)
 

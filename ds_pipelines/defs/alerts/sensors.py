@@ -43,8 +43,7 @@ def failure_alert(context: dg.RunFailureSensorContext, *, run_url: str | None) -
     notebook = run.tags.get(NOTEBOOK_TAG)
     failures = [_failed_step(event, notebook) for event in context.get_step_failure_events()]
     if not failures:
-        failures = [FailedNotebook(label=notebook or run.job_name, notebook=None,
-                                   error=context.failure_event.message or "unknown error")]
+        failures = [FailedNotebook(label=run.job_name, notebook=notebook, error=context.failure_event.message or "unknown error")]
     # Linked, the short id the UI shows; unlinked, the whole id, to search for in the UI.
     run_label = run.run_id[:8] if run_url else run.run_id
     links = [("Commit", origin.commit_url), ("Merge request", origin.merge_request_url),
