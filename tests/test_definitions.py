@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +105,30 @@ def test_dg_check_defs_passes():
     result = subprocess.run([str(dg_cli), "check", "defs"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All definitions loaded successfully." in result.stdout + result.stderr
+
+
+def test_what_dg_scaffold_defs_writes_is_loaded_with_the_notebooks(tmp_path: Path):
+    """Definitions load the dg way (``dg.load_defs`` over ``ds_pipelines/defs``): an asset scaffolded by
+    ``dg scaffold defs`` into a copy of this project is in the code location, beside the notebooks."""
+    copy = tmp_path / "project"
+    copy.mkdir()
+    for name in ("pyproject.toml", "ds_pipelines", "configs", "notebooks"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, copy / name)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DS_PIPELINES_", "DAGSTER_"))}
+    dg_cli = Path(sys.executable).parent / "dg"
+    scaffold = subprocess.run([str(dg_cli), "scaffold", "defs", "dagster.asset", "extra/probe.py"], cwd=copy, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert scaffold.returncode == 0, scaffold.stdout + scaffold.stderr
+    assert (copy / "ds_pipelines" / "defs" / "extra" / "probe.py").is_file()
+    listing = (
+        "from ds_pipelines.definitions import defs\n"
+        "print(sorted(key.to_user_string() for key in defs().resolve_asset_graph().get_all_asset_keys()))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", listing], cwd=copy, env={**env, "PYTHONPATH": str(copy)},
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.strip().splitlines()[-1] == "['inference_example', 'probe', 'training_example']"

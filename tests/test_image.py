@@ -27,8 +27,8 @@ NOT_IMAGE_FILES = [
     "configs/notebooks.yaml",
     "README.md",
     "workspace.yaml",
-    "ds_pipelines/runner.py",
-    "ds_pipelines/image.py",
+    "ds_pipelines/execution/runner.py",
+    "ds_pipelines/project/image.py",
 ]
 
 

@@ -53,6 +53,6 @@ def test_the_release_job_fails_without_gitlab_settings(sandbox: Sandbox, monkeyp
     )
 
     assert not result.success
-    assert "release of v1.2.3 failed" in result.failure_data_for_node("release_tag").user_failure_data.description
+    assert "release of v1.2.3 not started: GitLab is not configured: set CI_SERVER_URL" in result.failure_data_for_node("release_tag").user_failure_data.description
     with pytest.raises(mlflow.exceptions.MlflowException):  # nothing promoted when it cannot be released
         mlflow.MlflowClient(sandbox.env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(name, "production")

@@ -215,7 +215,7 @@ class Project:
             return {}
         file = override or self.root / spec.config
         display = str(override) if override else spec.config
-        model = resolve_schema(spec.schema, root=self.root, display=display, key=None)
+        model = resolve_schema(spec.schema, root=self.root, display=REGISTRY_FILE, key=f"notebooks.{spec.path}.schema")
         return load_config(file, model, display=display).model_dump(mode="json")
 
     def resolve(self, relative: str | os.PathLike[str]) -> Path:

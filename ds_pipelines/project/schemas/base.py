@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict
 class StrictModel(BaseModel):
     """Unknown keys are errors: a typo in a config must not silently fall back to a default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class MLflowSettings(StrictModel):
