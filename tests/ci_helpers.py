@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import SMALL_OPTUNA
 from gitrepo import TRAINING_CONFIG, GitRepo
+from sandbox import SMALL_OPTUNA
 
 PROJECT = Path(__file__).resolve().parent.parent
 CI_TOOLS = PROJECT / "ci-tools"

@@ -11,8 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import REPO
 from mlflow_serve import free_port
+from sandbox import REPO
 
 STARTUP_TIMEOUT_S = 180
 ASSETS_QUERY = {"query": "{ assetNodes { assetKey { path } description } }"}

@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import nbformat
 import pytest
+from sandbox import REPO
 
-from conftest import REPO
 from ds_pipelines.definitions import defs
 from ds_pipelines.defs.notebooks.definitions import NOTEBOOKS_JOB, build_definitions
 from ds_pipelines.errors import ConfigError

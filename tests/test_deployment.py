@@ -19,10 +19,10 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
-from conftest import REPO
 from fake_gitlab import FakeGitLab
 from fake_slack import FakeSlack
 from gitrepo import REGISTRY, TRAINING, make_project, notebook_json
+from sandbox import REPO
 
 from ds_pipelines.execution.instance import INSTANCE_SETTINGS
 

@@ -21,7 +21,7 @@ import pytest
 import xgboost
 import yaml
 from ci_helpers import COMPONENT, OFFLINE, PROJECT, CiProject, job_environment, missing_tools
-from fake_gitlab import FakeGitLab, fake_gitlab  # noqa: F401  (the fixture)
+from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, INFERENCE_CONFIG, TRAINING
 from sklearn.datasets import load_breast_cancer
 
@@ -160,7 +160,7 @@ def test_only_production_tags_plan_a_release(project, tag, release):
 
 
 @pytest.mark.timeout(600)
-def test_push_changing_the_training_notebook_trains_it_and_keeps_it_masked(project, fake_gitlab):  # noqa: F811
+def test_push_changing_the_training_notebook_trains_it_and_keeps_it_masked(project, fake_gitlab):
     # A notebook that prints the job's GitLab token (shaped like a real one): a mistake CI must not publish.
     project.edit_notebook(TRAINING, {
         "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
@@ -211,7 +211,7 @@ def test_skip_run_commit_runs_no_notebook(project):
 
 
 @pytest.mark.timeout(300)
-def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):  # noqa: F811
+def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
     # A small model and data to score, in the repository: a schedule scores with what is deployed.
     data = load_breast_cancer(as_frame=True).frame
     model = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(data.drop(columns=["target"]), data["target"])
@@ -246,7 +246,7 @@ def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):  # noqa: F811
 
 
 @pytest.mark.timeout(300)
-def test_production_tag_runs_auto_release(project, fake_gitlab, tmp_path):  # noqa: F811
+def test_production_tag_runs_auto_release(project, fake_gitlab, tmp_path):
     # The model a release promotes: the latest version of the configured registered model, in a real store.
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     model_name = yaml.safe_load((project.root / "configs/training_config.yaml").read_text())["mlflow"]["registered_model_name"]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CLI, Sandbox
 from gitrepo import notebook_json
+from sandbox import CLI, Sandbox
 
 RENDEZVOUS_TIMEOUT_S = 90
 MIN_RUN_S = 3

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import Sandbox
 from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, make_project, notebook_json
+from sandbox import Sandbox
 
 from ds_pipelines.triggers.checkout import checkout
 from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, commit_notebook_job

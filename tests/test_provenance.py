@@ -7,8 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
-from conftest import Sandbox
 from gitrepo import notebook_json
+from sandbox import Sandbox
 
 from ds_pipelines.results.origin import RUN_TAGS_ENV
 

@@ -6,8 +6,8 @@ import dagster as dg
 import mlflow
 import pytest
 import yaml
-from conftest import REPO, Sandbox
 from fake_gitlab import FakeGitLab
+from sandbox import REPO, Sandbox
 
 from ds_pipelines.defs.triggers.releases import ReleaseConfig, release_job
 from ds_pipelines.defs.triggers.resources import GitLabResource

@@ -10,9 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from conftest import Sandbox
 from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, PROJECT, REGISTRY, notebook_json
+from sandbox import Sandbox
 
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
