@@ -32,3 +32,11 @@ def trained(tmp_path_factory) -> tuple[Sandbox, subprocess.CompletedProcess]:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return box, result
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that takes ``trained``, directly or through another fixture, is slow however it is marked."""
+    for item in items:
+        if "trained" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 from fake_gitlab import FakeGitLab
 from fake_slack import FakeSlack
@@ -25,6 +26,8 @@ from gitrepo import REGISTRY, TRAINING, make_project, notebook_json
 from sandbox import REPO
 
 from ds_pipelines.execution.instance import INSTANCE_SETTINGS
+
+pytestmark = pytest.mark.slow  # starts `dagster-daemon run`, which runs notebooks
 
 POLL_INTERVAL_S = 5
 DAEMON_TIMEOUT_S = 300

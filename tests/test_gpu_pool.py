@@ -17,6 +17,8 @@ import yaml
 from gitrepo import notebook_json
 from sandbox import CLI, Sandbox
 
+pytestmark = pytest.mark.slow  # runs notebooks through the CLI, three at once
+
 RENDEZVOUS_TIMEOUT_S = 90
 MIN_RUN_S = 3
 CELL = """\

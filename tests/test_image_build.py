@@ -28,7 +28,7 @@ from required import require
 
 from ds_pipelines.project.image import IMAGE_FILES, image_tag
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # builds an image and runs notebooks in it
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_IMAGE = "ds-pipelines-test/debian-bookworm:base"

@@ -9,6 +9,8 @@ from mlflow.tracking import MlflowClient
 from mlflow_serve import mlflow_server as serve
 from sandbox import make_sandbox
 
+pytestmark = pytest.mark.slow  # starts `mlflow server` and trains through the CLI
+
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):

@@ -16,6 +16,8 @@ from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, commit_n
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.project import PROJECT_DIR_ENV
 
+pytestmark = pytest.mark.slow  # runs notebooks through Dagster
+
 
 @pytest.fixture
 def commit_checkout(tmp_path: Path) -> tuple[str, Path]:

@@ -84,6 +84,7 @@ def ci_env() -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_failed_run_is_posted_with_its_cell_error_and_ci_links(failed_run, fake_slack):
     _, results = failed_run
     result = notify(results, env={**ci_env(), **fake_slack.webhook_environ()})
@@ -101,6 +102,7 @@ def test_failed_run_is_posted_with_its_cell_error_and_ci_links(failed_run, fake_
     assert fake_slack.webhook_path not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_planted_secrets_are_masked_and_the_channel_ping_is_escaped(failed_run, fake_slack):
     _, results = failed_run
     result = notify(results, "--strict", env={**ci_env(), **fake_slack.bot_environ()})
@@ -139,6 +141,7 @@ def test_not_configured_is_a_message_and_exit_0_or_exit_2_with_strict(tmp_path):
     assert partial.stderr.strip() == "error: Slack is not configured: SLACK_BOT_TOKEN is set but SLACK_CHANNEL is not (or set SLACK_WEBHOOK_URL instead)"
 
 
+@pytest.mark.slow
 def test_delivery_failure_warns_and_exits_0_or_exit_1_with_strict(failed_run, fake_slack):
     _, results = failed_run
     removed = {"SLACK_WEBHOOK_URL": fake_slack.webhook_url.rsplit("/", 1)[0] + "/removed-" + random_text(16)}
@@ -154,6 +157,7 @@ def test_delivery_failure_warns_and_exits_0_or_exit_1_with_strict(failed_run, fa
     assert fake_slack.posts == []
 
 
+@pytest.mark.slow
 def test_rate_limited_post_is_retried_and_posted_once(failed_run, fake_slack):
     _, results = failed_run
     fake_slack.fail_next(429)
@@ -171,6 +175,7 @@ def test_bad_results_folder_is_bad_input(tmp_path, fake_slack):
     assert fake_slack.requests == []
 
 
+@pytest.mark.slow
 def test_malformed_webhook_url_is_bad_input_with_strict(failed_run):
     _, results = failed_run
     secret = "hooks.example.com/services/T0/B0/" + random_text(24)

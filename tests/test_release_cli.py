@@ -44,6 +44,7 @@ def alias_version(tracking_uri, alias):
         return None
 
 
+@pytest.mark.slow
 def test_production_tag_promotes_the_trained_version_and_creates_then_updates_the_release(
     trained, registry, tmp_path, fake_gitlab,
 ):
@@ -68,6 +69,7 @@ def test_production_tag_promotes_the_trained_version_and_creates_then_updates_th
     assert alias_version(registry, "production") == version.version
 
 
+@pytest.mark.slow
 def test_development_tag_stages_the_model_and_releases_nothing(trained, registry, tmp_path, fake_gitlab):
     box, _ = trained
     env = cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=registry)
@@ -80,6 +82,7 @@ def test_development_tag_stages_the_model_and_releases_nothing(trained, registry
     assert fake_gitlab.releases == {} and fake_gitlab.requests == []
 
 
+@pytest.mark.slow
 def test_without_results_the_latest_version_is_released_with_its_runs_metrics(trained, registry, tmp_path, fake_gitlab):
     box, _ = trained
     env = cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=registry)
@@ -94,6 +97,7 @@ def test_without_results_the_latest_version_is_released_with_its_runs_metrics(tr
     assert f"**Promoted:** model `{MODEL}` version **{latest.version}** is `production` (MLflow alias" in description
 
 
+@pytest.mark.slow
 def test_a_pre_release_tag_exits_2_naming_the_patterns_and_changes_nothing(trained, registry, tmp_path, fake_gitlab):
     box, _ = trained
     result = run_cli(cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=registry), "release", "v1.2.3-rc1",
@@ -104,6 +108,7 @@ def test_a_pre_release_tag_exits_2_naming_the_patterns_and_changes_nothing(train
     assert alias_version(registry, "production") is None and fake_gitlab.requests == []
 
 
+@pytest.mark.slow
 def test_a_configured_model_without_versions_exits_2_naming_it(trained, registry, tmp_path):
     box, _ = trained
     # configs/training_config.yaml registers ds-pipelines-xgb, which the session's store has never seen.
@@ -112,6 +117,7 @@ def test_a_configured_model_without_versions_exits_2_naming_it(trained, registry
     assert "registered model 'ds-pipelines-xgb' has no version in the MLflow registry" in result.stderr
 
 
+@pytest.mark.slow
 def test_gitlab_refusing_still_promotes_but_unconfigured_gitlab_under_strict_changes_nothing(trained, registry, tmp_path):
     box, _ = trained
     results = str(box.root / "results")
@@ -150,6 +156,7 @@ def test_a_server_without_the_alias_endpoint_is_told_apart_from_a_refused_alias(
     assert not unsupported_endpoint(unknown_model.value)
 
 
+@pytest.mark.slow
 def test_a_registry_without_aliases_gets_the_version_tagged_and_scoring_finds_it(trained, registry, tmp_path, fake_gitlab):
     """A real ``mlflow server`` behind a stand-in for GitLab's MLflow API, which lacks the alias endpoints:
     the release tags the version, and the inference notebook's ``models:/name@production`` loads it."""

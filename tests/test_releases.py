@@ -12,6 +12,8 @@ from sandbox import REPO, Sandbox
 from ds_pipelines.defs.triggers.releases import ReleaseConfig, release_job
 from ds_pipelines.defs.triggers.resources import GitLabResource
 
+pytestmark = pytest.mark.slow  # Dagster jobs against a fresh MLflow store: 10-20 s each
+
 
 def registered_model(tracking_uri: str) -> tuple[str, str]:
     """The model configs/training_config.yaml registers, with one version from a finished run."""

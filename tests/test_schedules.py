@@ -58,6 +58,7 @@ def test_the_deployment_schedule_runs_its_scoring_notebook_from_its_project_fold
     assert config == {"notebook": INFERENCE, "project_dir": str(PROJECT)}
 
 
+@pytest.mark.slow
 def test_a_tick_scores_and_logs_the_run_on_the_wiki(sandbox: Sandbox, tmp_path: Path, monkeypatch):
     project = project_with_triggers(tmp_path / "deployment", schedule={"notebook": "notebooks/scoring.ipynb"})
     (project.root / "notebooks" / "scoring.ipynb").write_text(notebook_json("print('scored on schedule')"))
