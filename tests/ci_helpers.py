@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import SMALL_OPTUNA
 from gitrepo import TRAINING_CONFIG, GitRepo
+from sandbox import SMALL_OPTUNA
 
 PROJECT = Path(__file__).resolve().parent.parent
 CI_TOOLS = PROJECT / "ci-tools"
@@ -44,7 +44,7 @@ def missing_tools(path: str | None = None) -> list[str]:
     if not shutil.which("node", path=path):
         missing.append("Node.js 20 or later: apt-get install nodejs")
     if not GITLAB_CI_LOCAL.is_file():
-        missing.append(f"gitlab-ci-local {GITLAB_CI_LOCAL_VERSION}: npm ci --prefix ci-tools (.ci/run does it)")
+        missing.append(f"gitlab-ci-local {GITLAB_CI_LOCAL_VERSION}: npm ci --prefix ci-tools")
     elif shutil.which("node", path=path):
         version = subprocess.run([str(GITLAB_CI_LOCAL), "--version"], check=False, capture_output=True, text=True, timeout=60,
                                  env={**os.environ, "PATH": path or os.environ.get("PATH", "")})

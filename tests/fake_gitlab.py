@@ -7,12 +7,13 @@ repository's path, so ``git clone`` of it works). Every API request needs ``PRIV
 ``Authorization: Bearer <token>``), else 401. Lists are paginated like GitLab (``per_page`` 20 by default,
 100 at most, ``X-Total``/``X-Page``/``X-Next-Page``/``Link`` headers).
 
-Use it as a context manager or through the ``fake_gitlab`` fixture (no repository), imported into the test
-module (ruff then wants ``# noqa: F811`` on tests that take it as a parameter)::
+Use it as a context manager, or take the ``fake_gitlab`` fixture (no repository): tests/conftest.py loads
+this module as a plugin (``pytest_plugins``), so tests name the fixture as a parameter without importing it,
+and import only the class::
 
-    from fake_gitlab import FakeGitLab, fake_gitlab  # noqa: F401  (the fixture, for pytest to find)
+    from fake_gitlab import FakeGitLab
 
-    def test_x(fake_gitlab): ...  # noqa: F811
+    def test_x(fake_gitlab): ...
     def test_y(tmp_path):
         with FakeGitLab(repo=make_project(tmp_path / "repo").root) as fake: ...
 
@@ -655,6 +656,6 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
 
 @pytest.fixture
 def fake_gitlab() -> Iterator[FakeGitLab]:
-    """A running FakeGitLab without a repository; import it into a test module to use it."""
+    """A running FakeGitLab without a repository (a plugin fixture: see tests/conftest.py)."""
     with FakeGitLab() as fake:
         yield fake

@@ -16,6 +16,9 @@ request as ``(path, status)``, ``fake.posts`` the ones that were accepted and ``
 
     with FakeSlack() as slack:
         env = slack.webhook_environ()   # or slack.bot_environ()
+
+or take the ``fake_slack`` fixture: tests/conftest.py loads this module as a plugin (``pytest_plugins``), so
+tests name it as a parameter without importing it.
 """
 
 from __future__ import annotations
@@ -170,6 +173,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
-    """A running FakeSlack; import it into a test module to use it."""
+    """A running FakeSlack (a plugin fixture: see tests/conftest.py)."""
     with FakeSlack() as fake:
         yield fake

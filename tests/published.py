@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from conftest import CLI, Sandbox
 from markdown_it import MarkdownIt
+from sandbox import CLI, Sandbox
 
 MARKDOWN = MarkdownIt("commonmark").enable("table")
 

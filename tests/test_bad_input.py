@@ -74,6 +74,7 @@ def failing_project(root: Path) -> Path:
     return project
 
 
+@pytest.mark.slow
 def test_notebook_that_raises_keeps_the_executed_notebook_and_names_the_cell(sandbox):
     project = failing_project(sandbox.root)
     result = sandbox.cli("run", "notebooks/fails.ipynb", "--project-dir", str(project), "--output-dir", str(sandbox.root / "results"))
@@ -90,6 +91,7 @@ def test_notebook_that_raises_keeps_the_executed_notebook_and_names_the_cell(san
     assert (sandbox.root / "results" / entry["executed_notebook"]).exists()
 
 
+@pytest.mark.slow
 def test_first_failure_stops_the_run(sandbox):
     config = sandbox.training_config(outcome="diagnosis")
     result = sandbox.cli(
@@ -120,6 +122,7 @@ def model_box(sandbox):
     return sandbox
 
 
+@pytest.mark.slow
 def test_model_file_missing_for_inference(model_box):
     result = run_inference(model_box, model={"path": str(model_box.root / "absent.json")})
     assert result.returncode == 1
@@ -127,6 +130,7 @@ def test_model_file_missing_for_inference(model_box):
     assert not (model_box.root / "out/inference/scores.csv").exists()
 
 
+@pytest.mark.slow
 def test_input_missing_a_mapped_column(model_box):
     result = run_inference(
         model_box,
@@ -139,6 +143,7 @@ def test_input_missing_a_mapped_column(model_box):
     assert not (model_box.root / "out/inference/scores.csv").exists()
 
 
+@pytest.mark.slow
 def test_empty_input_data(model_box):
     empty = model_box.root / "empty.csv"
     empty.write_text((model_box.root / "data/holdout.csv").read_text().splitlines()[0] + "\n")

@@ -11,8 +11,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import REPO
+import pytest
 from mlflow_serve import free_port
+from sandbox import REPO
+
+pytestmark = pytest.mark.slow  # starts `dagster dev`
 
 STARTUP_TIMEOUT_S = 180
 ASSETS_QUERY = {"query": "{ assetNodes { assetKey { path } description } }"}

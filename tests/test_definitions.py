@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 import nbformat
 import pytest
+from sandbox import REPO
 
-from conftest import REPO
 from ds_pipelines.definitions import defs
 from ds_pipelines.defs.notebooks.definitions import NOTEBOOKS_JOB, build_definitions
 from ds_pipelines.errors import ConfigError
@@ -100,6 +100,7 @@ def test_registry_errors_name_the_key(tmp_path: Path, registry: str, expected: s
     assert expected in str(error.value) and "configs/notebooks.yaml" in str(error.value)
 
 
+@pytest.mark.slow
 def test_dg_check_defs_passes():
     dg_cli = Path(sys.executable).parent / "dg"
     result = subprocess.run([str(dg_cli), "check", "defs"], cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -18,13 +18,16 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
-from conftest import REPO
 from fake_gitlab import FakeGitLab
 from fake_slack import FakeSlack
 from gitrepo import REGISTRY, TRAINING, make_project, notebook_json
+from sandbox import REPO
 
 from ds_pipelines.execution.instance import INSTANCE_SETTINGS
+
+pytestmark = pytest.mark.slow  # starts `dagster-daemon run`, which runs notebooks
 
 POLL_INTERVAL_S = 5
 DAEMON_TIMEOUT_S = 300

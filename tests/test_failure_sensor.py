@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
-from fake_slack import CHANNEL, fake_slack  # noqa: F401  (the fixture, for pytest to find)
+from fake_slack import CHANNEL
 from made_up import random_text
 
 from ds_pipelines.defs.alerts.definitions import alert_definitions
@@ -83,7 +83,7 @@ def evaluate(result, instance, notifier: SlackNotifierResource):
     return slack_on_run_failure(context)
 
 
-def test_failed_run_is_posted_with_run_notebook_error_and_links(instance, fake_slack, secret_env):  # noqa: F811
+def test_failed_run_is_posted_with_run_notebook_error_and_links(instance, fake_slack, secret_env):
     result = failed_notebook_run(instance)
     run_id = result.dagster_run.run_id
     assert evaluate(result, instance, SlackNotifierResource(webhook_url=fake_slack.webhook_url, dagster_ui_url=UI_URL + "/")) is None
@@ -101,14 +101,14 @@ def test_failed_run_is_posted_with_run_notebook_error_and_links(instance, fake_s
     ]
 
 
-def test_planted_secrets_are_masked_and_the_channel_ping_is_escaped(instance, fake_slack, secret_env):  # noqa: F811
+def test_planted_secrets_are_masked_and_the_channel_ping_is_escaped(instance, fake_slack, secret_env):
     evaluate(failed_notebook_run(instance), instance, SlackNotifierResource(webhook_url=fake_slack.webhook_url))
     [text] = fake_slack.texts
     assert GITLAB_TOKEN not in text and "glpat-" not in text and PASSWORD not in text
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
 
 
-def test_untagged_run_names_the_failed_step_and_the_exception(instance, fake_slack, secret_env):  # noqa: F811
+def test_untagged_run_names_the_failed_step_and_the_exception(instance, fake_slack, secret_env):
     result = dg.materialize([broken_asset], instance=instance, raise_on_error=False)
     assert not result.success
     evaluate(result, instance, SlackNotifierResource(webhook_url=fake_slack.webhook_url))
@@ -122,7 +122,7 @@ def test_untagged_run_names_the_failed_step_and_the_exception(instance, fake_sla
     assert len(lines) == 5  # no GitLab tags, no links line
 
 
-def test_run_that_failed_outside_its_steps_is_posted_with_the_run_failure_message(instance, fake_slack, secret_env):  # noqa: F811
+def test_run_that_failed_outside_its_steps_is_posted_with_the_run_failure_message(instance, fake_slack, secret_env):
     # What run monitoring records when a run worker dies: a run failure, no step failure.
     run = instance.create_run_for_job(notebook_job, tags=TAGS)
     event = instance.report_run_failed(run, message=f"Run worker crashed (exit 137) while using {PASSWORD}")
@@ -137,7 +137,7 @@ def test_run_that_failed_outside_its_steps_is_posted_with_the_run_failure_messag
     ]
 
 
-def test_definitions_from_the_environment_post_with_the_bot_token(instance, fake_slack, secret_env, monkeypatch):  # noqa: F811
+def test_definitions_from_the_environment_post_with_the_bot_token(instance, fake_slack, secret_env, monkeypatch):
     for name, value in {**fake_slack.bot_environ(), "DAGSTER_WEBSERVER_URL": UI_URL}.items():
         monkeypatch.setenv(name, value)
     defs = alert_definitions()
@@ -163,7 +163,7 @@ def test_unconfigured_sensor_skips_and_names_what_to_set(instance, secret_env):
     )
 
 
-def test_token_without_channel_skips_without_calling_slack(instance, fake_slack, secret_env):  # noqa: F811
+def test_token_without_channel_skips_without_calling_slack(instance, fake_slack, secret_env):
     notifier = SlackNotifierResource(token=fake_slack.token, api_url=fake_slack.api_url)
     skipped = evaluate(failed_notebook_run(instance), instance, notifier)
     assert isinstance(skipped, dg.SkipReason)
@@ -171,7 +171,7 @@ def test_token_without_channel_skips_without_calling_slack(instance, fake_slack,
     assert fake_slack.token not in skipped.skip_message and fake_slack.requests == []
 
 
-def test_delivery_failure_fails_the_tick_without_the_webhook_path(instance, fake_slack, secret_env):  # noqa: F811
+def test_delivery_failure_fails_the_tick_without_the_webhook_path(instance, fake_slack, secret_env):
     removed = fake_slack.webhook_url.rsplit("/", 1)[0] + "/removed-" + random_text(16)
     notifier = SlackNotifierResource(webhook_url=removed)
     with pytest.raises(SlackError) as error:
@@ -181,7 +181,7 @@ def test_delivery_failure_fails_the_tick_without_the_webhook_path(instance, fake
     assert fake_slack.posts == []
 
 
-def test_ticks_post_each_failed_run_once(instance, fake_slack, secret_env):  # noqa: F811
+def test_ticks_post_each_failed_run_once(instance, fake_slack, secret_env):
     notifier = SlackNotifierResource(webhook_url=fake_slack.webhook_url)
 
     def tick(cursor):

@@ -21,8 +21,9 @@ import pytest
 import xgboost
 import yaml
 from ci_helpers import COMPONENT, OFFLINE, PROJECT, CiProject, job_environment, missing_tools
-from fake_gitlab import FakeGitLab, fake_gitlab  # noqa: F401  (the fixture)
+from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, INFERENCE_CONFIG, TRAINING
+from required import require
 from sklearn.datasets import load_breast_cancer
 
 from ds_pipelines.project import settings
@@ -36,10 +37,11 @@ JOB_NAMES = {
 
 @pytest.fixture(scope="module")
 def tools() -> None:
-    """gitlab-ci-local and rsync are installed by .ci/run: their absence fails, saying what to install."""
+    """gitlab-ci-local, Node.js and rsync (./run-tests installs them where it can): without them the pipeline
+    tests skip saying what to install, or fail with CI=true (tests/required.py)."""
     missing = missing_tools()
     if missing:
-        pytest.fail("cannot run .gitlab-ci.yml offline; install: " + "; ".join(missing), pytrace=False)
+        require("cannot run .gitlab-ci.yml offline; install: " + "; ".join(missing))
 
 
 @pytest.fixture
@@ -106,6 +108,7 @@ def test_missing_tools_say_what_to_install(tmp_path):
 # --- Planned pipelines (gitlab-ci-local --list-json) ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_push_pipeline_plan(project):
     jobs = project.jobs(OFFLINE)
     assert set(jobs) == JOB_NAMES
@@ -118,6 +121,7 @@ def test_push_pipeline_plan(project):
     assert [n["job"] for n in jobs["execute-notebook"]["needs"]] == ["build-container", "detect-notebooks"]
 
 
+@pytest.mark.slow
 def test_docker_and_secret_detection_jobs_when_enabled(project):
     jobs = project.jobs({})  # BUILD_CONTAINER's default, and GitLab's secret detection on
     assert jobs["build-container"]["when"] == "on_success" and jobs["build-container"]["stage"] == "build"
@@ -125,6 +129,7 @@ def test_docker_and_secret_detection_jobs_when_enabled(project):
     assert jobs["secret_detection"]["allow_failure"] is True
 
 
+@pytest.mark.slow
 def test_merge_request_pipeline_plan(project):
     jobs = project.jobs({**OFFLINE, "CI_PIPELINE_SOURCE": "merge_request_event"})
     assert jobs["execute-notebook"]["when"] == "on_success"
@@ -134,6 +139,7 @@ def test_merge_request_pipeline_plan(project):
     assert jobs["publish-metrics-comment"]["stage"] == "notify"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("tag", "release"), [("v1.2.3", "production"), ("dev-1.2.3", "development"), ("v1.2.3-rc1", "none")])
 def test_only_production_tags_plan_a_release(project, tag, release):
     project.git("tag", tag)
@@ -159,8 +165,9 @@ def test_only_production_tags_plan_a_release(project, tag, release):
 # --- Pipelines that run -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_push_changing_the_training_notebook_trains_it_and_keeps_it_masked(project, fake_gitlab):  # noqa: F811
+def test_push_changing_the_training_notebook_trains_it_and_keeps_it_masked(project, fake_gitlab):
     # A notebook that prints the job's GitLab token (shaped like a real one): a mistake CI must not publish.
     project.edit_notebook(TRAINING, {
         "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
@@ -195,6 +202,7 @@ def test_push_changing_the_training_notebook_trains_it_and_keeps_it_masked(proje
     assert fake_gitlab.token not in json.dumps(fake_gitlab.wiki)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_skip_run_commit_runs_no_notebook(project):
     project.edit_notebook(TRAINING, {"cell_type": "markdown", "metadata": {}, "source": ["Work in progress."]})
@@ -210,8 +218,9 @@ def test_skip_run_commit_runs_no_notebook(project):
     assert "nothing to record" in project.log("write-to-wiki")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):  # noqa: F811
+def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
     # A small model and data to score, in the repository: a schedule scores with what is deployed.
     data = load_breast_cancer(as_frame=True).frame
     model = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(data.drop(columns=["target"]), data["target"])
@@ -245,8 +254,9 @@ def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):  # noqa: F811
     assert f"model-runs/{scoring['name']}" in fake_gitlab.wiki  # write-to-wiki recorded the scheduled run
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_production_tag_runs_auto_release(project, fake_gitlab, tmp_path):  # noqa: F811
+def test_production_tag_runs_auto_release(project, fake_gitlab, tmp_path):
     # The model a release promotes: the latest version of the configured registered model, in a real store.
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     model_name = yaml.safe_load((project.root / "configs/training_config.yaml").read_text())["mlflow"]["registered_model_name"]

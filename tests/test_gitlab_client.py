@@ -8,7 +8,7 @@ import urllib.request
 
 import gitlab
 import pytest
-from fake_gitlab import FakeGitLab, fake_gitlab  # noqa: F401  (fake_gitlab: the fixture)
+from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, TRAINING_CONFIG, GitRepo, make_project
 
 from ds_pipelines.gitlab import (
@@ -51,7 +51,7 @@ def plain_notes(fake: FakeGitLab, mr_iid: int):
 
 
 @pytest.fixture
-def client(fake_gitlab) -> GitLabClient:  # noqa: F811
+def client(fake_gitlab) -> GitLabClient:
     return client_for(fake_gitlab)
 
 
@@ -110,14 +110,14 @@ def test_token_is_masked_in_repr_and_str():
 
 # -- merge-request notes ----------------------------------------------------------------------------------
 
-def test_note_upserted_twice_is_one_note_updated(client, fake_gitlab):  # noqa: F811
+def test_note_upserted_twice_is_one_note_updated(client, fake_gitlab):
     first = client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER}\nAUC 0.91")
     second = client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER}\nAUC 0.95")
     assert first == second
     assert [(n["id"], n["body"]) for n in fake_gitlab.notes[1]] == [(first, f"{MARKER}\nAUC 0.95")]
 
 
-def test_notes_without_the_marker_are_left_alone(client, fake_gitlab):  # noqa: F811
+def test_notes_without_the_marker_are_left_alone(client, fake_gitlab):
     client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} one")
     client.upsert_merge_request_note(mr_iid=1, marker="<!-- ds-pipelines:other -->", body="<!-- ds-pipelines:other --> two")
     client.upsert_merge_request_note(mr_iid=2, marker=MARKER, body=f"{MARKER} three")
@@ -126,14 +126,14 @@ def test_notes_without_the_marker_are_left_alone(client, fake_gitlab):  # noqa: 
 
 
 @pytest.mark.parametrize("kind", ["429", "500", "drop", "lose-reply"])
-def test_note_create_survives_a_failed_post(client, fake_gitlab, kind):  # noqa: F811
+def test_note_create_survives_a_failed_post(client, fake_gitlab, kind):
     fake_gitlab.fail_next("POST", NOTES, kind)
     note_id = client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER}\nAUC 0.9")
     assert [(n["id"], n["body"]) for n in fake_gitlab.marked_notes(1, MARKER)] == [(note_id, f"{MARKER}\nAUC 0.9")]
     assert fake_gitlab.requests.count(("POST", "/api/v4/projects/7/merge_requests/1/notes")) == 2  # retried once
 
 
-def test_lost_reply_duplicate_is_deleted_and_the_oldest_kept(client, fake_gitlab):  # noqa: F811
+def test_lost_reply_duplicate_is_deleted_and_the_oldest_kept(client, fake_gitlab):
     fake_gitlab.fail_next("POST", NOTES, "lose-reply")
     note_id = client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v1")
     deletes = [r for r in fake_gitlab.requests if r[0] == "DELETE"]
@@ -141,14 +141,14 @@ def test_lost_reply_duplicate_is_deleted_and_the_oldest_kept(client, fake_gitlab
     assert note_id == min(n["id"] for n in fake_gitlab.notes[1])
 
 
-def test_note_update_survives_a_lost_reply(client, fake_gitlab):  # noqa: F811
+def test_note_update_survives_a_lost_reply(client, fake_gitlab):
     client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v1")
     fake_gitlab.fail_next("PUT", r"/notes/\d+$", "lose-reply")
     client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v2")
     assert [n["body"] for n in fake_gitlab.notes[1]] == [f"{MARKER} v2"]
 
 
-def test_duplicates_from_earlier_runs_are_removed(client, fake_gitlab):  # noqa: F811
+def test_duplicates_from_earlier_runs_are_removed(client, fake_gitlab):
     plain = plain_notes(fake_gitlab, 1)
     oldest = plain.create({"body": f"{MARKER} old 1"}).id
     plain.create({"body": "a reviewer's comment"})
@@ -157,7 +157,7 @@ def test_duplicates_from_earlier_runs_are_removed(client, fake_gitlab):  # noqa:
     assert sorted(n["body"] for n in fake_gitlab.notes[1]) == [f"{MARKER} new", "a reviewer's comment"]
 
 
-def test_note_is_found_beyond_the_first_page(client, fake_gitlab):  # noqa: F811
+def test_note_is_found_beyond_the_first_page(client, fake_gitlab):
     note_id = client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v1")
     plain = plain_notes(fake_gitlab, 1)
     fake_gitlab.max_per_page = 10
@@ -169,7 +169,7 @@ def test_note_is_found_beyond_the_first_page(client, fake_gitlab):  # noqa: F811
     assert fake_gitlab.requests.count(("GET", "/api/v4/projects/7/merge_requests/1/notes")) == 2 + 3
 
 
-def test_note_body_without_its_marker_is_refused(client, fake_gitlab):  # noqa: F811
+def test_note_body_without_its_marker_is_refused(client, fake_gitlab):
     with pytest.raises(ValueError, match="must contain its marker"):
         client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body="no marker")
     assert fake_gitlab.requests == []
@@ -177,7 +177,7 @@ def test_note_body_without_its_marker_is_refused(client, fake_gitlab):  # noqa: 
 
 # -- errors -----------------------------------------------------------------------------------------------
 
-def test_wrong_token_is_an_auth_error_naming_the_variable_not_the_token(fake_gitlab):  # noqa: F811
+def test_wrong_token_is_an_auth_error_naming_the_variable_not_the_token(fake_gitlab):
     wrong = "glpat-" + "w" * 20
     with pytest.raises(GitLabAuthError) as caught:
         client_for(fake_gitlab, token=wrong).upsert_merge_request_note(mr_iid=1, marker=MARKER, body=MARKER)
@@ -187,7 +187,7 @@ def test_wrong_token_is_an_auth_error_naming_the_variable_not_the_token(fake_git
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
-def test_forbidden_is_an_auth_error(client, fake_gitlab):  # noqa: F811
+def test_forbidden_is_an_auth_error(client, fake_gitlab):
     fake_gitlab.fail_next("PUT", r"/releases/", "403")
     client.upsert_release(tag="v1.0.0", name="first", description="one")
     with pytest.raises(GitLabAuthError, match=r"\(403 Forbidden\) .*check GITLAB_TOKEN .*updating release 'v1.0.0'") as caught:
@@ -195,7 +195,7 @@ def test_forbidden_is_an_auth_error(client, fake_gitlab):  # noqa: F811
     assert fake_gitlab.token not in str(caught.value)
 
 
-def test_persistent_server_errors_name_operation_and_status(fake_gitlab):  # noqa: F811
+def test_persistent_server_errors_name_operation_and_status(fake_gitlab):
     fake_gitlab.fail_next("GET", NOTES, "502", times=10)
     client = client_for(fake_gitlab, max_retries=2)
     with pytest.raises(GitLabError, match=r"while listing notes of merge request !1: HTTP 502: 502 Bad Gateway") as caught:
@@ -204,14 +204,14 @@ def test_persistent_server_errors_name_operation_and_status(fake_gitlab):  # noq
     assert fake_gitlab.requests.count(("GET", "/api/v4/projects/7/merge_requests/1/notes")) == 3
 
 
-def test_dropped_connections_after_retries_are_a_gitlab_error(fake_gitlab):  # noqa: F811
+def test_dropped_connections_after_retries_are_a_gitlab_error(fake_gitlab):
     fake_gitlab.fail_next("POST", r"/releases$", "drop", times=10)
     with pytest.raises(GitLabError, match=r"GitLab did not answer while creating release 'v1.0.0': .* after 1 retries"):
         client_for(fake_gitlab, max_retries=1).upsert_release(tag="v1.0.0", name="n", description="d")
     assert fake_gitlab.releases == {}
 
 
-def test_unknown_project_is_not_found(fake_gitlab):  # noqa: F811
+def test_unknown_project_is_not_found(fake_gitlab):
     with pytest.raises(GitLabNotFoundError, match=r"404 Project Not Found \(project 'group/nothing' at http"):
         client_for(fake_gitlab, project="group/nothing").project_attributes()
 
@@ -232,7 +232,7 @@ def _get(url: str) -> bytes:
         return response.read()
 
 
-def test_upload_returns_markdown_and_the_file_is_served(client, fake_gitlab, tmp_path):  # noqa: F811
+def test_upload_returns_markdown_and_the_file_is_served(client, fake_gitlab, tmp_path):
     image = tmp_path / "roc curve.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n--not-a-boundary\r\n\r\n" + bytes(range(256)))
     markdown = client.upload_file(path=image)
@@ -248,7 +248,7 @@ def test_upload_returns_markdown_and_the_file_is_served(client, fake_gitlab, tmp
 
 
 @pytest.mark.parametrize("kind", ["500", "drop", "429"])
-def test_upload_is_retried_with_the_whole_file(client, fake_gitlab, tmp_path, kind):  # noqa: F811
+def test_upload_is_retried_with_the_whole_file(client, fake_gitlab, tmp_path, kind):
     data = tmp_path / "plot.png"
     data.write_bytes(b"x" * 100_000)
     fake_gitlab.fail_next("POST", r"/uploads$", kind)
@@ -262,7 +262,7 @@ def test_upload_of_a_missing_file_names_it(client, tmp_path):
         client.upload_file(path=tmp_path / "nothing.png")
 
 
-def test_wiki_page_created_then_updated(client, fake_gitlab):  # noqa: F811
+def test_wiki_page_created_then_updated(client, fake_gitlab):
     assert client.get_wiki_page(slug="metrics/training-example") is None
     client.upsert_wiki_page(slug="metrics/training-example", title="training example", content="AUC 0.91")
     assert client.get_wiki_page(slug="metrics/training-example") == "AUC 0.91"
@@ -273,34 +273,34 @@ def test_wiki_page_created_then_updated(client, fake_gitlab):  # noqa: F811
     assert ("GET", "/api/v4/projects/7/wikis/metrics%2Ftraining-example") in fake_gitlab.requests
 
 
-def test_wiki_page_lands_on_its_slug_whatever_the_title(client, fake_gitlab):  # noqa: F811
+def test_wiki_page_lands_on_its_slug_whatever_the_title(client, fake_gitlab):
     client.upsert_wiki_page(slug="runs/abc123", title="Run abc123: metrics", content="v1")
     client.upsert_wiki_page(slug="runs/abc123", title="Run abc123: metrics", content="v2")
     assert {slug: page["content"] for slug, page in fake_gitlab.wiki.items()} == {"runs/abc123": "v2"}
 
 
-def test_wiki_create_survives_a_lost_reply(client, fake_gitlab):  # noqa: F811
+def test_wiki_create_survives_a_lost_reply(client, fake_gitlab):
     fake_gitlab.fail_next("POST", r"/wikis$", "lose-reply")
     client.upsert_wiki_page(slug="Home", title="Home", content="hello")
     assert {slug: page["content"] for slug, page in fake_gitlab.wiki.items()} == {"Home": "hello"}
     assert [m for m, _ in fake_gitlab.requests] == ["PUT", "POST", "POST", "PUT"]
 
 
-def test_release_created_then_updated(client, fake_gitlab):  # noqa: F811
+def test_release_created_then_updated(client, fake_gitlab):
     assert client.upsert_release(tag="v1.2.3", name="v1.2.3", description="first") == "created"
     assert client.upsert_release(tag="v1.2.3", name="v1.2.3 (rerun)", description="second") == "updated"
     release = fake_gitlab.releases["v1.2.3"]
     assert (release["name"], release["description"]) == ("v1.2.3 (rerun)", "second")
 
 
-def test_release_create_survives_a_lost_reply(client, fake_gitlab):  # noqa: F811
+def test_release_create_survives_a_lost_reply(client, fake_gitlab):
     fake_gitlab.fail_next("POST", r"/releases$", "lose-reply")
     assert client.upsert_release(tag="dev-1.0.0", name="dev", description="notes") == "updated"
     assert list(fake_gitlab.releases) == ["dev-1.0.0"]
     assert fake_gitlab.releases["dev-1.0.0"]["description"] == "notes"
 
 
-def test_release_tag_with_a_slash_is_encoded(client, fake_gitlab):  # noqa: F811
+def test_release_tag_with_a_slash_is_encoded(client, fake_gitlab):
     client.upsert_release(tag="ml/v1.0.0", name="a", description="b")
     assert client.upsert_release(tag="ml/v1.0.0", name="a", description="c") == "updated"
     assert ("PUT", "/api/v4/projects/7/releases/ml%2Fv1.0.0") in fake_gitlab.requests

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CLI, Sandbox
 from gitrepo import notebook_json
+from sandbox import CLI, Sandbox
+
+pytestmark = pytest.mark.slow  # runs notebooks through the CLI, three at once
 
 RENDEZVOUS_TIMEOUT_S = 90
 MIN_RUN_S = 3

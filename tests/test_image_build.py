@@ -5,7 +5,8 @@ assumed: the base is a Debian 12 root file system made with ``debootstrap`` (roo
 needed; kept as ``BASE_IMAGE`` below for the next run) or ``$DS_PIPELINES_TEST_BASE_IMAGE``, and uv's image
 is made from the local ``uv`` binary. Python comes from the base's packages (``PYTHON_FROM=apt``).
 
-Without a daemon these tests skip; with ``DS_PIPELINES_TEST_DOCKER=1`` (CI) anything missing fails them.
+``./run-tests`` installs docker.io and debootstrap and starts dockerd where it can. Anything still missing
+skips these tests, saying what to install; with ``CI=true`` (``.ci/run``) it fails them (tests/required.py).
 Measured on 2 busy cores: debootstrap 45 s (first run only), build 55-120 s, notebooks 35-65 s, the
 rebuild after a config edit 4 s; 2-4 minutes in all.
 """
@@ -23,24 +24,18 @@ from pathlib import Path
 import pytest
 import yaml
 from gitrepo import INFERENCE, INFERENCE_CONFIG, make_project
+from required import require
 
 from ds_pipelines.project.image import IMAGE_FILES, image_tag
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # builds an image and runs notebooks in it
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_IMAGE = "ds-pipelines-test/debian-bookworm:base"
 UV_IMAGE = "ds-pipelines-test/uv:local"
-REQUIRED = os.environ.get("DS_PIPELINES_TEST_DOCKER") == "1"
 # Extra certificate authorities of this machine (a TLS-inspecting proxy, a company CA): the base trusts
 # them as the real base of such a company would, and the Dockerfile makes uv use the base's store.
 LOCAL_CAS = Path("/usr/local/share/ca-certificates")
-
-
-def unavailable(reason: str):
-    if REQUIRED:
-        pytest.fail(f"DS_PIPELINES_TEST_DOCKER=1 but {reason}")
-    pytest.skip(reason)
 
 
 def run(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
@@ -62,7 +57,7 @@ def buildkit_docker() -> tuple[list[str], dict[str, str]]:
         version = run(docker, "version", "--format", "{{.Client.Version}}", timeout=30).stdout.strip()
         if version and int(version.split(".")[0]) < 23:
             return [docker, "build"], env
-    unavailable("no docker client that builds with BuildKit (buildx, or docker < 23)")
+    require("no docker client that builds with BuildKit (buildx, or docker < 23): install docker-buildx")
 
 
 def ensure_base_image(docker: str, tmp: Path) -> str:
@@ -73,7 +68,7 @@ def ensure_base_image(docker: str, tmp: Path) -> str:
         return BASE_IMAGE
     debootstrap = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin")
     if not debootstrap or os.geteuid() != 0:
-        unavailable("no base image: set DS_PIPELINES_TEST_BASE_IMAGE, or run as root with debootstrap")
+        require("no base image: set DS_PIPELINES_TEST_BASE_IMAGE, or run as root with debootstrap (apt-get install debootstrap)")
     rootfs = tmp / "rootfs"
     made = run(debootstrap, "--variant=minbase", "bookworm", str(rootfs), "http://deb.debian.org/debian")
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
@@ -91,7 +86,7 @@ def ensure_uv_image(docker: str, tmp: Path) -> None:
     candidates = [found.stdout.strip() if found.returncode == 0 else None, shutil.which("uv")]
     uv = next((c for c in candidates if c and is_executable_binary(Path(c))), None)
     if not uv:
-        unavailable("no uv binary (an ELF executable) to put in the uv image")
+        require("no uv binary (an ELF executable) to put in the uv image: pip install uv")
     folder = tmp / "uv-image"
     folder.mkdir()
     shutil.copy2(uv, folder / "uv")
@@ -132,7 +127,7 @@ def image(tmp_path_factory):
 BuildKit's cache, uv's downloads included, stays with the daemon for the next build)."""
     docker = shutil.which("docker")
     if not docker or run(docker, "info", timeout=60).returncode != 0:
-        unavailable("no Docker daemon answers `docker info`")
+        require("no Docker daemon answers `docker info`: apt-get install docker.io, then start dockerd")
     command, env = buildkit_docker()
     tmp = tmp_path_factory.mktemp("image")
     base = ensure_base_image(command[0], tmp)

@@ -30,6 +30,7 @@ def open_together(dagster_home: str, project_dir: str, start: multiprocessing.sy
         instance.get_runs(limit=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gpu_concurrency", [1, 3])
 def test_runs_that_start_together_on_a_fresh_instance_all_get_it(tmp_path: Path, gpu_concurrency: int):
     (tmp_path / "configs").mkdir()

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 import nbformat
+import pytest
+
+pytestmark = pytest.mark.slow  # runs notebooks through the CLI and `dagster asset materialize`
 
 # What the notebook reports about its kernel: names the warm-up must not leave in the notebook's namespace,
 # and whether the warm-up ran there (it freezes what it loaded, so gc's permanent generation is not empty).

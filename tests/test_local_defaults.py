@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from sandbox import REPO
 
-from conftest import REPO
 from ds_pipelines.execution.instance import use_local_defaults
 from ds_pipelines.project import PROJECT_DIR_ENV, STATE_DIR, Project
 from ds_pipelines.tracking import tracking_uri

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from made_up import random_text
 from published import (
     assert_clean_exit,
@@ -18,6 +19,8 @@ from published import (
 
 from ds_pipelines.masking import MASK
 from ds_pipelines.results.folder import load_results
+
+pytestmark = pytest.mark.slow  # every test reads the session's `trained` run (notebooks through the CLI)
 
 
 def test_planted_secrets_are_masked_in_place_and_only_their_count_is_printed(trained, tmp_path):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_sandbox
 from mlflow.tracking import MlflowClient
 from mlflow_serve import mlflow_server as serve
+from sandbox import make_sandbox
+
+pytestmark = pytest.mark.slow  # starts `mlflow server` and trains through the CLI
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import Sandbox
 from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, make_project, notebook_json
+from sandbox import Sandbox
 
 from ds_pipelines.triggers.checkout import checkout
 from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, commit_notebook_job
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.project import PROJECT_DIR_ENV
+
+pytestmark = pytest.mark.slow  # runs notebooks through Dagster
 
 
 @pytest.fixture

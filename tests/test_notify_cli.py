@@ -14,9 +14,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import CLI, Sandbox, make_sandbox
-from fake_slack import CHANNEL, fake_slack  # noqa: F401  (the fixture, for pytest to find)
+from fake_slack import CHANNEL
 from made_up import random_text
+from sandbox import CLI, Sandbox, make_sandbox
 
 PROJECT_URL = "https://gitlab.example.com/group/ds"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -84,7 +84,8 @@ def ci_env() -> dict[str, str]:
     }
 
 
-def test_failed_run_is_posted_with_its_cell_error_and_ci_links(failed_run, fake_slack):  # noqa: F811
+@pytest.mark.slow
+def test_failed_run_is_posted_with_its_cell_error_and_ci_links(failed_run, fake_slack):
     _, results = failed_run
     result = notify(results, env={**ci_env(), **fake_slack.webhook_environ()})
     assert result.returncode == 0, result.stderr
@@ -101,7 +102,8 @@ def test_failed_run_is_posted_with_its_cell_error_and_ci_links(failed_run, fake_
     assert fake_slack.webhook_path not in result.stdout + result.stderr
 
 
-def test_planted_secrets_are_masked_and_the_channel_ping_is_escaped(failed_run, fake_slack):  # noqa: F811
+@pytest.mark.slow
+def test_planted_secrets_are_masked_and_the_channel_ping_is_escaped(failed_run, fake_slack):
     _, results = failed_run
     result = notify(results, "--strict", env={**ci_env(), **fake_slack.bot_environ()})
     assert result.returncode == 0, result.stderr
@@ -113,7 +115,7 @@ def test_planted_secrets_are_masked_and_the_channel_ping_is_escaped(failed_run, 
     assert fake_slack.token not in result.stdout + result.stderr
 
 
-def test_successful_run_posts_nothing_unless_always(tmp_path, fake_slack):  # noqa: F811
+def test_successful_run_posts_nothing_unless_always(tmp_path, fake_slack):
     results = successful_results(tmp_path / "results")
     quiet = notify(results, "--strict", env=fake_slack.webhook_environ())
     assert quiet.returncode == 0, quiet.stderr
@@ -139,7 +141,8 @@ def test_not_configured_is_a_message_and_exit_0_or_exit_2_with_strict(tmp_path):
     assert partial.stderr.strip() == "error: Slack is not configured: SLACK_BOT_TOKEN is set but SLACK_CHANNEL is not (or set SLACK_WEBHOOK_URL instead)"
 
 
-def test_delivery_failure_warns_and_exits_0_or_exit_1_with_strict(failed_run, fake_slack):  # noqa: F811
+@pytest.mark.slow
+def test_delivery_failure_warns_and_exits_0_or_exit_1_with_strict(failed_run, fake_slack):
     _, results = failed_run
     removed = {"SLACK_WEBHOOK_URL": fake_slack.webhook_url.rsplit("/", 1)[0] + "/removed-" + random_text(16)}
     best_effort = notify(results, env=removed)
@@ -154,7 +157,8 @@ def test_delivery_failure_warns_and_exits_0_or_exit_1_with_strict(failed_run, fa
     assert fake_slack.posts == []
 
 
-def test_rate_limited_post_is_retried_and_posted_once(failed_run, fake_slack):  # noqa: F811
+@pytest.mark.slow
+def test_rate_limited_post_is_retried_and_posted_once(failed_run, fake_slack):
     _, results = failed_run
     fake_slack.fail_next(429)
     result = notify(results, "--strict", env=fake_slack.webhook_environ())
@@ -162,7 +166,7 @@ def test_rate_limited_post_is_retried_and_posted_once(failed_run, fake_slack):  
     assert [status for _, status in fake_slack.requests] == [429, 200] and len(fake_slack.posts) == 1
 
 
-def test_bad_results_folder_is_bad_input(tmp_path, fake_slack):  # noqa: F811
+def test_bad_results_folder_is_bad_input(tmp_path, fake_slack):
     result = notify(tmp_path / "missing", env=fake_slack.webhook_environ())
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -171,6 +175,7 @@ def test_bad_results_folder_is_bad_input(tmp_path, fake_slack):  # noqa: F811
     assert fake_slack.requests == []
 
 
+@pytest.mark.slow
 def test_malformed_webhook_url_is_bad_input_with_strict(failed_run):
     _, results = failed_run
     secret = "hooks.example.com/services/T0/B0/" + random_text(24)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 import mlflow
-from conftest import Sandbox
+import pytest
 from gitrepo import notebook_json
+from sandbox import Sandbox
 
 from ds_pipelines.results.origin import RUN_TAGS_ENV
 
@@ -31,6 +32,7 @@ def tracked_project(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_ci_run_tags_its_dagster_run_and_its_mlflow_run(sandbox: Sandbox):
     project = tracked_project(sandbox.root / "project")
     sandbox.env.update(CI)
@@ -49,6 +51,7 @@ def test_a_ci_run_tags_its_dagster_run_and_its_mlflow_run(sandbox: Sandbox):
     assert tags["ds-pipelines.job_url"] == CI["CI_JOB_URL"]
 
 
+@pytest.mark.slow
 def test_tags_handed_on_by_a_sensor_run_win_over_ci(sandbox: Sandbox):
     project = tracked_project(sandbox.root / "project")
     sandbox.env.update(CI)

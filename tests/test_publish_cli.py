@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_gitlab import FakeGitLab, fake_gitlab  # noqa: F401  (the fixture, for pytest to find)
+from fake_gitlab import FakeGitLab
 from made_up import random_text
 from published import (
     Rendered,
@@ -51,8 +51,9 @@ def set_commit(results_dir, sha):
     edit_results(results_dir, change)
 
 
+@pytest.mark.slow
 def test_comment_is_created_then_updated_in_place_with_the_first_commit_in_its_history(
-    trained, results, tmp_path, fake_gitlab,  # noqa: F811
+    trained, results, tmp_path, fake_gitlab,
 ):
     env = ci_env(trained, fake_gitlab, tmp_path)
     set_commit(results, FIRST_SHA)
@@ -87,7 +88,8 @@ def test_comment_is_created_then_updated_in_place_with_the_first_commit_in_its_h
     assert [t for t in page.targets if t.startswith("/uploads/")] == list(fake_gitlab.uploads)[3:]
 
 
-def test_faults_on_the_note_post_still_leave_exactly_one_comment(trained, results, tmp_path, fake_gitlab):  # noqa: F811
+@pytest.mark.slow
+def test_faults_on_the_note_post_still_leave_exactly_one_comment(trained, results, tmp_path, fake_gitlab):
     # Every fault on the same request, in a row: rate limit, server error, dropped connection, then a
     # POST that GitLab applied but whose reply was lost (python-gitlab retries it: a twin note appears).
     for kind in ("429", "500", "drop", "lose-reply"):
@@ -100,6 +102,7 @@ def test_faults_on_the_note_post_still_leave_exactly_one_comment(trained, result
     assert "warning" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strict", [False, True], ids=["best-effort", "strict"])
 def test_a_wrong_token_is_a_warning_naming_gitlab_token_or_exit_1_with_strict(trained, results, tmp_path, strict):
     wrong = "glpat-" + random_text(20)
@@ -114,6 +117,7 @@ def test_a_wrong_token_is_a_warning_naming_gitlab_token_or_exit_1_with_strict(tr
     assert wrong not in result.stdout + result.stderr and "glpat" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strict", [False, True], ids=["best-effort", "strict"])
 def test_nowhere_to_publish_is_a_warning_or_exit_2_with_strict(trained, results, tmp_path, strict):
     box, _ = trained
@@ -133,7 +137,8 @@ def test_nowhere_to_publish_is_a_warning_or_exit_2_with_strict(trained, results,
         assert ("error: " if strict else "warning: ") in result.stderr
 
 
-def test_a_missing_or_invalid_results_folder_exits_2_even_best_effort(trained, tmp_path, fake_gitlab):  # noqa: F811
+@pytest.mark.slow
+def test_a_missing_or_invalid_results_folder_exits_2_even_best_effort(trained, tmp_path, fake_gitlab):
     box, _ = trained
     env = cli_env(box, fake_gitlab, CI_MERGE_REQUEST_IID="3")
     missing = run_cli(env, "publish", "mr", "--results", str(tmp_path / "nowhere"), cwd=tmp_path)
@@ -148,8 +153,9 @@ def test_a_missing_or_invalid_results_folder_exits_2_even_best_effort(trained, t
     assert fake_gitlab.requests == []
 
 
+@pytest.mark.slow
 def test_markdown_and_html_from_notebooks_is_escaped_in_the_comment_and_the_wiki(
-    trained, results, tmp_path, fake_gitlab,  # noqa: F811
+    trained, results, tmp_path, fake_gitlab,
 ):
     def inject(data):
         # The failed notebook's only metric, so that the wiki shows it too (it keeps a few key metrics).
@@ -177,7 +183,8 @@ def test_markdown_and_html_from_notebooks_is_escaped_in_the_comment_and_the_wiki
     assert "1 of 2 notebooks failed" in comment.text
 
 
-def test_a_token_printed_by_a_notebook_reaches_no_comment_wiki_or_upload(trained, results, tmp_path, fake_gitlab):  # noqa: F811
+@pytest.mark.slow
+def test_a_token_printed_by_a_notebook_reaches_no_comment_wiki_or_upload(trained, results, tmp_path, fake_gitlab):
     token = "glpat-" + random_text(20)
     password = "horse-" + random_text(14)  # no secret by its shape: masked as the value of a secret variable
     fail_with_cell(
@@ -210,7 +217,8 @@ def test_a_token_printed_by_a_notebook_reaches_no_comment_wiki_or_upload(trained
     assert "`auc_[MASKED]`" in published["comment"] and "`auc_[MASKED]`" in published["wiki model-runs/inference_example"]
 
 
-def test_two_publishes_make_two_wiki_rows_newest_first_and_an_index(trained, results, tmp_path, fake_gitlab):  # noqa: F811
+@pytest.mark.slow
+def test_two_publishes_make_two_wiki_rows_newest_first_and_an_index(trained, results, tmp_path, fake_gitlab):
     env = ci_env(trained, fake_gitlab, tmp_path)
     set_commit(results, FIRST_SHA)
     first = run_cli(env, "publish", "wiki", "--results", str(results), cwd=tmp_path)

@@ -130,6 +130,7 @@ def copied_store(trained_box, tmp_path: Path) -> str:
 # --- the results folder --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_reads_the_results_folder_of_a_real_run(trained, tmp_path):
     box, _ = trained
     folder = box.root / "results"
@@ -227,6 +228,7 @@ def test_tracking_uri_in_messages_never_shows_credentials():
     assert shown_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
 
 
+@pytest.mark.slow
 def test_run_tags_reach_mlflow_runs_through_the_run_context_environment(mlflow_store):
     """What the runner must do: MLFLOW_RUN_CONTEXT in the kernel's environment tags every run it starts."""
     tags = run_tags(SHA, "main", None, "https://gitlab.example.com/g/p/-/pipelines/5", "https://gitlab.example.com/g/p/-/jobs/9")
@@ -270,6 +272,7 @@ def test_run_tags_and_links_from_gitlab_ci():
 # --- the merge-request comment -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_comment_for_a_real_run_without_then_with_a_baseline_on_main(trained, tmp_path):
     box, _ = trained
     results = load_results(box.root / "results")
@@ -484,6 +487,7 @@ def test_wiki_index_lists_every_notebook_page_seen_so_far(tmp_path):
 # --- release notes and Slack ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_release_notes_of_a_real_run_name_the_registered_model_version(trained, tmp_path):
     box, _ = trained
     results = load_results(box.root / "results")

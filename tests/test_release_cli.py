@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import yaml
-from fake_gitlab import FakeGitLab, fake_gitlab  # noqa: F401  (the fixture, for pytest to find)
+from fake_gitlab import FakeGitLab
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow_serve import AliaslessProxy, mlflow_server
@@ -17,7 +17,7 @@ from published import assert_clean_exit, cli_env, notebook_entry, run_cli
 from ds_pipelines.publishing.render.numbers import format_value
 from ds_pipelines.tracking.registry import ALIAS_TAG, unsupported_endpoint
 
-MODEL = "tests-xgb"  # what the session's training registered (tests/conftest.py)
+MODEL = "tests-xgb"  # what the session's training registered (Sandbox.training_config, tests/sandbox.py)
 
 
 @pytest.fixture
@@ -44,8 +44,9 @@ def alias_version(tracking_uri, alias):
         return None
 
 
+@pytest.mark.slow
 def test_production_tag_promotes_the_trained_version_and_creates_then_updates_the_release(
-    trained, registry, tmp_path, fake_gitlab,  # noqa: F811
+    trained, registry, tmp_path, fake_gitlab,
 ):
     box, _ = trained
     env = cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=registry)
@@ -68,7 +69,8 @@ def test_production_tag_promotes_the_trained_version_and_creates_then_updates_th
     assert alias_version(registry, "production") == version.version
 
 
-def test_development_tag_stages_the_model_and_releases_nothing(trained, registry, tmp_path, fake_gitlab):  # noqa: F811
+@pytest.mark.slow
+def test_development_tag_stages_the_model_and_releases_nothing(trained, registry, tmp_path, fake_gitlab):
     box, _ = trained
     env = cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=registry)
     result = run_cli(env, "release", "dev-1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
@@ -80,7 +82,8 @@ def test_development_tag_stages_the_model_and_releases_nothing(trained, registry
     assert fake_gitlab.releases == {} and fake_gitlab.requests == []
 
 
-def test_without_results_the_latest_version_is_released_with_its_runs_metrics(trained, registry, tmp_path, fake_gitlab):  # noqa: F811
+@pytest.mark.slow
+def test_without_results_the_latest_version_is_released_with_its_runs_metrics(trained, registry, tmp_path, fake_gitlab):
     box, _ = trained
     env = cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=registry)
     result = run_cli(env, "release", "v2.0.0", "--model", MODEL, cwd=tmp_path)
@@ -94,7 +97,8 @@ def test_without_results_the_latest_version_is_released_with_its_runs_metrics(tr
     assert f"**Promoted:** model `{MODEL}` version **{latest.version}** is `production` (MLflow alias" in description
 
 
-def test_a_pre_release_tag_exits_2_naming_the_patterns_and_changes_nothing(trained, registry, tmp_path, fake_gitlab):  # noqa: F811
+@pytest.mark.slow
+def test_a_pre_release_tag_exits_2_naming_the_patterns_and_changes_nothing(trained, registry, tmp_path, fake_gitlab):
     box, _ = trained
     result = run_cli(cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=registry), "release", "v1.2.3-rc1",
                      "--results", str(box.root / "results"), cwd=tmp_path)
@@ -104,6 +108,7 @@ def test_a_pre_release_tag_exits_2_naming_the_patterns_and_changes_nothing(train
     assert alias_version(registry, "production") is None and fake_gitlab.requests == []
 
 
+@pytest.mark.slow
 def test_a_configured_model_without_versions_exits_2_naming_it(trained, registry, tmp_path):
     box, _ = trained
     # configs/training_config.yaml registers ds-pipelines-xgb, which the session's store has never seen.
@@ -112,6 +117,7 @@ def test_a_configured_model_without_versions_exits_2_naming_it(trained, registry
     assert "registered model 'ds-pipelines-xgb' has no version in the MLflow registry" in result.stderr
 
 
+@pytest.mark.slow
 def test_gitlab_refusing_still_promotes_but_unconfigured_gitlab_under_strict_changes_nothing(trained, registry, tmp_path):
     box, _ = trained
     results = str(box.root / "results")
@@ -136,7 +142,7 @@ def test_gitlab_refusing_still_promotes_but_unconfigured_gitlab_under_strict_cha
     assert alias_version(registry, "production") == training_version(trained, registry).version
 
 
-def test_a_server_without_the_alias_endpoint_is_told_apart_from_a_refused_alias(tmp_path, fake_gitlab, monkeypatch):  # noqa: F811
+def test_a_server_without_the_alias_endpoint_is_told_apart_from_a_refused_alias(tmp_path, fake_gitlab, monkeypatch):
     """The fallback to a model version tag hangs on this: GitLab's MLflow API answers an unknown endpoint
     with its own 404 (FakeGitLab answers like GitLab), a real registry refuses an unknown model with an
     MLflow error code."""
@@ -150,7 +156,8 @@ def test_a_server_without_the_alias_endpoint_is_told_apart_from_a_refused_alias(
     assert not unsupported_endpoint(unknown_model.value)
 
 
-def test_a_registry_without_aliases_gets_the_version_tagged_and_scoring_finds_it(trained, registry, tmp_path, fake_gitlab):  # noqa: F811
+@pytest.mark.slow
+def test_a_registry_without_aliases_gets_the_version_tagged_and_scoring_finds_it(trained, registry, tmp_path, fake_gitlab):
     """A real ``mlflow server`` behind a stand-in for GitLab's MLflow API, which lacks the alias endpoints:
     the release tags the version, and the inference notebook's ``models:/name@production`` loads it."""
     box, _ = trained

@@ -6,11 +6,13 @@ import dagster as dg
 import mlflow
 import pytest
 import yaml
-from conftest import REPO, Sandbox
 from fake_gitlab import FakeGitLab
+from sandbox import REPO, Sandbox
 
 from ds_pipelines.defs.triggers.releases import ReleaseConfig, release_job
 from ds_pipelines.defs.triggers.resources import GitLabResource
+
+pytestmark = pytest.mark.slow  # Dagster jobs against a fresh MLflow store: 10-20 s each
 
 
 def registered_model(tracking_uri: str) -> tuple[str, str]:

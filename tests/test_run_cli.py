@@ -7,9 +7,12 @@ import json
 import dagster as dg
 import mlflow
 import pandas as pd
+import pytest
 import xgboost
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
+
+pytestmark = pytest.mark.slow  # every test reads the session's `trained` run (notebooks through the CLI)
 
 
 def test_training_then_inference_run_in_dependency_order(trained):

@@ -10,9 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from conftest import Sandbox
 from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, PROJECT, REGISTRY, notebook_json
+from sandbox import Sandbox
 
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
@@ -58,6 +58,7 @@ def test_the_deployment_schedule_runs_its_scoring_notebook_from_its_project_fold
     assert config == {"notebook": INFERENCE, "project_dir": str(PROJECT)}
 
 
+@pytest.mark.slow
 def test_a_tick_scores_and_logs_the_run_on_the_wiki(sandbox: Sandbox, tmp_path: Path, monkeypatch):
     project = project_with_triggers(tmp_path / "deployment", schedule={"notebook": "notebooks/scoring.ipynb"})
     (project.root / "notebooks" / "scoring.ipynb").write_text(notebook_json("print('scored on schedule')"))

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import CLI
 from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, REGISTRY, TRAINING, TRAINING_CONFIG, make_project, notebook_json
+from sandbox import CLI
 
 from ds_pipelines.defs.triggers.resources import GitLabResource, gitlab_resource
 from ds_pipelines.defs.triggers.releases import tag_sensor

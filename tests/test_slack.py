@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from fake_slack import CHANNEL, FakeSlack, fake_slack  # noqa: F401  (the fixture, for pytest to find)
+from fake_slack import CHANNEL, FakeSlack
 from made_up import random_text
 
 from ds_pipelines import slack
@@ -45,7 +45,7 @@ def test_not_configured_names_what_to_set(env, expected):
     assert str(error.value) == expected and isinstance(error.value, DsPipelinesError)
 
 
-def test_settings_from_env_prefer_the_webhook_and_hide_secrets(fake_slack):  # noqa: F811
+def test_settings_from_env_prefer_the_webhook_and_hide_secrets(fake_slack):
     both = {**fake_slack.webhook_environ(), **fake_slack.bot_environ()}
     settings = slack.SlackSettings.from_env(both)
     assert slack.configured(both) and settings.uses_webhook
@@ -73,7 +73,7 @@ def test_malformed_webhook_url_is_rejected_without_repeating_it():
 # --- delivery ------------------------------------------------------------------------------------------
 
 
-def test_webhook_delivery_posts_the_text(fake_slack):  # noqa: F811
+def test_webhook_delivery_posts_the_text(fake_slack):
     text = ":x: *run failed* <https://example.com|Pipeline>\n```\nValueError: boom\n```"
     slack.send(text, slack.SlackSettings.from_env(fake_slack.webhook_environ()))
     [post] = fake_slack.posts
@@ -82,7 +82,7 @@ def test_webhook_delivery_posts_the_text(fake_slack):  # noqa: F811
     assert fake_slack.requests == [(fake_slack.webhook_path, 200)]
 
 
-def test_bot_token_delivery_posts_to_the_channel(fake_slack):  # noqa: F811
+def test_bot_token_delivery_posts_to_the_channel(fake_slack):
     slack.send("hello from the bot", slack.SlackSettings.from_env(fake_slack.bot_environ()))
     [post] = fake_slack.posts
     assert (post.kind, post.payload["channel"], post.text) == ("bot", CHANNEL, "hello from the bot")
@@ -90,13 +90,13 @@ def test_bot_token_delivery_posts_to_the_channel(fake_slack):  # noqa: F811
     assert fake_slack.requests == [("/api/chat.postMessage", 200)]
 
 
-def test_api_url_without_trailing_slash_still_reaches_chat_post_message(fake_slack):  # noqa: F811
+def test_api_url_without_trailing_slash_still_reaches_chat_post_message(fake_slack):
     env = {**fake_slack.bot_environ(), "SLACK_API_URL": fake_slack.api_url.rstrip("/")}
     slack.send("hi", slack.SlackSettings.from_env(env))
     assert fake_slack.texts == ["hi"]
 
 
-def test_text_too_long_for_slack_is_cut(fake_slack):  # noqa: F811
+def test_text_too_long_for_slack_is_cut(fake_slack):
     slack.send("x" * (slack.MAX_TEXT_CHARS + 500), slack.SlackSettings.from_env(fake_slack.webhook_environ()))
     [text] = fake_slack.texts
     assert text.startswith("x" * slack.MAX_TEXT_CHARS) and text.endswith("(message cut: too long for Slack)")
@@ -104,7 +104,7 @@ def test_text_too_long_for_slack_is_cut(fake_slack):  # noqa: F811
 
 
 @pytest.mark.parametrize("environ", ["webhook_environ", "bot_environ"])
-def test_rate_limit_is_retried_after_retry_after(fake_slack, environ):  # noqa: F811
+def test_rate_limit_is_retried_after_retry_after(fake_slack, environ):
     fake_slack.fail_next(429, times=2)
     slack.send("after the rate limit", slack.SlackSettings.from_env(getattr(fake_slack, environ)()))
     assert [status for _, status in fake_slack.requests] == [429, 429, 200]
@@ -112,7 +112,7 @@ def test_rate_limit_is_retried_after_retry_after(fake_slack, environ):  # noqa: 
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-def test_server_errors_are_retried_with_backoff(fake_slack, status):  # noqa: F811
+def test_server_errors_are_retried_with_backoff(fake_slack, status):
     fake_slack.fail_next(status)
     started = time.monotonic()
     slack.send("after the outage", slack.SlackSettings.from_env(fake_slack.webhook_environ()))
@@ -121,7 +121,7 @@ def test_server_errors_are_retried_with_backoff(fake_slack, status):  # noqa: F8
     assert fake_slack.texts == ["after the outage"]
 
 
-def test_gives_up_after_max_retries_without_showing_the_webhook_path(fake_slack):  # noqa: F811
+def test_gives_up_after_max_retries_without_showing_the_webhook_path(fake_slack):
     fake_slack.fail_next(500, times=slack.MAX_RETRIES + 1, retry_after="0")
     with pytest.raises(slack.SlackError) as error:
         slack.send("never delivered", slack.SlackSettings.from_env(fake_slack.webhook_environ()))
@@ -131,7 +131,7 @@ def test_gives_up_after_max_retries_without_showing_the_webhook_path(fake_slack)
     assert_hides_secrets(str(error.value), fake_slack)
 
 
-def test_client_errors_are_not_retried_and_name_only_the_host(fake_slack):  # noqa: F811
+def test_client_errors_are_not_retried_and_name_only_the_host(fake_slack):
     wrong = fake_slack.webhook_url.rsplit("/", 1)[0] + "/revoked-secret-path-value"
     with pytest.raises(slack.SlackError) as error:
         slack.send("to a removed webhook", slack.SlackSettings.from_env({"SLACK_WEBHOOK_URL": wrong}))
@@ -145,7 +145,7 @@ def test_client_errors_are_not_retried_and_name_only_the_host(fake_slack):  # no
     ({"SLACK_BOT_TOKEN": "xoxb-" + random_text(24)}, "invalid_auth: check SLACK_BOT_TOKEN"),
     ({"SLACK_CHANNEL": "#nowhere"}, "channel_not_found: check SLACK_CHANNEL"),
 ], ids=["wrong-token", "unknown-channel"])
-def test_bot_refusals_name_the_slack_error_without_the_token(fake_slack, env_change, expected):  # noqa: F811
+def test_bot_refusals_name_the_slack_error_without_the_token(fake_slack, env_change, expected):
     env = {**fake_slack.bot_environ(), **env_change}
     with pytest.raises(slack.SlackError) as error:
         slack.send("refused", slack.SlackSettings.from_env(env))
