@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sandbox import REPO
 
 PACKAGE = REPO / "ds_pipelines"
@@ -26,6 +27,7 @@ def test_import_contracts_hold():
     assert "0 broken" in lint.stdout
 
 
+@pytest.mark.slow
 def test_an_upward_import_breaks_the_layers(tmp_path: Path):
     """The contracts catch what they are there for: a lazy import of the CLI from the project layer."""
     copy = tmp_path / "repo"

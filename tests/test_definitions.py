@@ -108,6 +108,7 @@ def test_dg_check_defs_passes():
     assert "All definitions loaded successfully." in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_what_dg_scaffold_defs_writes_is_loaded_with_the_notebooks(tmp_path: Path):
     """Definitions load the dg way (``dg.load_defs`` over ``ds_pipelines/defs``): an asset scaffolded by
     ``dg scaffold defs`` into a copy of this project is in the code location, beside the notebooks."""

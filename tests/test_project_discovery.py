@@ -65,6 +65,7 @@ def test_the_cli_outside_any_project_exits_2_with_the_reason(tmp_path: Path):
     assert "error: no ds-pipelines project at or above" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_a_notebook_in_jupyter_reads_the_config_of_the_notebook_jupyter_says_is_running(tmp_path: Path, no_project_env):
     """Jupyter Server tells each kernel its notebook (JPY_SESSION_NAME): dsp.load_config() needs no path."""
     project = make_project(tmp_path / "project")
