@@ -6,7 +6,7 @@
 #   Run:                              docker run --rm ds-pipelines ds-pipelines run --all
 #
 # Needs BuildKit (RUN --mount). Tags: `ds-pipelines image-tag` hashes exactly this file, .dockerignore,
-# pyproject.toml and uv.lock; the scheme is in ds_pipelines/image.py.
+# pyproject.toml and uv.lock; the scheme is in ds_pipelines/project/image.py.
 
 ARG BASE_IMAGE=nvidia/cuda:12.6.3-runtime-ubuntu22.04
 # uv's own image, only to copy its static binary; the version that wrote uv.lock. It also fixes which

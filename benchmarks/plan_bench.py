@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ds_pipelines.git_changes import changed_files
+from ds_pipelines.triggers.git_changes import changed_files
 from ds_pipelines.project import Project
-from ds_pipelines.trigger import plan
+from ds_pipelines.triggers.rules import plan
 
 NOTEBOOKS, CONFIGS, REPEAT = 2_000, 500, 5
 ENV = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "b",

@@ -30,7 +30,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from ds_pipelines.local import INSTANCE_SETTINGS
+from ds_pipelines.execution.instance import INSTANCE_SETTINGS
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -108,7 +108,12 @@ def detected_secrets(texts: Iterable[str]) -> set[str]:
         return set()
     from detect_secrets.core.scan import scan_file
     from detect_secrets.plugins.base import RegexBasedDetector
-    from detect_secrets.settings import default_settings, get_filters, get_plugins, get_settings
+    from detect_secrets.settings import (
+        default_settings,
+        get_filters,
+        get_plugins,
+        get_settings,
+    )
 
     found: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="ds-pipelines-mask-") as scratch:

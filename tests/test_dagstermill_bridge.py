@@ -13,7 +13,11 @@ import dagstermill
 import nbclient
 import papermill
 from dagstermill.engine import DagstermillEngine
-from dagstermill.factory import execute_notebook, get_papermill_parameters, replace_parameters
+from dagstermill.factory import (
+    execute_notebook,
+    get_papermill_parameters,
+    replace_parameters,
+)
 from papermill.engines import NBClientEngine
 
 from ds_pipelines.execution.dagstermill_bridge import DAGSTERMILL_SERIES

@@ -14,7 +14,11 @@ from made_up import random_text
 
 from ds_pipelines.defs.alerts.definitions import alert_definitions
 from ds_pipelines.defs.alerts.resources import SlackNotifierResource
-from ds_pipelines.defs.alerts.sensors import RESOURCE_KEY, SENSOR_NAME, slack_on_run_failure
+from ds_pipelines.defs.alerts.sensors import (
+    RESOURCE_KEY,
+    SENSOR_NAME,
+    slack_on_run_failure,
+)
 from ds_pipelines.slack import NOT_CONFIGURED, SlackError
 
 PROJECT_URL = "https://gitlab.example.com/group/ds"

@@ -20,7 +20,14 @@ import pandas as pd
 import pytest
 import xgboost
 import yaml
-from ci_helpers import COMPONENT, OFFLINE, PROJECT, CiProject, job_environment, missing_tools
+from ci_helpers import (
+    COMPONENT,
+    OFFLINE,
+    PROJECT,
+    CiProject,
+    job_environment,
+    missing_tools,
+)
 from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, INFERENCE_CONFIG, TRAINING
 from required import require

@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.execution.instance import open_instance
-from ds_pipelines.execution.instance import COMMIT_RUNS_POOL, GPU_POOL
+from ds_pipelines.execution.instance import COMMIT_RUNS_POOL, GPU_POOL, open_instance
 from ds_pipelines.project import Project
 
 PROCESSES = 6

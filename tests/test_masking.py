@@ -16,18 +16,26 @@ import nbformat
 import pytest
 from made_up import random_text
 
-from ds_pipelines.publishing.render.comment import render_mr_comment
-from ds_pipelines.publishing.render.links import Links
-from ds_pipelines.results.origin import Provenance
 from ds_pipelines.masking import (
-    MASK, Masker, MaskingError, mask_notebook, mask_text, secret_env_values,
+    MASK,
+    Masker,
+    MaskingError,
+    mask_notebook,
+    mask_text,
+    secret_env_values,
 )
 from ds_pipelines.publishing.artifacts import mask_results_folder
-from ds_pipelines.publishing.render.release import render_release_notes
-from ds_pipelines.results.folder import load_results
 from ds_pipelines.publishing.failures import describe_failures
-from ds_pipelines.publishing.render.slack import alert_from_results, render_failure_alert
+from ds_pipelines.publishing.render.comment import render_mr_comment
+from ds_pipelines.publishing.render.links import Links
+from ds_pipelines.publishing.render.release import render_release_notes
+from ds_pipelines.publishing.render.slack import (
+    alert_from_results,
+    render_failure_alert,
+)
 from ds_pipelines.publishing.render.wiki import render_wiki_pages
+from ds_pipelines.results.folder import load_results
+from ds_pipelines.results.origin import Provenance
 
 PAPERMILL = Path(sys.executable).parent / "papermill"
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -11,10 +11,13 @@ from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, make_project, notebook_json
 from sandbox import Sandbox
 
-from ds_pipelines.triggers.checkout import checkout
-from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, commit_notebook_job
+from ds_pipelines.defs.triggers.notebook_runs import (
+    NotebookRunConfig,
+    commit_notebook_job,
+)
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.project import PROJECT_DIR_ENV
+from ds_pipelines.triggers.checkout import checkout
 
 pytestmark = pytest.mark.slow  # runs notebooks through Dagster
 

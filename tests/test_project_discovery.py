@@ -13,7 +13,11 @@ import nbformat
 import pytest
 from sandbox import CLI
 
-from ds_pipelines.project import PROJECT_DIR_ENV, ProjectNotFoundError, find_project_root
+from ds_pipelines.project import (
+    PROJECT_DIR_ENV,
+    ProjectNotFoundError,
+    find_project_root,
+)
 
 
 def make_project(root: Path) -> Path:
@@ -84,7 +88,8 @@ def test_a_notebook_in_jupyter_reads_the_config_of_the_notebook_jupyter_says_is_
     done = subprocess.run([str(papermill), str(notebook), str(out), "--cwd", str(notebook.parent)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    printed = "".join(output.get("text", "") for output in json.loads(out.read_text())["cells"][0]["outputs"])
+    outputs = json.loads(out.read_text())["cells"][0]["outputs"]
+    printed = "".join("".join(output.get("text", [])) for output in outputs)
     assert printed.strip() == "Score 0.25"
 
 

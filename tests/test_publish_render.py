@@ -22,24 +22,46 @@ import pytest
 from mlflow.tracking import MlflowClient
 from published import MARKDOWN, Rendered
 
-from ds_pipelines.publishing.render import datablock
-from ds_pipelines.tracking.baselines import (
-    BRANCH_TAG, COMMIT_TAG, NOTEBOOK_TAG, BaselineError, find_baseline,
-    mlflow_run_context_env, run_tags,
-)
-from ds_pipelines.publishing.render.comment import MR_MARKER, previous_history, render_mr_comment
-from ds_pipelines.publishing.render.links import Links, job_artifact_url
-from ds_pipelines.results.origin import Provenance
-from ds_pipelines.tracking.links import mlflow_run_url
-from ds_pipelines.tracking.registry import versions_registered_by
-from ds_pipelines.publishing.render.escape import md_code, md_code_block, md_link, safe_url
 from ds_pipelines.masking import Masker, mask_notebook
-from ds_pipelines.publishing.render.release import render_release_notes
-from ds_pipelines.results.folder import ResultsError, load_results
 from ds_pipelines.publishing.failures import describe_failures
 from ds_pipelines.publishing.merge_request import find_baselines_or_warn
-from ds_pipelines.publishing.render.slack import alert_from_results, render_failure_alert
-from ds_pipelines.publishing.render.wiki import INDEX_SLUG, WikiError, render_wiki_pages, wiki_slug
+from ds_pipelines.publishing.render import datablock
+from ds_pipelines.publishing.render.comment import (
+    MR_MARKER,
+    previous_history,
+    render_mr_comment,
+)
+from ds_pipelines.publishing.render.escape import (
+    md_code,
+    md_code_block,
+    md_link,
+    safe_url,
+)
+from ds_pipelines.publishing.render.links import Links, job_artifact_url
+from ds_pipelines.publishing.render.release import render_release_notes
+from ds_pipelines.publishing.render.slack import (
+    alert_from_results,
+    render_failure_alert,
+)
+from ds_pipelines.publishing.render.wiki import (
+    INDEX_SLUG,
+    WikiError,
+    render_wiki_pages,
+    wiki_slug,
+)
+from ds_pipelines.results.folder import ResultsError, load_results
+from ds_pipelines.results.origin import Provenance
+from ds_pipelines.tracking.baselines import (
+    BRANCH_TAG,
+    COMMIT_TAG,
+    NOTEBOOK_TAG,
+    BaselineError,
+    find_baseline,
+    mlflow_run_context_env,
+    run_tags,
+)
+from ds_pipelines.tracking.links import mlflow_run_url
+from ds_pipelines.tracking.registry import versions_registered_by
 
 NO_SECRETS = Masker()  # renders in these tests do not depend on the environment of whoever runs them
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from gitrepo import make_project
 
-from ds_pipelines.results.origin import Provenance
-from ds_pipelines.results.origin import run_commit
+from ds_pipelines.results.origin import Provenance, run_commit
 
 
 def test_the_commit_a_run_was_started_for_wins(tmp_path: Path):

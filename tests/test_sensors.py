@@ -14,11 +14,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from fake_gitlab import FakeGitLab
-from gitrepo import INFERENCE, REGISTRY, TRAINING, TRAINING_CONFIG, make_project, notebook_json
+from gitrepo import (
+    INFERENCE,
+    REGISTRY,
+    TRAINING,
+    TRAINING_CONFIG,
+    make_project,
+    notebook_json,
+)
 from sandbox import CLI
 
-from ds_pipelines.defs.triggers.resources import GitLabResource, gitlab_resource
 from ds_pipelines.defs.triggers.releases import tag_sensor
+from ds_pipelines.defs.triggers.resources import GitLabResource, gitlab_resource
 from ds_pipelines.defs.triggers.sensors import commit_sensor
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
 

@@ -17,9 +17,15 @@ from gitrepo import (
     make_project,
 )
 
-from ds_pipelines.triggers.git_changes import changed_files, parse_name_status
 from ds_pipelines.project import Project
-from ds_pipelines.project.settings import DEVELOPMENT, NO_RELEASE, PRODUCTION, TagPatternError, release_kind
+from ds_pipelines.project.settings import (
+    DEVELOPMENT,
+    NO_RELEASE,
+    PRODUCTION,
+    TagPatternError,
+    release_kind,
+)
+from ds_pipelines.triggers.git_changes import changed_files, parse_name_status
 from ds_pipelines.triggers.rules import (
     CONFIG_CHANGED,
     MODIFIED,

@@ -46,7 +46,10 @@ def slack(results_dir: Path, always: bool, project: str | None, strict: bool) ->
     from ds_pipelines.masking import Masker
     from ds_pipelines.publishing.failures import describe_failures
     from ds_pipelines.publishing.render.links import Links
-    from ds_pipelines.publishing.render.slack import alert_from_results, render_failure_alert
+    from ds_pipelines.publishing.render.slack import (
+        alert_from_results,
+        render_failure_alert,
+    )
     from ds_pipelines.results.folder import load_results
     from ds_pipelines.results.origin import Provenance
 

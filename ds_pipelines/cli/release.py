@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from ds_pipelines.cli.options import load_project, project_dir_option
-from ds_pipelines.cli.publish import Console, gitlab_client, job_artifacts, job_url_option, tracking_uri
+from ds_pipelines.cli.publish import (
+    Console,
+    gitlab_client,
+    job_artifacts,
+    job_url_option,
+    tracking_uri,
+)
 
 
 @click.command()

@@ -32,7 +32,9 @@ def ui(port: int, project_dir: Path | None) -> None:
     use_local_defaults(project)
     open_instance(project).dispose()  # sets the pool limits that the sensors' and schedule's runs share
     os.chdir(project.root)
-    _exec("dagster", "dev", "-w", "workspace.yaml", "--host", "127.0.0.1", "--port", str(port))
+    # This repository's workspace.yaml names the code location; another project loads the installed one.
+    location = ["-w", "workspace.yaml"] if (project.root / "workspace.yaml").is_file() else ["-m", "ds_pipelines.definitions"]
+    _exec("dagster", "dev", *location, "--host", "127.0.0.1", "--port", str(port))
 
 
 @click.command("mlflow-ui")

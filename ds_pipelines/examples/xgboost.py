@@ -18,7 +18,12 @@ from ds_pipelines import notebook as dsp
 from ds_pipelines.errors import NotebookInputError
 from ds_pipelines.files import write_atomically
 from ds_pipelines.tracking import tracking_uri
-from ds_pipelines.tracking.registry import ALIAS_TAG, alias_uri_parts, unsupported_endpoint, version_tagged_with_alias
+from ds_pipelines.tracking.registry import (
+    ALIAS_TAG,
+    alias_uri_parts,
+    unsupported_endpoint,
+    version_tagged_with_alias,
+)
 
 
 def xgboost_device(requested: str) -> str:

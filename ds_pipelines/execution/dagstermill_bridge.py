@@ -19,7 +19,11 @@ import dagster as dg
 import nbformat
 import papermill
 from dagstermill.engine import DagstermillEngine
-from dagstermill.factory import execute_notebook, get_papermill_parameters, replace_parameters
+from dagstermill.factory import (
+    execute_notebook,
+    get_papermill_parameters,
+    replace_parameters,
+)
 from papermill.engines import papermill_engines
 from papermill.exceptions import PapermillExecutionError
 from papermill.iorw import load_notebook_node, write_ipynb

@@ -108,6 +108,11 @@ class GitLabClient:
 
     # -- writes ------------------------------------------------------------------------------------------
 
+    def marked_note_body(self, *, mr_iid: int, marker: str) -> str | None:
+        """The body of the note ``upsert_merge_request_note`` would update (the oldest carrying ``marker``)."""
+        marked = self._marked_notes(self.project.mergerequests.get(mr_iid, lazy=True).notes, mr_iid, marker)
+        return marked[0].get("body") if marked else None
+
     def upsert_merge_request_note(self, *, mr_iid: int, marker: str, body: str) -> int:
         """Make the one note of merge request ``!mr_iid`` that carries ``marker`` say ``body``; its id.
 

@@ -1,8 +1,8 @@
 """The merge-request comment: one note per merge request, found again by its marker and updated in place.
 
 The caller reads the results folder (bad input stops everything) and finds the merge request and GitLab
-(nowhere to publish: best effort). Then, in order: the previous comment (its results become the history; a refused token fails
-here, before any slow work), then MLflow (baselines, links; a lookup that fails is a warning and the
+(nowhere to publish: best effort). Then, in order: the previous comment (its results become the history;
+a refused token fails here, before any slow work), then MLflow (baselines, links; a lookup that fails is a warning and the
 comment goes out without it), plot uploads, and last the one write that matters,
 ``upsert_merge_request_note``, which survives retried and duplicated requests.
 """
@@ -26,7 +26,6 @@ from ds_pipelines.tracking.baselines import Baseline, find_baseline
 
 TEXT_PLOT_SUFFIXES = (".svg",)
 """Plots that are text, masked like any notebook output before they are uploaded (PNGs are pixels)."""
-_PER_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def publish_merge_request_comment(
     warn: Warn,
 ) -> CommentOutcome:
     """Create or update the results comment of merge request ``!mr_iid``."""
-    previous = marked_note_body(client, mr_iid, MR_MARKER)  # first: a refused token stops here, before MLflow
+    previous = client.marked_note_body(mr_iid=mr_iid, marker=MR_MARKER)  # first: a refused token stops here, before MLflow
     links = run_links(results, origin, tracking_uri=tracking_uri, artifacts=artifacts, warn=warn)
     baselines = find_baselines_or_warn(results, default_branch, tracking_uri, warn)
     plots = upload_plots(client, results, masker, warn)
@@ -83,19 +82,6 @@ def find_baselines_or_warn(
         except (DsPipelinesError, MlflowException, OSError) as exc:
             warn(f"no baseline for {nb.name}: {first_line(exc)}")
     return baselines
-
-
-def marked_note_body(client: GitLabClient, mr_iid: int, marker: str) -> str | None:
-    """The body of the note ``upsert_merge_request_note`` would update (the oldest carrying ``marker``)."""
-    notes = client.project.mergerequests.get(mr_iid, lazy=True).notes
-    listed = client.call(f"listing notes of merge request !{mr_iid}", notes.list,
-                         get_all=True, per_page=_PER_PAGE, sort="asc", order_by="created_at")
-    marked = [
-        note.attributes for note in listed
-        if not note.attributes.get("system") and marker in (note.attributes.get("body") or "")
-    ]
-    marked.sort(key=lambda note: (note.get("created_at") or "", note["id"]))
-    return marked[0]["body"] if marked else None
 
 
 def upload_plots(client: GitLabClient, results: RunResults, masker: Masker, warn: Warn) -> dict[str, dict[str, str]]:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.gitlab import repository
 from ds_pipelines.gitlab.client import GitLabClient
 from ds_pipelines.gitlab.errors import GitLabError
-from ds_pipelines.gitlab import repository
 from ds_pipelines.gitlab.repository import Commit, commits_since, open_merge_requests
 from ds_pipelines.project import Project
 from ds_pipelines.project.settings import TriggerSettings

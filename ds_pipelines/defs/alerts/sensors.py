@@ -11,7 +11,11 @@ import dagster as dg
 
 from ds_pipelines.defs.alerts.resources import SlackNotifierResource
 from ds_pipelines.masking import Masker
-from ds_pipelines.publishing.render.slack import FailedNotebook, FailureAlert, render_failure_alert
+from ds_pipelines.publishing.render.slack import (
+    FailedNotebook,
+    FailureAlert,
+    render_failure_alert,
+)
 from ds_pipelines.results.origin import TAG_PREFIX, Provenance
 
 SENSOR_NAME = "slack_on_run_failure"

@@ -9,7 +9,10 @@ from papermill.exceptions import PapermillExecutionError
 
 from ds_pipelines.defs.notebooks.config_schema import config_schema
 from ds_pipelines.defs.notebooks.resources import MLflowResource
-from ds_pipelines.execution.dagstermill_bridge import cell_failure, execute_notebook_step
+from ds_pipelines.execution.dagstermill_bridge import (
+    cell_failure,
+    execute_notebook_step,
+)
 from ds_pipelines.execution.instance import GPU_POOL
 from ds_pipelines.project import NotebookSpec, Project, asset_name
 from ds_pipelines.results.handover import read_report

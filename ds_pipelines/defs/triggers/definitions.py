@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ds_pipelines.defs.triggers.notebook_runs import commit_notebook_job, scheduled_notebook_job
+from ds_pipelines.defs.triggers.notebook_runs import (
+    commit_notebook_job,
+    scheduled_notebook_job,
+)
 from ds_pipelines.defs.triggers.releases import release_job, tag_sensor
 from ds_pipelines.defs.triggers.resources import gitlab_resource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule

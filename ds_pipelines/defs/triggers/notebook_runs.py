@@ -24,7 +24,6 @@ import dagster as dg
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.execution.instance import COMMIT_RUNS_POOL, DAGSTER_HOME_ENV
-from ds_pipelines.masking import Masker
 from ds_pipelines.project import Project
 from ds_pipelines.publishing.merge_request import publish_merge_request_comment
 from ds_pipelines.publishing.wiki import publish_wiki_pages

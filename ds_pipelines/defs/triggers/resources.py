@@ -8,7 +8,6 @@ from collections.abc import Mapping
 import dagster as dg
 
 from ds_pipelines.gitlab.client import GitLabClient
-from ds_pipelines.masking import Masker
 from ds_pipelines.gitlab.settings import (
     PROJECT_VARIABLES,
     TOKEN_VARIABLE_NAMES,
@@ -16,6 +15,7 @@ from ds_pipelines.gitlab.settings import (
     GitLabSettings,
     missing_gitlab_variables,
 )
+from ds_pipelines.masking import Masker
 
 
 class GitLabResource(dg.ConfigurableResource):

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, run_scheduled_notebook, scheduled_notebook_job
+from ds_pipelines.defs.triggers.notebook_runs import (
+    NotebookRunConfig,
+    run_scheduled_notebook,
+    scheduled_notebook_job,
+)
 from ds_pipelines.errors import ConfigError, NotebookNotFoundError
 from ds_pipelines.project import REGISTRY_FILE, Project
 from ds_pipelines.project.settings import SCORING_NOTEBOOK

@@ -9,7 +9,10 @@ import json
 
 import dagster as dg
 
-from ds_pipelines.defs.triggers.notebook_runs import NotebookRunConfig, commit_notebook_job
+from ds_pipelines.defs.triggers.notebook_runs import (
+    NotebookRunConfig,
+    commit_notebook_job,
+)
 from ds_pipelines.defs.triggers.resources import GitLabResource, not_configured
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab.repository import repository_url

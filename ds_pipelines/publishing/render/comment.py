@@ -10,16 +10,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ds_pipelines.masking import Masker
 from ds_pipelines.publishing.render import datablock
-from ds_pipelines.publishing.render.links import Links
 from ds_pipelines.publishing.render.escape import md_code, md_image, md_link, md_text
 from ds_pipelines.publishing.render.failure import Failure, describe_failure
-from ds_pipelines.masking import Masker
+from ds_pipelines.publishing.render.links import Links
 from ds_pipelines.publishing.render.numbers import (
-    format_delta, format_duration, format_time, format_value, key_metrics, ordered_metrics, short_sha,
+    format_delta,
+    format_duration,
+    format_time,
+    format_value,
+    key_metrics,
+    ordered_metrics,
+    short_sha,
 )
-from ds_pipelines.results.folder import NotebookResult, RunResults
 from ds_pipelines.publishing.render.safe import SafeText
+from ds_pipelines.results.folder import NotebookResult, RunResults
 from ds_pipelines.tracking.baselines import Baseline
 
 MR_MARKER = "<!-- ds-pipelines:metrics -->"

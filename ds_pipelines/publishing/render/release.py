@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ds_pipelines.publishing.render.links import Links
+from ds_pipelines.masking import Masker
+from ds_pipelines.project.settings import DEVELOPMENT, PRODUCTION
 from ds_pipelines.publishing.render.escape import md_code, md_link
 from ds_pipelines.publishing.render.failure import Failure, describe_failure
-from ds_pipelines.masking import Masker
-from ds_pipelines.publishing.render.numbers import format_duration, format_value, ordered_metrics, short_sha
-from ds_pipelines.results.folder import NotebookResult, RunResults
+from ds_pipelines.publishing.render.links import Links
+from ds_pipelines.publishing.render.numbers import (
+    format_duration,
+    format_value,
+    ordered_metrics,
+    short_sha,
+)
 from ds_pipelines.publishing.render.safe import SafeText
-from ds_pipelines.project.settings import DEVELOPMENT, PRODUCTION
+from ds_pipelines.results.folder import NotebookResult, RunResults
 from ds_pipelines.tracking.registry import ModelVersion
 
 KIND_WORDS = {PRODUCTION: "production release", DEVELOPMENT: "development release"}

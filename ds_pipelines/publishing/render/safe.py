@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ds_pipelines.publishing.render import escape
 from ds_pipelines.masking import Masker
+from ds_pipelines.publishing.render import escape
 
 
 class SafeText:

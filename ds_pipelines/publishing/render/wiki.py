@@ -15,14 +15,20 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.publishing.render import datablock
-from ds_pipelines.publishing.render.links import Links
-from ds_pipelines.publishing.render.escape import md_code, md_link, md_text
 from ds_pipelines.masking import Masker
-from ds_pipelines.publishing.render.numbers import format_duration, format_time, format_value, key_metrics, short_sha
+from ds_pipelines.publishing.render import datablock
+from ds_pipelines.publishing.render.escape import md_code, md_link, md_text
+from ds_pipelines.publishing.render.links import Links
+from ds_pipelines.publishing.render.numbers import (
+    format_duration,
+    format_time,
+    format_value,
+    key_metrics,
+    short_sha,
+)
+from ds_pipelines.publishing.render.safe import SafeText
 from ds_pipelines.results.folder import NotebookResult, RunResults
 from ds_pipelines.results.origin import Provenance
-from ds_pipelines.publishing.render.safe import SafeText
 
 WIKI_MARKER = "<!-- ds-pipelines:wiki -->"
 INDEX_SLUG = "model-runs"
