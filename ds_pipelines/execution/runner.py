@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,30 +81,6 @@ def run_notebooks(
         kernels.shutdown_all()
 
 
-@dataclass
-class _Outcome:
-    """What is known about a notebook while it runs; a NotebookResult once it is done."""
-
-    spec: NotebookSpec
-    status: str = "not-run"
-    duration_s: float = 0.0
-    dagster_run_id: str | None = None
-    executed_notebook: Path | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    mlflow_run_id: str | None = None
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    error: str | None = None
-    failed_cell: int | None = None
-
-    def result(self) -> NotebookResult:
-        return NotebookResult(
-            notebook=self.spec.path, name=self.spec.name, status=self.status, duration_s=self.duration_s,
-            dagster_run_id=self.dagster_run_id, mlflow_run_id=self.mlflow_run_id, metrics=self.metrics,
-            executed_notebook=self.executed_notebook, artifacts=self.artifacts, error=self.error,
-            failed_cell=self.failed_cell,
-        )
-
-
 def _run_in_order(
     project: Project,
     specs: list[NotebookSpec],
@@ -122,11 +98,10 @@ def _run_in_order(
 
         instance = open_instance(project)
         reconstructable_job = dg.reconstructable(job.load())
-    outcomes = [_Outcome(spec) for spec in specs]
+    results = [NotebookResult(notebook=spec.path, name=spec.name) for spec in specs]
     papermill_log = logging.getLogger("papermill")
     papermill_log.setLevel(logging.INFO)
-    for outcome in outcomes:
-        spec = outcome.spec
+    for index, spec in enumerate(specs):
         kernels.wait_for_exits()  # the previous notebook's kernel exited while Dagster recorded its step
         # Only the first notebook gets an early kernel (started above): an early kernel for a later notebook
         # sometimes never answered nbclient under load ("Kernel didn't respond in 120 seconds"), so later
@@ -137,7 +112,7 @@ def _run_in_order(
         papermill_log.addHandler(progress)
         started = time.monotonic()
         try:
-            result = dg.execute_job(
+            run = dg.execute_job(
                 reconstructable_job,
                 instance=instance,
                 asset_selection=[dg.AssetKey(spec.name)],
@@ -147,25 +122,23 @@ def _run_in_order(
             )
         finally:
             papermill_log.removeHandler(progress)
-        outcome.duration_s = round(time.monotonic() - started, 2)
-        outcome.dagster_run_id = result.run_id
-        if result.success:
-            materialization = result.asset_materializations_for_node(spec.name)[0]
-            outcome.executed_notebook = Path(materialization.metadata["executed_notebook"].value)
-            handed_over = read_report(outcome.executed_notebook)
-            outcome.status = "success"
-            outcome.metrics = handed_over.get("metrics", {})
-            outcome.mlflow_run_id = handed_over.get("mlflow_run_id")
-            outcome.artifacts = {name: Path(path) for name, path in handed_over.get("artifacts", {}).items()}
-            on_line(f"✔ {spec.path} succeeded in {outcome.duration_s:.1f} s")
+        ran = replace(results[index], duration_s=round(time.monotonic() - started, 2), dagster_run_id=run.run_id)
+        if run.success:
+            executed = Path(run.asset_materializations_for_node(spec.name)[0].metadata["executed_notebook"].value)
+            handed_over = read_report(executed)
+            results[index] = replace(
+                ran, status="success", executed_notebook=executed, metrics=handed_over.get("metrics", {}),
+                mlflow_run_id=handed_over.get("mlflow_run_id"),
+                artifacts={name: Path(path) for name, path in handed_over.get("artifacts", {}).items()},
+            )
+            on_line(f"✔ {spec.path} succeeded in {ran.duration_s:.1f} s")
             continue
-        outcome.status = "failed"
-        _record_failure(outcome, result)
-        on_line(f"✘ {spec.path} failed after {outcome.duration_s:.1f} s: {outcome.error}")
-        if outcome.executed_notebook:
-            on_line(f"  executed notebook kept at {outcome.executed_notebook}")
+        results[index] = failed = _failed(ran, run)
+        on_line(f"✘ {spec.path} failed after {failed.duration_s:.1f} s: {failed.error}")
+        if failed.executed_notebook:
+            on_line(f"  executed notebook kept at {failed.executed_notebook}")
         break
-    return [outcome.result() for outcome in outcomes]
+    return results
 
 
 @contextmanager
@@ -183,18 +156,16 @@ def _long_lived_objects() -> Iterator[None]:
         gc.enable()
 
 
-def _record_failure(outcome: _Outcome, result) -> None:
-    failures = result.get_step_failure_events()
+def _failed(result: NotebookResult, run) -> NotebookResult:
+    """``result`` as failed, with the error (and cell, and executed notebook) that Dagster's run recorded."""
+    failures = run.get_step_failure_events()
     if not failures:
-        outcome.error = f"Dagster run {result.run_id} failed before the notebook ran"
-        return
+        return replace(result, status="failed", error=f"Dagster run {run.run_id} failed before the notebook ran")
     data = failures[0].step_failure_data
     user = data.user_failure_data
     if user is None:
-        outcome.error = data.error.message.strip() if data.error else "unknown error"
-        return
-    outcome.error = user.description
+        return replace(result, status="failed", error=data.error.message.strip() if data.error else "unknown error")
     metadata = {key: value.value for key, value in user.metadata.items()}
-    outcome.failed_cell = metadata.get("failed_cell")
-    if "executed_notebook" in metadata:
-        outcome.executed_notebook = Path(metadata["executed_notebook"])
+    executed = metadata.get("executed_notebook")
+    return replace(result, status="failed", error=user.description, failed_cell=metadata.get("failed_cell"),
+                   executed_notebook=Path(executed) if executed else None)
