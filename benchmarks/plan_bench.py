@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ds_pipelines.triggers.git_changes import changed_files
 from ds_pipelines.project import Project
+from ds_pipelines.triggers.git_changes import changed_files
 from ds_pipelines.triggers.rules import plan
 
 NOTEBOOKS, CONFIGS, REPEAT = 2_000, 500, 5

@@ -33,7 +33,7 @@ from gitrepo import INFERENCE, INFERENCE_CONFIG, TRAINING
 from required import require
 from sklearn.datasets import load_breast_cancer
 
-from ds_pipelines.project import settings
+from ds_pipelines.project import defaults
 
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 JOB_NAMES = {
@@ -93,7 +93,7 @@ def test_ci_files_validate_against_gitlab_schema(tmp_path):
     assert typo.returncode == 1 and "artefacts" in typo.stdout
 
 
-@pytest.mark.parametrize(("name", "kind"), [("production-tag", settings.PRODUCTION), ("development-tag", settings.DEVELOPMENT)])
+@pytest.mark.parametrize(("name", "kind"), [("production-tag", defaults.PRODUCTION), ("development-tag", defaults.DEVELOPMENT)])
 def test_release_tag_inputs_agree_with_the_trigger_rules(name, kind):
     spec, _ = component_documents()
     rule = spec["spec"]["inputs"][name]["default"]
@@ -103,7 +103,7 @@ def test_release_tag_inputs_agree_with_the_trigger_rules(name, kind):
             "v1.2.3.4", "V1.2.3", "xdev-1.2.3", "dev-1.2"]
     for tag in tags:
         by_ci = pattern.search(tag) is not None  # GitLab's =~ searches: the pattern must anchor itself
-        assert by_ci == (settings.release_kind(tag) == kind), tag
+        assert by_ci == (defaults.release_kind(tag) == kind), tag
 
 
 def test_missing_tools_say_what_to_install(tmp_path):

@@ -108,6 +108,24 @@ def test_cli_prints_the_tag(project, tmp_path):
     assert prefixed.stdout == f"registry.example.com/g/p:{expected}\n"
 
 
+def test_image_tag_needs_nothing_but_the_package_and_click(project, tmp_path):
+    """CI's build-container and release-image jobs run `ds-pipelines image-tag` in the docker client image,
+    where the package is installed with click alone (`pip install --no-deps`, templates/notebooks.yml)."""
+    absent = ["pydantic", "yaml", "dagster", "dagstermill", "mlflow", "pandas", "gitlab", "requests", "jupyter_client"]
+    code = (
+        "import sys\n"
+        f"sys.modules.update(dict.fromkeys({absent!r}))  # each import of these now fails\n"
+        "from ds_pipelines.cli import main\n"
+        "main()\n"
+    )
+    for args, expected in (
+        (["image-tag", "--project-dir", str(project)], f"{image_tag(project)}\n"),
+        (["image-tag", "--release", "v1.2.3", "--prefix", "r/p:"], "r/p:v1.2.3\nr/p:production\n"),
+    ):
+        done = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stdout) == (0, expected), done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("path", IMAGE_FILES)
 def test_missing_image_file_is_named(project, path):
     (project / path).unlink()

@@ -219,7 +219,9 @@ def test_a_token_printed_by_a_notebook_reaches_no_comment_wiki_or_upload(trained
 
 @pytest.mark.slow
 def test_two_publishes_make_two_wiki_rows_newest_first_and_an_index(trained, results, tmp_path, fake_gitlab):
-    env = ci_env(trained, fake_gitlab, tmp_path)
+    # From a folder outside any project: with MLFLOW_TRACKING_URI set, publishing needs no project.
+    env = {k: v for k, v in ci_env(trained, fake_gitlab, tmp_path).items() if k != "DS_PIPELINES_PROJECT_DIR"}
+    assert "MLFLOW_TRACKING_URI" in env and not (tmp_path / "configs" / "notebooks.yaml").exists()
     set_commit(results, FIRST_SHA)
     first = run_cli(env, "publish", "wiki", "--results", str(results), cwd=tmp_path)
     assert_clean_exit(first)

@@ -18,7 +18,7 @@ from gitrepo import (
 )
 
 from ds_pipelines.project import Project
-from ds_pipelines.project.settings import (
+from ds_pipelines.project.defaults import (
     DEVELOPMENT,
     NO_RELEASE,
     PRODUCTION,

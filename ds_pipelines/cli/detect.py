@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.project import settings
+from ds_pipelines.project import defaults
 from ds_pipelines.triggers import rules
 
 _BAD_INPUT = 2
@@ -30,11 +30,11 @@ _BAD_INPUT = 2
               help="On a first push, compare with where the branch left this one, when it is fetched.")
 @click.option("--scoring-notebook", metavar="PATH", envvar="SCORING_NOTEBOOK", show_envvar=True,
               help="The notebook a schedule runs. Default: triggers.schedule.notebook in configs/notebooks.yaml "
-              f"({settings.SCORING_NOTEBOOK} when unset).")
+              f"({defaults.SCORING_NOTEBOOK} when unset).")
 @click.option("--production-tag", metavar="REGEX", help="Full-match pattern of production release tags (deployed). "
-              f"Default: triggers.production_tag in configs/notebooks.yaml ({settings.PRODUCTION_TAG} when unset).")
+              f"Default: triggers.production_tag in configs/notebooks.yaml ({defaults.PRODUCTION_TAG} when unset).")
 @click.option("--development-tag", metavar="REGEX", help="Full-match pattern of development tags (not deployed). "
-              f"Default: triggers.development_tag in configs/notebooks.yaml ({settings.DEVELOPMENT_TAG} when unset).")
+              f"Default: triggers.development_tag in configs/notebooks.yaml ({defaults.DEVELOPMENT_TAG} when unset).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--dotenv", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan to FILE for GitLab's artifacts:reports:dotenv (DSP_NOTEBOOKS, DSP_SKIP, "
@@ -86,7 +86,7 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
         triggers = project.triggers
         result = rules.plan(
             project, changes, message, source, tag,
-            scoring_notebook or triggers.schedule.notebook or settings.SCORING_NOTEBOOK,
+            scoring_notebook or triggers.schedule.notebook or defaults.SCORING_NOTEBOOK,
             production_tag=production_tag or triggers.production_tag,
             development_tag=development_tag or triggers.development_tag,
         )

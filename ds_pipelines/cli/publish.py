@@ -84,10 +84,12 @@ class Console:
 
 
 def tracking_uri(project_dir: Path | None) -> str:
-    """MLFLOW_TRACKING_URI, else the project's local store (where `ds-pipelines run` tracks)."""
+    """MLFLOW_TRACKING_URI, else the project's local store (where `ds-pipelines run` tracks). A tracking server
+    needs no project: results downloaded from CI publish from any folder."""
+    from ds_pipelines.tracking import TRACKING_URI_ENV
     from ds_pipelines.tracking import tracking_uri as project_tracking_uri
 
-    return project_tracking_uri(load_project(project_dir))
+    return os.environ.get(TRACKING_URI_ENV) or project_tracking_uri(load_project(project_dir))
 
 
 def gitlab_client():

@@ -57,7 +57,7 @@ def release(tag: str, results_dir: Path | None, model: str | None, job_url: str 
     """
     from ds_pipelines.gitlab import GitLabError
     from ds_pipelines.masking import Masker
-    from ds_pipelines.project.settings import DEVELOPMENT, PRODUCTION
+    from ds_pipelines.project.defaults import DEVELOPMENT, PRODUCTION
     from ds_pipelines.publishing.release import release as release_tag
     from ds_pipelines.results.folder import load_results
     from ds_pipelines.results.origin import Provenance

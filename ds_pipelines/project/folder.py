@@ -16,13 +16,14 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any
 
 from ds_pipelines.errors import ConfigError, DsPipelinesError, NotebookNotFoundError
-from ds_pipelines.project.config import load_config, read_yaml, resolve_schema, validate
-from ds_pipelines.project.settings import TriggerSettings
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from ds_pipelines.project.settings import TriggerSettings
 
 PROJECT_DIR_ENV = "DS_PIPELINES_PROJECT_DIR"
 NOTEBOOKS_DIR = "notebooks"
@@ -105,6 +106,10 @@ class Project:
 
     @cached_property
     def _registry_file(self) -> dict[str, Any]:
+        # Imported here, as every YAML and pydantic import in this module: `ds-pipelines image-tag` imports the
+        # package in CI's docker client image, where ds-pipelines is installed without its dependencies.
+        from ds_pipelines.project.config import read_yaml
+
         file = self.root / REGISTRY_FILE
         data = (read_yaml(file, display=REGISTRY_FILE) if file.exists() else None) or {}
         if not isinstance(data, dict) or not set(data) <= _TOP_LEVEL_KEYS:
@@ -117,6 +122,9 @@ class Project:
     @cached_property
     def triggers(self) -> TriggerSettings:
         """The ``triggers:`` section: branches the sensors watch, the scoring schedule, the GPU limit."""
+        from ds_pipelines.project.config import validate
+        from ds_pipelines.project.settings import TriggerSettings
+
         section = self._registry_file.get("triggers") or {}
         return validate(TriggerSettings, section, display=REGISTRY_FILE, key_prefix="triggers.")
 
@@ -205,12 +213,16 @@ class Project:
 
     def schema_model(self, spec: NotebookSpec) -> type[BaseModel] | None:
         """The model that validates the notebook's config; None for a notebook without a config."""
+        from ds_pipelines.project.config import resolve_schema
+
         if spec.config is None and spec.schema is None:
             return None
         return resolve_schema(spec.schema, root=self.root, display=REGISTRY_FILE, key=f"notebooks.{spec.path}.schema")
 
     def config_for(self, spec: NotebookSpec, override: Path | None = None) -> dict[str, Any]:
         """The notebook's validated config as plain data (``{}`` for a notebook without one)."""
+        from ds_pipelines.project.config import load_config, resolve_schema
+
         if override is None and spec.config is None:
             return {}
         file = override or self.root / spec.config

@@ -20,7 +20,7 @@ import hashlib
 from pathlib import Path
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.project.settings import DEVELOPMENT, PRODUCTION, release_kind
+from ds_pipelines.project.defaults import DEVELOPMENT, PRODUCTION, release_kind
 
 IMAGE_FILES: tuple[str, ...] = ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock")
 """Paths, relative to the project root, whose content defines the image (and nothing else does)."""

@@ -1,9 +1,7 @@
-"""The ``triggers:`` section of ``configs/notebooks.yaml``, and what a release tag is.
+"""The ``triggers:`` section of ``configs/notebooks.yaml``: what the Dagster sensors and schedule watch.
 
-A Dagster deployment reads the section to know which branches to watch, when to score, and how many GPU
-notebooks may run at once. The tag patterns are shared by everyone who classifies a tag: ``ds-pipelines
-detect`` and the tag sensor (which tags start a release), ``ds-pipelines release`` (which alias) and
-``ds-pipelines image-tag`` (which image tags).
+A Dagster deployment reads it to know which branches to watch, when to score, and how many GPU notebooks
+may run at once; its defaults and tag rules are in ``ds_pipelines.project.defaults`` say which tags are releases.
 """
 
 from __future__ import annotations
@@ -13,36 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.project.defaults import DEVELOPMENT_TAG, PRODUCTION_TAG, release_kind
 from ds_pipelines.project.schemas.base import StrictModel
-
-PRODUCTION, DEVELOPMENT, NO_RELEASE = "production", "development", "none"
-
-PRODUCTION_TAG = r"v[0-9]+\.[0-9]+\.[0-9]+"
-"""Full-match pattern of production release tags. ``v1.2.3-rc1`` does not match: a pre-release is no
-production release, and as it matches neither pattern it is no release at all (``none``)."""
-DEVELOPMENT_TAG = r"dev-[0-9]+\.[0-9]+\.[0-9]+"
-"""Full-match pattern of development tags: released, never deployed."""
-
-SCORING_NOTEBOOK = "notebooks/inference_example.ipynb"
-"""The notebook a ``schedule`` pipeline runs when ``triggers.schedule.notebook`` is unset."""
-
-
-class TagPatternError(DsPipelinesError):
-    """A release tag pattern that is not a regular expression."""
-
-
-def release_kind(tag: str | None, production: str = PRODUCTION_TAG, development: str = DEVELOPMENT_TAG) -> str:
-    """``production``, ``development`` or ``none`` for a tag; patterns must match the whole tag."""
-    if not tag:
-        return NO_RELEASE
-    for kind, pattern in ((PRODUCTION, production), (DEVELOPMENT, development)):
-        try:
-            if re.fullmatch(pattern, tag):
-                return kind
-        except re.error as exc:
-            raise TagPatternError(f"{kind} tag pattern {pattern!r} is not a valid regular expression: {exc}") from None
-    return NO_RELEASE
 
 # Five fields of digits, names (MON, JAN), "*", ranges, steps and lists; or a macro such as "@daily".
 _CRON_FIELD = r"[0-9A-Za-z*?/,\-]+"

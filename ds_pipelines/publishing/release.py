@@ -21,7 +21,7 @@ from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab import GitLabClient, GitLabError
 from ds_pipelines.masking import Masker
 from ds_pipelines.project import Project
-from ds_pipelines.project.settings import DEVELOPMENT, PRODUCTION
+from ds_pipelines.project.defaults import DEVELOPMENT, PRODUCTION
 from ds_pipelines.publishing.failures import describe_failures
 from ds_pipelines.publishing.links import JobArtifacts, Warn, first_line, run_links
 from ds_pipelines.publishing.render.escape import md_code, md_text

@@ -33,7 +33,7 @@ from typing import Any
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.project import CHECKPOINTS_DIR, NOTEBOOKS_DIR, NotebookSpec, Project
-from ds_pipelines.project.settings import (
+from ds_pipelines.project.defaults import (
     DEVELOPMENT_TAG,
     NO_RELEASE,
     PRODUCTION_TAG,

@@ -14,7 +14,7 @@ from ds_pipelines.defs.triggers.resources import GitLabResource, not_configured
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab.repository import tags
 from ds_pipelines.project import Project
-from ds_pipelines.project.settings import PRODUCTION
+from ds_pipelines.project.defaults import PRODUCTION
 from ds_pipelines.publishing.release import release
 from ds_pipelines.results.origin import TAG_PREFIX, Provenance
 from ds_pipelines.tracking import tracking_uri

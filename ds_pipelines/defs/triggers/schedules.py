@@ -15,7 +15,7 @@ from ds_pipelines.defs.triggers.notebook_runs import (
 )
 from ds_pipelines.errors import ConfigError, NotebookNotFoundError
 from ds_pipelines.project import REGISTRY_FILE, Project
-from ds_pipelines.project.settings import SCORING_NOTEBOOK
+from ds_pipelines.project.defaults import SCORING_NOTEBOOK
 from ds_pipelines.results.origin import TAG_PREFIX
 from ds_pipelines.triggers.rules import SCHEDULED
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ds_pipelines.masking import Masker
-from ds_pipelines.project.settings import DEVELOPMENT, PRODUCTION
+from ds_pipelines.project.defaults import DEVELOPMENT, PRODUCTION
 from ds_pipelines.publishing.render.escape import md_code, md_link
 from ds_pipelines.publishing.render.failure import Failure, describe_failure
 from ds_pipelines.publishing.render.links import Links
