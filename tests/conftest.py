@@ -1,7 +1,8 @@
 """Shared fixtures: every test runs against its own Dagster instance, MLflow store and output folder.
 
-The helpers behind them live in sandbox.py; the ``fake_gitlab`` and ``fake_slack`` fixtures come from
-fake_gitlab.py and fake_slack.py, loaded as plugins below, so test modules take them without importing them.
+The helpers behind them live in sandbox.py; the ``fake_gitlab``, ``fake_slack`` and ``postgres`` fixtures come
+from fake_gitlab.py, fake_slack.py and postgres.py, loaded as plugins below, so test modules take them without
+importing them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from sandbox import Sandbox, make_sandbox
 
-pytest_plugins = ["fake_gitlab", "fake_slack"]
+pytest_plugins = ["fake_gitlab", "fake_slack", "postgres"]
 
 
 @pytest.fixture

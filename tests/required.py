@@ -1,5 +1,6 @@
 """Tools some tests need beyond the Python packages: gitlab-ci-local with Node.js and rsync
-(tests/test_gitlab_ci.py), a Docker daemon and debootstrap (tests/test_image_build.py).
+(tests/test_gitlab_ci.py), a Docker daemon and debootstrap (tests/test_image_build.py), a PostgreSQL server
+(tests/postgres.py).
 
 ``./run-tests`` installs them where it can (as root or with passwordless sudo: ci-tools/install-test-tools).
 Where one is still missing, ``require`` skips the test, saying what to install; in CI (``CI=true``, as

@@ -1,8 +1,9 @@
-"""Runs that start at the same moment on one fresh Dagster instance.
+"""Runs that start at the same moment on one fresh Dagster instance, on SQLite or on Postgres.
 
 Every ``ds-pipelines run`` opens the instance and writes the pool limits before its notebooks run, so runs
 started together race to create the same tables and rows: each must succeed, and each pool must end with
-exactly its configured number of slots.
+exactly its configured number of slots. On Postgres the processes do not share the lock file (each has its
+own instance folder, as CI jobs on different machines would).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import pytest
 import yaml
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.execution.instance import COMMIT_RUNS_POOL, GPU_POOL, open_instance
+from ds_pipelines.execution.instance import (
+    COMMIT_RUNS_POOL,
+    GPU_POOL,
+    INSTANCE_SETTINGS,
+    POSTGRES_STORAGE,
+    POSTGRES_URL_ENV,
+    open_instance,
+)
 from ds_pipelines.project import Project
 
 PROCESSES = 6
@@ -30,17 +38,26 @@ def open_together(dagster_home: str, project_dir: str, start: multiprocessing.sy
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("storage", ["sqlite", "postgres"])
 @pytest.mark.parametrize("gpu_concurrency", [1, 3])
-def test_runs_that_start_together_on_a_fresh_instance_all_get_it(tmp_path: Path, gpu_concurrency: int):
+def test_runs_that_start_together_on_a_fresh_instance_all_get_it(tmp_path: Path, gpu_concurrency: int, storage: str,
+                                                                 request, monkeypatch):
     (tmp_path / "configs").mkdir()
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "configs" / "notebooks.yaml").write_text(yaml.safe_dump({"triggers": {"gpu_concurrency": gpu_concurrency}}))
-    dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
+    homes = [tmp_path / "dagster"] * PROCESSES
+    if storage == "postgres":
+        server = request.getfixturevalue("postgres")
+        monkeypatch.setenv(POSTGRES_URL_ENV, server.url(server.new_database()))  # spawned processes inherit it
+        homes = [tmp_path / f"dagster-{index}" for index in range(PROCESSES)]
+    for home in homes:
+        home.mkdir(exist_ok=True)
+        (home / "dagster.yaml").write_text(INSTANCE_SETTINGS + (POSTGRES_STORAGE if storage == "postgres" else ""))
+    dagster_home = homes[0]
 
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(PROCESSES)
-    processes = [context.Process(target=open_together, args=(str(dagster_home), str(tmp_path), start)) for _ in range(PROCESSES)]
+    processes = [context.Process(target=open_together, args=(str(home), str(tmp_path), start)) for home in homes]
     for process in processes:
         process.start()
     for process in processes:

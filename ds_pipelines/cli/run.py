@@ -81,7 +81,8 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
         run_tags(origin.commit, origin.branch, origin.merge_request, origin.pipeline_url, origin.job_url), os.environ,
     ))
     notebooks = run_notebooks(project, specs, job=JobPointer(*NOTEBOOKS_JOB), configs=configs, tags=tags,
-                              on_line=lambda line: click.echo(line, err=True))
+                              on_line=lambda line: click.echo(line, err=True),
+                              executed_notebook_urls=_artifact_urls(specs, output_dir, origin.job_url))
     run = RunResults(
         status=run_status(notebooks), started_at=started_at.isoformat(timespec="seconds"),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), commit_sha=commit_sha, branch=branch,
@@ -100,6 +101,19 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     gc.freeze()
     if summary["status"] != "success":
         sys.exit(1)
+
+
+def _artifact_urls(specs: list, output_dir: Path | None, job_url: str | None) -> dict[str, str]:
+    """Where each executed notebook will be in a CI job's artifacts (the job keeps ``--output-dir``): the
+    runs' link from a shared Dagster instance, whose UI cannot read the job's disk."""
+    from ds_pipelines.cli.publish import job_artifacts
+    from ds_pipelines.results.folder import executed_notebook_file
+
+    artifacts = job_artifacts(job_url)
+    if artifacts is None or output_dir is None:
+        return {}
+    urls = {spec.path: artifacts.url(executed_notebook_file(output_dir, spec.name)) for spec in specs}
+    return {path: url for path, url in urls.items() if url}
 
 
 def _print_summary(summary: dict, project: Project) -> None:

@@ -6,10 +6,17 @@
   (pool ``gpu``), commit runs go one at a time (pool ``commit_runs``). ``ds-pipelines run`` and
   ``ds-pipelines ui`` set them on the instance they use; a deployment with its own instance sets them once
   with ``dagster instance concurrency set gpu N`` (and ``commit_runs 1``).
-- On a fresh local instance, processes that open it together race to create its SQLite tables (alembic's
-  version table ends up with two heads) and then its pool rows (a UNIQUE error, or a pool's slots allocated
-  twice). A lock file in the instance folder lets one process at a time set the instance up
-  (``open_instance``).
+- With ``DAGSTER_POSTGRES_URL`` set, the local default keeps runs, event logs, schedules and sensor state in
+  that Postgres database instead (a separate instance folder, ``dagster-postgres``, holds only the captured
+  logs and the executed notebooks of this machine): a CI job's runs then show in the deployment's UI. A
+  ``DAGSTER_HOME`` that is set wins over both: its ``dagster.yaml`` decides (deploy/dagster.yaml reads the same
+  variable).
+- On a fresh SQLite instance, processes that open it together race to create its tables (alembic's version
+  table ends up with two heads) and then its pool rows (a UNIQUE error, or a pool's slots allocated twice). A
+  lock file in the instance folder lets one process at a time set it up (``open_instance``). On Postgres the
+  lock only orders the processes of one machine; those of other machines are covered by dagster-postgres,
+  which retries a table creation that lost the race, and by ``apply_pool_limits``, which retries a pool row
+  that did.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
@@ -27,6 +36,11 @@ if TYPE_CHECKING:
     import dagster as dg
 
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
+POSTGRES_URL_ENV = "DAGSTER_POSTGRES_URL"
+POSTGRES_URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+POSTGRES_CONNECT_TIMEOUT_S = 10
+"""An unreachable server fails a run within this long, not after TCP's minutes-long retries."""
+POOL_ROW_ATTEMPTS = 3
 INSTANCE_SETTINGS = """\
 # Written by ds-pipelines for the project's local Dagster instance.
 telemetry:
@@ -39,6 +53,13 @@ concurrency:
     # Only GPU notebooks belong to a pool ("gpu"): at most this many run at once. CPU notebooks are unlimited.
     default_limit: 1
 """
+POSTGRES_STORAGE = f"""\
+storage:
+  # Runs, event logs, schedules and sensor state in the shared Postgres database ({POSTGRES_URL_ENV}).
+  postgres:
+    postgres_url:
+      env: {POSTGRES_URL_ENV}
+"""
 GPU_POOL = "gpu"
 """Pool of the ``device: gpu`` notebooks; CPU notebooks belong to no pool and are never held back."""
 COMMIT_RUNS_POOL = "commit_runs"
@@ -50,16 +71,18 @@ SETUP_LOCK_TIMEOUT_S = 120
 
 def use_local_defaults(project: Project) -> Path:
     """Point this process (and the kernels it starts) at the project, and at its local Dagster instance
-    unless ``DAGSTER_HOME`` names another. Returns the instance folder."""
+    unless ``DAGSTER_HOME`` names another: on SQLite in the project, or on ``DAGSTER_POSTGRES_URL``'s database
+    when that is set. Returns the instance folder."""
     os.environ[PROJECT_DIR_ENV] = str(project.root)
     home = os.environ.get(DAGSTER_HOME_ENV)
     if home:
         return Path(home)
-    home_dir = project.state_dir / "dagster"
+    shared = bool(os.environ.get(POSTGRES_URL_ENV))
+    home_dir = project.state_dir / ("dagster-postgres" if shared else "dagster")
     home_dir.mkdir(parents=True, exist_ok=True)
     settings = home_dir / "dagster.yaml"
     if not settings.exists():
-        settings.write_text(INSTANCE_SETTINGS)
+        settings.write_text(INSTANCE_SETTINGS + (POSTGRES_STORAGE if shared else ""))
     os.environ[DAGSTER_HOME_ENV] = str(home_dir)
     return home_dir
 
@@ -72,17 +95,29 @@ def apply_pool_limits(instance: dg.DagsterInstance, project: Project) -> None:
     """Set each pool's limit; a limit already in place is not rewritten.
 
     Dagster's SQLite storage checks for a pool's row and then inserts it without a lock: where other
-    processes may do the same, call this under ``open_instance``'s lock.
+    processes may do the same, call this under ``open_instance``'s lock. On Postgres an existing row is
+    locked, but two processes may both insert a missing one: the loser's transaction fails as a whole, and
+    trying again finds the winner's row and slots.
     """
+    from sqlalchemy.exc import IntegrityError
+
     storage = instance.event_log_storage
     for pool, limit in pool_limits(project).items():
-        if storage.get_concurrency_info(pool).slot_count != limit:
-            storage.set_concurrency_slots(pool, limit)
+        for attempt in range(1, POOL_ROW_ATTEMPTS + 1):
+            try:
+                if storage.get_concurrency_info(pool).slot_count != limit:
+                    storage.set_concurrency_slots(pool, limit)
+                break
+            except IntegrityError:
+                if attempt == POOL_ROW_ATTEMPTS:
+                    raise
 
 
 def open_instance(project: Project) -> dg.DagsterInstance:
-    """The instance of ``DAGSTER_HOME``, its storage created and the project's pool limits set."""
-    import dagster as dg
+    """The instance of ``DAGSTER_HOME``, its storage created and the project's pool limits set.
+
+    On Postgres (``DAGSTER_POSTGRES_URL``), a database that cannot be reached or used is a DsPipelinesError
+    naming the variable (password hidden), raised before any run is created."""
 
     home = os.environ.get(DAGSTER_HOME_ENV)
     if not home:
@@ -92,14 +127,78 @@ def open_instance(project: Project) -> dg.DagsterInstance:
             f"{DAGSTER_HOME_ENV}={home} is not a folder: create it, or unset {DAGSTER_HOME_ENV} to use the "
             "project's local instance"
         )
+    postgres_url = os.environ.get(POSTGRES_URL_ENV)
+    if postgres_url:
+        check_postgres(postgres_url)
     lock = FileLock(Path(home) / SETUP_LOCK_FILE, timeout=SETUP_LOCK_TIMEOUT_S)
     try:
         with lock:
-            instance = dg.DagsterInstance.get()
-            apply_pool_limits(instance, project)
+            return _open_and_set_pools(project, postgres_url)
     except Timeout:
         raise DsPipelinesError(
             f"another process has been setting up the Dagster instance in {home} for over {SETUP_LOCK_TIMEOUT_S} s "
             f"(it holds {lock.lock_file})"
         ) from None
+
+
+def shown_postgres_url(url: str) -> str:
+    """``url`` with its password hidden, fit for logs and error messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def check_postgres(url: str) -> None:
+    """Connect to ``url`` once, briefly: a DsPipelinesError naming ``DAGSTER_POSTGRES_URL`` when it is not a
+    Postgres URL or the database cannot be reached or logged into."""
+    import psycopg2
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        # The value itself is not shown: it may hold a password in a shape we cannot hide.
+        raise DsPipelinesError(f"{POSTGRES_URL_ENV} is not a database URL: expected {POSTGRES_URL_EXAMPLE}") from None
+    if parsed.get_backend_name() != "postgresql":  # "postgres://" too: SQLAlchemy dropped that old alias
+        raise DsPipelinesError(
+            f"{POSTGRES_URL_ENV}={shown_postgres_url(url)} is not a Postgres URL: expected {POSTGRES_URL_EXAMPLE}"
+        )
+    try:
+        # psycopg2 takes the libpq form: without sqlalchemy's "+driver" suffix.
+        psycopg2.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False),
+                         connect_timeout=POSTGRES_CONNECT_TIMEOUT_S).close()
+    except psycopg2.Error as exc:
+        raise DsPipelinesError(_postgres_problem(url, exc)) from None
+
+
+def _open_and_set_pools(project: Project, postgres_url: str | None) -> dg.DagsterInstance:
+    import dagster as dg
+
+    instance = None
+    try:
+        instance = dg.DagsterInstance.get()
+        apply_pool_limits(instance, project)
+    except _postgres_errors(postgres_url) as exc:
+        if instance is not None:
+            instance.dispose()
+        # Creating Dagster's tables needs CREATE on the schema: a role that may only connect fails here.
+        raise DsPipelinesError(_postgres_problem(postgres_url, exc)) from None
     return instance
+
+
+def _postgres_errors(postgres_url: str | None) -> tuple[type[BaseException], ...]:
+    """What a Postgres instance raises when its database refuses; nothing on SQLite (imports nothing more)."""
+    if not postgres_url:
+        return ()
+    import psycopg2
+    from dagster_postgres.utils import DagsterPostgresException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (SQLAlchemyError, psycopg2.Error, DagsterPostgresException)
+
+
+def _postgres_problem(url: str, exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc.__cause__ or exc
+    reason = " ".join(str(cause).split()) or type(cause).__name__
+    password = make_url(url).password
+    if password:
+        reason = reason.replace(str(password), "***")
+    return (f"the Dagster instance's Postgres database cannot be used ({POSTGRES_URL_ENV}={shown_postgres_url(url)}): "
+            f"{reason}")

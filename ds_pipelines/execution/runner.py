@@ -19,7 +19,7 @@ from typing import Any
 from ds_pipelines.execution import kernels
 from ds_pipelines.execution.instance import open_instance
 from ds_pipelines.project import NotebookSpec, Project
-from ds_pipelines.results.folder import NotebookResult
+from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG, NotebookResult
 
 # Progress and errors are printed by ds-pipelines itself; the full Dagster log is in the instance.
 QUIET_DAGSTER_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -69,14 +69,17 @@ def run_notebooks(
     configs: Mapping[str, dict[str, Any]],
     tags: Mapping[str, str],
     on_line: Callable[[str], None],
+    executed_notebook_urls: Mapping[str, str] | None = None,
 ) -> list[NotebookResult]:
     """Run ``specs`` in order, each as its own Dagster run of ``job``; stop at the first failure (the
-    notebooks after it are ``not-run``)."""
+    notebooks after it are ``not-run``). ``executed_notebook_urls`` (by notebook path) become each run's
+    ``EXECUTED_NOTEBOOK_URL_TAG``."""
     # Before importing Dagster: the first notebook's kernel starts up while this process sets up the run.
     if specs:
         kernels.start_early(project.root / specs[0].path, job)
     try:
-        return _run_in_order(project, specs, job=job, configs=configs, tags=tags, on_line=on_line)
+        return _run_in_order(project, specs, job=job, configs=configs, tags=tags, on_line=on_line,
+                             executed_notebook_urls=executed_notebook_urls or {})
     finally:
         kernels.shutdown_all()
 
@@ -89,6 +92,7 @@ def _run_in_order(
     configs: Mapping[str, dict[str, Any]],
     tags: Mapping[str, str],
     on_line: Callable[[str], None],
+    executed_notebook_urls: Mapping[str, str],
 ) -> list[NotebookResult]:
     with _long_lived_objects():
         import dagster as dg
@@ -117,7 +121,7 @@ def _run_in_order(
                 instance=instance,
                 asset_selection=[dg.AssetKey(spec.name)],
                 run_config={**QUIET_DAGSTER_CONSOLE, "ops": {spec.name: {"config": configs[spec.path]}}},
-                tags=dict(tags),
+                tags={**tags, **({EXECUTED_NOTEBOOK_URL_TAG: url} if (url := executed_notebook_urls.get(spec.path)) else {})},
                 raise_on_error=False,
             )
         finally:

@@ -33,6 +33,9 @@ RESULTS_FILE = "results.json"
 RUN_STATUSES = ("success", "failed")
 NOTEBOOK_STATUSES = ("success", "failed", "not-run")
 PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
+EXECUTED_NOTEBOOK_URL_TAG = "ds-pipelines/executed-notebook-url"
+"""Dagster run tag: where the run's executed notebook is kept for good, in a results folder that a CI job
+keeps as artifacts. The instance's own copy stays on the machine that ran it, out of a shared UI's reach."""
 
 
 class ResultsError(DsPipelinesError):
@@ -121,6 +124,11 @@ def run_status(notebooks: list[NotebookResult]) -> str:
     return "success" if all(nb.status == "success" for nb in notebooks) else "failed"
 
 
+def executed_notebook_file(output_dir: Path, name: str) -> Path:
+    """Where ``write_results`` keeps the executed notebook of the notebook asset ``name``."""
+    return output_dir / name / f"{name}.ipynb"
+
+
 def write_results(output_dir: Path, run: RunResults) -> RunResults:
     """Copy each notebook's files under ``output_dir`` and write ``results.json`` last (atomically), so a
     folder with a results file is always complete. Returns the run as it now is in ``output_dir``."""
@@ -129,7 +137,7 @@ def write_results(output_dir: Path, run: RunResults) -> RunResults:
     written = []
     for nb in run.notebooks:
         folder = output_dir / nb.name
-        executed = _copy(nb.executed_notebook, folder / f"{nb.name}.ipynb") if nb.executed_notebook else None
+        executed = _copy(nb.executed_notebook, executed_notebook_file(output_dir, nb.name)) if nb.executed_notebook else None
         metrics_file = None
         if nb.status == "success":
             metrics_file = folder / "metrics.json"

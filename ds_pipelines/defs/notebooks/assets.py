@@ -15,6 +15,7 @@ from ds_pipelines.execution.dagstermill_bridge import (
 )
 from ds_pipelines.execution.instance import GPU_POOL
 from ds_pipelines.project import NotebookSpec, Project, asset_name
+from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG
 from ds_pipelines.results.handover import read_report
 
 GROUP = "notebooks"
@@ -55,6 +56,9 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
     )
     def _notebook(context: dg.AssetExecutionContext, mlflow: MLflowResource) -> dg.MaterializeResult:
         executed = executed_notebook_path(context.instance, spec, context.run_id)
+        # A CI job's run: the copy in its artifacts, which a shared instance's UI can open.
+        kept_at = context.run.tags.get(EXECUTED_NOTEBOOK_URL_TAG)
+        kept = {"executed_notebook_url": dg.MetadataValue.url(kept_at)} if kept_at else {}
         started = time.monotonic()
         try:
             execute_notebook_step(context, name=spec.name, notebook=notebook, keep_as=executed)
@@ -64,6 +68,7 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
                 description=failure.describe(spec.path),
                 metadata={
                     "executed_notebook": dg.MetadataValue.path(str(executed)),
+                    **kept,
                     "failed_cell": failure.cell,
                     "failed_cell_source": failure.source_line,
                     "error": failure.error,
@@ -77,6 +82,7 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 "executed_notebook": dg.MetadataValue.notebook(str(executed)),
+                **kept,
                 "duration_s": round(time.monotonic() - started, 2),
                 **{name: dg.MetadataValue.float(value) for name, value in result.get("metrics", {}).items()},
                 **({"mlflow_run_id": run_id} if run_id else {}),
