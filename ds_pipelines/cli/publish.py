@@ -100,10 +100,15 @@ def gitlab_client():
 
 
 def job_artifacts(job_url: str | None):
-    """The CI job whose artifacts hold the results folder (its checkout: CI_PROJECT_DIR, else here)."""
+    """The CI job whose artifacts hold the results folder. Its checkout: CI_PROJECT_DIR, else here; a
+    CI_PROJECT_DIR that is no folder here names the runner's container path, not where this job runs (a
+    container job run in a shell, as gitlab-ci-local does), so here it is."""
     from ds_pipelines.publishing.links import JobArtifacts
 
-    return JobArtifacts(job_url, Path(os.environ.get(PROJECT_DIR_CI_ENV) or Path.cwd())) if job_url else None
+    if not job_url:
+        return None
+    checkout = os.environ.get(PROJECT_DIR_CI_ENV)
+    return JobArtifacts(job_url, Path(checkout) if checkout and Path(checkout).is_dir() else Path.cwd())
 
 
 def merge_request_iid(explicit: int | None, env: Mapping[str, str]) -> int:

@@ -1,0 +1,107 @@
+"""A notebook that a GitLab CI job runs is a run of the deployment's Dagster instance, seen in its UI.
+
+The real ``.gitlab-ci.yml`` runs through gitlab-ci-local with ``DAGSTER_POSTGRES_URL`` set as a (masked) CI
+variable: the execute job's ``ds-pipelines run`` records its run, GitLab tags and materialization in a real
+PostgreSQL database. A ``dagster-webserver`` on the same database, as the deployment runs it, then serves them
+over GraphQL, with the executed notebook's link into the job's artifacts (the job's own disk is gone by then).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from ci_helpers import OFFLINE, CiProject, missing_tools
+from gitrepo import TRAINING
+from mlflow_serve import free_port
+from postgres import SUPERUSER_PASSWORD
+from required import require
+
+from ds_pipelines.execution.instance import (
+    INSTANCE_SETTINGS,
+    POSTGRES_STORAGE,
+    POSTGRES_URL_ENV,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a CI pipeline that trains, then a webserver
+
+STARTUP_TIMEOUT_S = 180
+RUNS_QUERY = "{ runsOrError { ... on Runs { results { runId status jobName tags { key value } } } } }"
+MATERIALIZATIONS_QUERY = """{ assetOrError(assetKey: {path: ["training_example"]}) { ... on Asset {
+  assetMaterializations(limit: 5) { runId metadataEntries { label __typename
+    ... on UrlMetadataEntry { url } ... on FloatMetadataEntry { floatValue } } } } } }"""
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+def test_a_ci_run_is_a_run_of_the_shared_instance(tmp_path: Path, postgres):
+    require("; ".join(missing_tools()))
+    project = CiProject.create(tmp_path)
+    project.edit_notebook(TRAINING, {"cell_type": "markdown", "metadata": {}, "source": ["Retrain."]})
+    pushed = project.push("Retrain the model")
+    url = postgres.url(postgres.new_database())
+    variables = {**OFFLINE, **pushed, POSTGRES_URL_ENV: url}
+
+    result = project.gitlab_ci_local("execute-notebook", "--needs", variables=variables)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert re.search(r"PASS\s+execute-notebook", output), output[-3000:]
+    assert SUPERUSER_PASSWORD not in output, "the database password stays out of the job log"
+
+    port = free_port()
+    ui_home = tmp_path / "deployment-home"
+    ui_home.mkdir()
+    (ui_home / "dagster.yaml").write_text(INSTANCE_SETTINGS + POSTGRES_STORAGE)
+    env = {**os.environ, "DAGSTER_HOME": str(ui_home), POSTGRES_URL_ENV: url, "DS_PIPELINES_PROJECT_DIR": str(project.root)}
+    log = tmp_path / "webserver.log"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-webserver"), "-m", "ds_pipelines.definitions",
+         "-h", "127.0.0.1", "-p", str(port)],
+        cwd=project.root, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(1)
+        runs = graphql(port, RUNS_QUERY)["runsOrError"]["results"]
+        materializations = graphql(port, MATERIALIZATIONS_QUERY)["assetOrError"]["assetMaterializations"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+    [run] = runs
+    assert run["status"] == "SUCCESS"
+    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+    assert tags["ds-pipelines/commit"] == pushed["CI_COMMIT_SHA"]
+    assert tags["ds-pipelines/trigger"] == "push"
+    job_url = tags["ds-pipelines/job-url"]
+    assert "/-/jobs/" in job_url and tags["ds-pipelines/pipeline-url"]
+    [materialization] = materializations
+    assert materialization["runId"] == run["runId"]
+    entries = {entry["label"]: entry for entry in materialization["metadataEntries"]}
+    notebook_url = f"{job_url}/artifacts/file/results/training_example/training_example.ipynb"
+    assert entries["executed_notebook_url"] == {"label": "executed_notebook_url", "__typename": "UrlMetadataEntry", "url": notebook_url}
+    assert 0.9 < entries["roc_auc"]["floatValue"] <= 1.0  # the asset's metric history mixes CI and Dagster runs
+    # The link points at the file the job keeps as artifacts.
+    assert (project.artifacts("execute-notebook") / "results/training_example/training_example.ipynb").is_file()
