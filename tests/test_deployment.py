@@ -54,7 +54,7 @@ def test_pushed_commits_run_one_after_another_under_the_daemon(tmp_path: Path):
     deployment = tmp_path / "deployment"
     subprocess.run(["git", "clone", "-q", str(repo.root), str(deployment)], check=True)
     registry = yaml.safe_load((deployment / REGISTRY).read_text())
-    registry["triggers"]["poll_interval_s"] = POLL_INTERVAL_S
+    registry["triggers"].update(poll_interval_s=POLL_INTERVAL_S, orchestrator="dagster")
     (deployment / REGISTRY).write_text(yaml.safe_dump(registry))
     home = tmp_path / "dagster"
     home.mkdir()

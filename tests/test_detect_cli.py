@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from gitrepo import (
     INFERENCE,
     INFERENCE_CONFIG,
+    REGISTRY,
     TRAINING,
     TRAINING_CONFIG,
     GitRepo,
@@ -61,11 +63,11 @@ def test_push_from_gitlab_variables(repo, tmp_path):
                     CI_COMMIT_SHA=after, CI_COMMIT_MESSAGE=f"tune\n\n[run {TRAINING}]\n")
     assert plan_of(result) == [(TRAINING, "override"), (INFERENCE, "config-changed")]
     assert json.loads(result.stdout) | {"notebooks": []} == {
-        "notebooks": [], "skip": False, "skip_reason": None, "release": "none", "tag": None,
+        "notebooks": [], "skip": False, "skip_reason": None, "release": "none", "tag": None, "deferred": False,
     }
     assert read_dotenv(dotenv) == {
         "DSP_NOTEBOOKS": f"{TRAINING} {INFERENCE}", "DSP_SKIP": "false", "DSP_SKIP_REASON": "",
-        "DSP_RELEASE": "none", "DSP_TAG": "",
+        "DSP_RELEASE": "none", "DSP_TAG": "", "DSP_DEFERRED": "false",
     }
     assert result.stderr == ""
 
@@ -125,7 +127,8 @@ def test_tag_pipeline(repo, tmp_path, tag, args, release):
     assert f"Tag {tag!r}: {release} release." in result.stdout
     values = read_dotenv(dotenv)
     assert values == {"DSP_NOTEBOOKS": "", "DSP_SKIP": "true", "DSP_RELEASE": release, "DSP_TAG": tag,
-                      "DSP_SKIP_REASON": f"tag pipeline ({release} release): notebooks run on pushes, not on tags"}
+                      "DSP_SKIP_REASON": f"tag pipeline ({release} release): notebooks run on pushes, not on tags",
+                      "DSP_DEFERRED": "false"}
 
 
 def test_summary_output(repo):
@@ -286,3 +289,35 @@ def test_console_script_in_a_subprocess(repo, tmp_path):
                          cwd=repo.root, env=env, capture_output=True, text=True)
     assert bad.returncode == 2
     assert "error: [run ../x.ipynb] in the commit message: '../x.ipynb' leaves the repository" in bad.stderr
+
+
+@pytest.mark.parametrize(("variables", "release"), [
+    ({"CI_PIPELINE_SOURCE": "push"}, "none"),
+    ({"CI_PIPELINE_SOURCE": "schedule"}, "none"),
+    ({"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_TAG": "v1.2.3"}, "production"),
+], ids=["push", "schedule", "production-tag"])
+def test_a_project_run_by_its_dagster_deployment_plans_nothing_in_ci(repo, tmp_path, variables, release):
+    registry = yaml.safe_load((repo.root / REGISTRY).read_text())
+    registry["triggers"]["orchestrator"] = "dagster"
+    (repo.root / REGISTRY).write_text(yaml.safe_dump(registry))
+    before = repo.head()
+    repo.touch(TRAINING)
+    after = repo.commit(f"retrain [run {INFERENCE}]")
+    dotenv = tmp_path / "plan.env"
+
+    result = invoke(repo, "--dotenv", str(dotenv), CI_COMMIT_BEFORE_SHA=before, CI_COMMIT_SHA=after, **variables)
+
+    assert result.exit_code == 0, result.stderr
+    assert "Nothing to run: triggers.orchestrator is dagster in configs/notebooks.yaml" in result.stdout
+    values = read_dotenv(dotenv)
+    assert (values["DSP_SKIP"], values["DSP_DEFERRED"], values["DSP_RELEASE"]) == ("true", "true", release)
+    assert values["DSP_SKIP_REASON"].startswith("triggers.orchestrator is dagster in configs/notebooks.yaml: the Dagster deployment runs")
+
+
+def test_an_unknown_orchestrator_is_named(repo):
+    registry = yaml.safe_load((repo.root / REGISTRY).read_text())
+    registry["triggers"]["orchestrator"] = "jenkins"
+    (repo.root / REGISTRY).write_text(yaml.safe_dump(registry))
+    result = invoke(repo, CI_PIPELINE_SOURCE="schedule")
+    assert result.exit_code == 2
+    assert "triggers.orchestrator" in result.stderr and "'gitlab-ci' or 'dagster'" in result.stderr

@@ -17,14 +17,14 @@ from sandbox import Sandbox
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
 from ds_pipelines.errors import ConfigError
-from ds_pipelines.project import Project
+from ds_pipelines.project import PROJECT_DIR_ENV, Project
 
 
 def project_with_triggers(root: Path, **triggers) -> Project:
     shutil.copytree(PROJECT / "notebooks", root / "notebooks")
     shutil.copytree(PROJECT / "configs", root / "configs")
     registry = yaml.safe_load((root / REGISTRY).read_text())
-    registry["triggers"] = triggers
+    registry["triggers"] = {"orchestrator": "dagster", **triggers}
     (root / REGISTRY).write_text(yaml.safe_dump(registry))
     return Project(root)
 
@@ -46,16 +46,29 @@ def test_a_disabled_schedule_starts_stopped(tmp_path: Path):
     assert scoring_schedule(project).default_status == dg.DefaultScheduleStatus.STOPPED
 
 
-def test_the_deployment_schedule_runs_its_scoring_notebook_from_its_project_folder():
+def test_the_deployment_schedule_runs_its_scoring_notebook_from_its_project_folder(tmp_path: Path, monkeypatch):
     from ds_pipelines.definitions import defs
 
+    project = project_with_triggers(tmp_path)
+    monkeypatch.setenv(PROJECT_DIR_ENV, str(project.root))
     definitions = defs()
     schedule = definitions.resolve_schedule_def("scoring")
     with dg.build_schedule_context(scheduled_execution_time=None) as context:
         request = schedule.evaluate_tick(context).run_requests[0]
     assert definitions.resolve_job_def(schedule.job_name).name == "scheduled_notebook"
     config = request.run_config["ops"]["run_scheduled_notebook"]["config"]
-    assert config == {"notebook": INFERENCE, "project_dir": str(PROJECT)}
+    assert config == {"notebook": INFERENCE, "project_dir": str(project.root)}
+
+
+def test_this_project_leaves_scoring_to_gitlab_ci_and_its_ticks_say_so():
+    from ds_pipelines.definitions import defs
+
+    schedule = defs().resolve_schedule_def("scoring")
+    with dg.build_schedule_context(scheduled_execution_time=None) as context:
+        tick = schedule.evaluate_tick(context)
+    assert tick.run_requests == []
+    assert "triggers.orchestrator is gitlab-ci in configs/notebooks.yaml" in tick.skip_message
+    assert "set it to dagster" in tick.skip_message
 
 
 @pytest.mark.slow

@@ -7,12 +7,12 @@ next tick, as the daemon does across restarts.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from fake_gitlab import FakeGitLab
 from gitrepo import (
     INFERENCE,
@@ -35,7 +35,9 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The Dagster deployment's own project folder: its settings say which branches to watch."""
     root = tmp_path / "deployment"
     (root / "configs").mkdir(parents=True)
-    shutil.copy(Path(__file__).parent.parent / REGISTRY, root / REGISTRY)
+    registry = yaml.safe_load((Path(__file__).parent.parent / REGISTRY).read_text())
+    registry["triggers"]["orchestrator"] = "dagster"  # this deployment, not GitLab CI, runs pushed commits
+    (root / REGISTRY).write_text(yaml.safe_dump(registry))
     monkeypatch.setenv(PROJECT_DIR_ENV, str(root))
     return root
 

@@ -283,17 +283,18 @@ def test_plan_serializations():
     result = Plan((PlannedNotebook(TRAINING, MODIFIED), PlannedNotebook(INFERENCE, OVERRIDE)))
     assert result.to_dict() == {
         "notebooks": [{"path": TRAINING, "reason": MODIFIED}, {"path": INFERENCE, "reason": OVERRIDE}],
-        "skip": False, "skip_reason": None, "release": "none", "tag": None,
+        "skip": False, "skip_reason": None, "release": "none", "tag": None, "deferred": False,
     }
     assert result.to_dotenv() == (
         f"DSP_NOTEBOOKS={TRAINING} {INFERENCE}\nDSP_SKIP=false\nDSP_SKIP_REASON=\nDSP_RELEASE=none\nDSP_TAG=\n"
+        "DSP_DEFERRED=false\n"
     )
 
 
 def test_dotenv_values_are_single_line_and_plain():
     result = Plan(skip_reason="tag 'a$b\"c`d\n' x", tag="a$b\"c`d\nDSP_SKIP=false")
     lines = result.to_dotenv().splitlines()
-    keys = ["DSP_NOTEBOOKS", "DSP_SKIP", "DSP_SKIP_REASON", "DSP_RELEASE", "DSP_TAG"]
+    keys = ["DSP_NOTEBOOKS", "DSP_SKIP", "DSP_SKIP_REASON", "DSP_RELEASE", "DSP_TAG", "DSP_DEFERRED"]
     assert [line.split("=", 1)[0] for line in lines] == keys
     assert "DSP_SKIP=true" in lines
     assert "DSP_TAG=a_b_c_d_DSP_SKIP=false" in lines

@@ -38,7 +38,7 @@ _BAD_INPUT = 2
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--dotenv", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan to FILE for GitLab's artifacts:reports:dotenv (DSP_NOTEBOOKS, DSP_SKIP, "
-              "DSP_SKIP_REASON, DSP_RELEASE, DSP_TAG).")
+              "DSP_SKIP_REASON, DSP_RELEASE, DSP_TAG, DSP_DEFERRED).")
 def detect(repo: Path, source: str, before: str | None, after: str, message: str, tag: str | None,
            default_branch: str | None, scoring_notebook: str | None, production_tag: str | None,
            development_tag: str | None,
@@ -55,12 +55,16 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
     - a schedule runs the scoring notebook only (scheduled)
     - a tag runs nothing; v1.2.3 is a production release, dev-1.2.3 a
       development one, anything else (v1.2.3-rc1 too) no release
+    - with triggers.orchestrator: dagster in configs/notebooks.yaml, the
+      Dagster deployment runs all of it: nothing runs here, nothing is
+      released (DSP_DEFERRED=true)
 
     \b
     Upstream notebooks run first (training before inference).
     Exit status: 0 with a plan (even an empty one), 2 for bad input.
     """
     from ds_pipelines.project import Project
+    from ds_pipelines.project.settings import GITLAB_CI
     from ds_pipelines.triggers.git_changes import changed_files
 
     if source == "merge_request_event":
@@ -72,8 +76,12 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
             raise rules.TriggerError(
                 "merge-request pipeline without a base: pass --before or set CI_MERGE_REQUEST_DIFF_BASE_SHA"
             )
+        # The same settings a Dagster deployment's sensors and schedule read: one answer for both.
+        project = Project(root=repo.resolve())
+        triggers = project.triggers
+        deferred = triggers.deferred(GITLAB_CI)
         changes = []
-        if source != "schedule" and not tag:  # the rules ignore changes there: spare the git calls
+        if source != "schedule" and not tag and not deferred:  # the rules ignore changes there: spare the git calls
             changes = changed_files(
                 repo, before, after,
                 # GitLab knows a merge request's base: missing, it means a shallow clone, not a force push.
@@ -81,14 +89,12 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
                 default_branch=default_branch,
                 warn=lambda text: click.echo(f"warning: {text}", err=True),
             )
-        # The same settings a Dagster deployment's sensors and schedule read: one answer for both.
-        project = Project(root=repo.resolve())
-        triggers = project.triggers
         result = rules.plan(
             project, changes, message, source, tag,
             scoring_notebook or triggers.schedule.notebook or defaults.SCORING_NOTEBOOK,
             production_tag=production_tag or triggers.production_tag,
             development_tag=development_tag or triggers.development_tag,
+            deferred=deferred,
         )
         if dotenv:
             dotenv.write_text(result.to_dotenv(), encoding="utf-8")

@@ -7,6 +7,7 @@ may run at once; its defaults and tag rules are in ``ds_pipelines.project.defaul
 from __future__ import annotations
 
 import re
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -45,7 +46,15 @@ class ScheduleSettings(StrictModel):
         return value
 
 
+GITLAB_CI, DAGSTER = "gitlab-ci", "dagster"
+
+
 class TriggerSettings(StrictModel):
+    orchestrator: Literal["gitlab-ci", "dagster"] = GITLAB_CI
+    """Who runs pushed commits, release tags and the scoring schedule, so that each runs once where GitLab CI
+    and a Dagster deployment both watch the project: ``gitlab-ci`` (its pipelines; Dagster's commit and tag
+    sensors and its schedule skip, saying why) or ``dagster`` (the sensors and the schedule; CI's detect job
+    plans nothing and auto-release stands down). Runs started by hand (UI, ``ds-pipelines run``) always run."""
     branches: list[str] = Field(default_factory=lambda: ["main"])
     """Branches whose new commits the commit sensor runs."""
     merge_requests: bool = True
@@ -57,6 +66,15 @@ class TriggerSettings(StrictModel):
     gpu_concurrency: int = Field(default=1, ge=1)
     """At most this many GPU notebooks run at once (Dagster pool ``gpu``); CPU notebooks are not limited."""
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+
+    def deferred(self, here: str) -> str | None:
+        """Why ``here`` (``gitlab-ci`` or ``dagster``) must leave commits, tags and schedules alone; None when
+        it runs them."""
+        if here == self.orchestrator:
+            return None
+        return (f"triggers.orchestrator is {self.orchestrator} in configs/notebooks.yaml: "
+                f"{'GitLab CI' if self.orchestrator == GITLAB_CI else 'the Dagster deployment'} runs commits, tags and "
+                f"scheduled scoring, so {'GitLab CI' if here == GITLAB_CI else 'Dagster'} does not (set it to {here} to move them here)")
 
     def release_kind(self, tag: str | None) -> str:
         """``production``, ``development`` or ``none`` for ``tag``, by this project's tag patterns."""

@@ -91,6 +91,8 @@ class Plan:
     skip_reason: str | None = None
     release: str = NO_RELEASE
     tag: str | None = None
+    deferred: bool = False
+    """The project leaves this pipeline's runs and releases to the other orchestrator (``triggers.orchestrator``)."""
 
     @property
     def skip(self) -> bool:
@@ -103,6 +105,7 @@ class Plan:
             "skip_reason": self.skip_reason,
             "release": self.release,
             "tag": self.tag,
+            "deferred": self.deferred,
         }
 
     def to_json(self) -> str:
@@ -120,6 +123,7 @@ class Plan:
             "DSP_SKIP_REASON": _UNSAFE_TEXT.sub("_", self.skip_reason or "")[:200],
             "DSP_RELEASE": self.release,
             "DSP_TAG": _UNSAFE_TEXT.sub("_", self.tag or "")[:200],
+            "DSP_DEFERRED": "true" if self.deferred else "false",
         }
         text = "".join(f"{key}={value}\n" for key, value in values.items())
         if len(text.encode()) > DOTENV_MAX_BYTES:
@@ -156,9 +160,14 @@ def plan(
     *,
     production_tag: str = PRODUCTION_TAG,
     development_tag: str = DEVELOPMENT_TAG,
+    deferred: str | None = None,
 ) -> Plan:
-    """Apply the rules (see the module docstring) to one pipeline; raises TriggerError for bad input."""
+    """Apply the rules (see the module docstring) to one pipeline; raises TriggerError for bad input.
+    ``deferred``: why another orchestrator runs this project's pipelines (the plan then runs and releases
+    nothing, and says so; the tag's release kind is still reported)."""
     release = release_kind(tag, production_tag, development_tag)
+    if deferred:
+        return Plan(skip_reason=deferred, release=release, tag=tag, deferred=True)
     if tag and source != "schedule":
         why = f"tag pipeline ({release} release): notebooks run on pushes, not on tags"
         return Plan(skip_reason=why, release=release, tag=tag)

@@ -16,6 +16,8 @@ from ds_pipelines.gitlab.settings import (
     missing_gitlab_variables,
 )
 from ds_pipelines.masking import Masker
+from ds_pipelines.project import Project
+from ds_pipelines.project.settings import DAGSTER
 
 
 class GitLabResource(dg.ConfigurableResource):
@@ -36,6 +38,13 @@ class GitLabResource(dg.ConfigurableResource):
     def masker(self) -> Masker:
         """The masker of this process's secrets, the token included under the name GitLab CI gives it."""
         return Masker.from_env({**os.environ, TOKEN_VARIABLE_NAMES[0]: self.token or ""})
+
+
+def left_to_gitlab_ci(project: Project) -> dg.SkipReason | None:
+    """What a commit or tag sensor returns when the project leaves commits and tags to GitLab CI
+    (``triggers.orchestrator``): checked before GitLab's settings, which such a deployment need not have."""
+    reason = project.triggers.deferred(DAGSTER)
+    return dg.SkipReason(reason) if reason else None
 
 
 def not_configured(gitlab: GitLabResource) -> dg.SkipReason | None:

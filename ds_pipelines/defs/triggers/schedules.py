@@ -1,7 +1,9 @@
 """The scoring schedule: the seed's scheduled pipeline, run by Dagster (cron from configs/notebooks.yaml).
 
 Like CI's ``execute-scheduled`` and ``write-to-wiki``, a tick runs the scoring notebook (its asset is
-materialized by the inner ``ds-pipelines run``) and logs the run on the notebook's wiki page.
+materialized by the inner ``ds-pipelines run``) and logs the run on the notebook's wiki page. With
+``triggers.orchestrator: gitlab-ci`` (the default) GitLab's pipeline schedule scores instead, and each tick
+skips, saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ds_pipelines.defs.triggers.notebook_runs import (
 from ds_pipelines.errors import ConfigError, NotebookNotFoundError
 from ds_pipelines.project import REGISTRY_FILE, Project
 from ds_pipelines.project.defaults import SCORING_NOTEBOOK
+from ds_pipelines.project.settings import DAGSTER
 from ds_pipelines.results.origin import TAG_PREFIX
 from ds_pipelines.triggers.rules import SCHEDULED
 
@@ -32,16 +35,25 @@ def scoring_schedule(project: Project) -> dg.ScheduleDefinition | None:
         notebook = project.find(settings.notebook or SCORING_NOTEBOOK)
     except NotebookNotFoundError as exc:
         raise ConfigError(REGISTRY_FILE, "triggers.schedule.notebook", str(exc)) from None
-    return dg.ScheduleDefinition(
+    run_config = dg.RunConfig(
+        ops={run_scheduled_notebook.name: NotebookRunConfig(notebook=notebook.path, project_dir=str(project.root))},
+    )
+    tags = {f"{TAG_PREFIX}trigger": "schedule", f"{TAG_PREFIX}reason": SCHEDULED, f"{TAG_PREFIX}notebook": notebook.path}
+
+    @dg.schedule(
         name=SCORING_SCHEDULE,
         cron_schedule=settings.cron,
         execution_timezone=settings.timezone,
         target=scheduled_notebook_job,
-        run_config=dg.RunConfig(
-            ops={run_scheduled_notebook.name: NotebookRunConfig(notebook=notebook.path, project_dir=str(project.root))},
-        ),
-        tags={f"{TAG_PREFIX}trigger": "schedule", f"{TAG_PREFIX}reason": SCHEDULED, f"{TAG_PREFIX}notebook": notebook.path},
         default_status=dg.DefaultScheduleStatus.RUNNING if settings.enabled else dg.DefaultScheduleStatus.STOPPED,
         description=f"Scores with {notebook.path} ({settings.cron}, {settings.timezone}); "
         "set triggers.schedule in configs/notebooks.yaml.",
     )
+    def scoring(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        # Read at each tick: a deployment that hands scoring to GitLab CI's pipeline schedule skips, saying so.
+        deferred = project.triggers.deferred(DAGSTER)
+        if deferred:
+            return dg.SkipReason(deferred)
+        return dg.RunRequest(run_config=run_config, tags=tags)
+
+    return scoring

@@ -13,7 +13,11 @@ from ds_pipelines.defs.triggers.notebook_runs import (
     NotebookRunConfig,
     commit_notebook_job,
 )
-from ds_pipelines.defs.triggers.resources import GitLabResource, not_configured
+from ds_pipelines.defs.triggers.resources import (
+    GitLabResource,
+    left_to_gitlab_ci,
+    not_configured,
+)
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab.repository import repository_url
 from ds_pipelines.project import Project
@@ -36,7 +40,8 @@ def commit_sensor(project: Project) -> dg.SensorDefinition:
         "(triggers.branches) and in open merge requests, each from a checkout of its commit.",
     )
     def gitlab_commits(context: dg.SensorEvaluationContext, gitlab: GitLabResource) -> dg.SensorResult | dg.SkipReason:
-        skip = not_configured(gitlab)
+        # Before GitLab's settings: a deployment that leaves commits to CI need not be able to read GitLab.
+        skip = left_to_gitlab_ci(project) or not_configured(gitlab)
         if skip:
             return skip
         try:
