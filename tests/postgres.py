@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,17 +85,22 @@ def _as_owner(command: list[str], owner: str | None) -> list[str]:
     return ["su", owner, "-s", "/bin/sh", "-c", shlex.join(command)]
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
+class PostgresUnavailable(Exception):
+    """This machine cannot start a PostgreSQL server: the message says what to install."""
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL cluster on 127.0.0.1 and a free port, removed afterwards (also for benchmarks/)."""
     binaries = _server_binaries()
     if binaries is None:
-        require("no PostgreSQL server (initdb, pg_ctl): apt-get install postgresql")
+        raise PostgresUnavailable("no PostgreSQL server (initdb, pg_ctl): apt-get install postgresql")
     owner = None
     if os.geteuid() == 0:
         try:
             pwd.getpwnam(SUPERUSER)
         except KeyError:
-            require("running as root without a 'postgres' user for initdb: apt-get install postgresql")
+            raise PostgresUnavailable("running as root without a 'postgres' user for initdb: apt-get install postgresql") from None
         owner = SUPERUSER
     # Not under pytest's temporary folder: as root that is private to root, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="ds-pipelines-postgres-"))
@@ -112,11 +118,22 @@ def postgres() -> Iterator[PostgresServer]:
                               text=True, timeout=START_TIMEOUT_S, check=False)
         assert done.returncode == 0, f"{command[0]} failed:\n{done.stdout}\n{done.stderr}\n" + (log.read_text() if log.exists() else "")
 
-    run("initdb", "-D", str(data), "-U", SUPERUSER, "--pwfile", str(password_file), "-A", "scram-sha-256")
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-    run("pg_ctl", "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", str(START_TIMEOUT_S), "start")
     try:
-        yield PostgresServer(port)
+        run("initdb", "-D", str(data), "-U", SUPERUSER, "--pwfile", str(password_file), "-A", "scram-sha-256")
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+        run("pg_ctl", "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", str(START_TIMEOUT_S), "start")
+        try:
+            yield PostgresServer(port)
+        finally:
+            run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
     finally:
-        run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as missing:
+        require(str(missing))
