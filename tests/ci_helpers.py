@@ -127,6 +127,13 @@ class CiProject(GitRepo):
         listed = listing.stdout[listing.stdout.index("\n[") + 1:] if not listing.stdout.startswith("[") else listing.stdout
         return {job["name"]: job for job in json.loads(listed)}
 
+    def preview(self, variables: dict[str, str]) -> dict:
+        """The configuration gitlab-ci-local runs (--preview): includes merged, component inputs filled in,
+        ``extends`` resolved; it shows the keys --list-json leaves out (interruptible, artifacts, ...)."""
+        preview = self.gitlab_ci_local("--preview", variables=variables, timeout=120)
+        assert preview.returncode == 0, preview.stdout + preview.stderr
+        return yaml.safe_load(preview.stdout)
+
     def artifacts(self, job: str) -> Path:
         return self.root / STATE_DIR / "artifacts" / job
 

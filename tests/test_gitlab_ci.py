@@ -137,6 +137,32 @@ def test_docker_and_secret_detection_jobs_when_enabled(project):
 
 
 @pytest.mark.slow
+def test_merge_request_pipelines_are_scanned_for_secrets(project):
+    # GitLab sets no CI_COMMIT_BRANCH in merge-request pipelines: the template's branch rule does not apply.
+    merge_request = {"BUILD_CONTAINER": "false", "CI_PIPELINE_SOURCE": "merge_request_event"}
+    jobs = project.jobs(merge_request, unset=("CI_COMMIT_BRANCH",))
+    assert jobs["secret_detection"]["when"] == "on_success" and jobs["secret_detection"]["needs"] == []
+    # It is AST_ENABLE_MR_PIPELINES (set in .gitlab-ci.yml) that puts it there.
+    without = project.jobs({**merge_request, "AST_ENABLE_MR_PIPELINES": "false"}, unset=("CI_COMMIT_BRANCH",))
+    assert without["secret_detection"]["when"] == "never"
+
+
+@pytest.mark.slow
+def test_only_notebook_runs_are_cancelled_and_shared_state_is_written_one_pipeline_at_a_time(project):
+    config = project.preview(OFFLINE)
+    assert config["workflow"]["auto_cancel"] == {"on_new_commit": "interruptible"}
+    jobs = {name: job for name, job in config.items() if isinstance(job, dict) and "script" in job}
+    assert {name for name, job in jobs.items() if job.get("interruptible")} == {"execute-notebook", "execute-scheduled"}
+    # Executed notebooks show data: only members with the Developer role or more download them.
+    assert {name: job["artifacts"].get("access") for name, job in jobs.items() if "paths" in job.get("artifacts", {})} == {
+        "execute-notebook": "developer", "execute-scheduled": "developer",
+    }
+    assert {name: job["resource_group"] for name, job in jobs.items() if "resource_group" in job} == {
+        "write-to-wiki": "wiki", "release-image": "release-image", "auto-release": "production",
+    }
+
+
+@pytest.mark.slow
 def test_merge_request_pipeline_plan(project):
     jobs = project.jobs({**OFFLINE, "CI_PIPELINE_SOURCE": "merge_request_event"})
     assert jobs["execute-notebook"]["when"] == "on_success"
