@@ -2,9 +2,9 @@
 
 Schema checks with check-jsonschema (GitLab's schema, bundled), and real pipelines run by gitlab-ci-local
 (see tests/ci_helpers.py): a push that changes the training notebook trains it and keeps the executed
-notebook with secrets masked, ``[skip run]`` runs nothing, a schedule runs the scoring notebook, a ``v1.2.3``
-tag runs auto-release (GitLab release, MLflow alias ``production``), and only
-production tags plan a release.
+notebook with secrets masked, ``[skip run]`` runs nothing, a schedule runs the scoring notebook (also when it
+targets a production tag, where it records the run and releases nothing), a ``v1.2.3`` tag runs auto-release
+(GitLab release, MLflow alias ``production``), and only production tags plan a release.
 """
 
 from __future__ import annotations
@@ -251,10 +251,8 @@ def test_skip_run_commit_runs_no_notebook(project):
     assert "nothing to record" in project.log("write-to-wiki")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
-    # A small model and data to score, in the repository: a schedule scores with what is deployed.
+def commit_scoring_inputs(project: CiProject) -> None:
+    """A small model and 60 rows to score, committed and pushed: a schedule scores with what is deployed."""
     data = load_breast_cancer(as_frame=True).frame
     model = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(data.drop(columns=["target"]), data["target"])
     (project.root / "models").mkdir()
@@ -264,6 +262,22 @@ def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
     project.edit_yaml(INFERENCE_CONFIG, lambda config: (config["model"].update(path="models/model.json"),
                                                          config["input"].update(path="data/to_score.csv")))
     project.push("Score the committed data")
+
+
+def scored_rows(project: CiProject) -> tuple[dict, pd.DataFrame]:
+    """execute-scheduled's one notebook entry in results.json, and the scores it kept."""
+    results = project.artifacts("execute-scheduled") / "results"
+    summary = json.loads((results / "results.json").read_text())
+    assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [(INFERENCE, "success")]
+    scoring = summary["notebooks"][0]
+    assert (results / scoring["executed_notebook"]).is_file()
+    return scoring, pd.read_csv(results / scoring["artifacts"]["scores"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
+    commit_scoring_inputs(project)
 
     # A schedule's commit message belongs to an old push: its [skip run] does not apply.
     schedule = {**OFFLINE, "CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_MESSAGE": "old push [skip run]"}
@@ -277,14 +291,41 @@ def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
     assert result.returncode == 0, output[-5000:]
     assert re.search(r"PASS\s+execute-scheduled", output), output[-3000:]
     assert project.dotenv("detect-notebooks", "plan.env")["DSP_NOTEBOOKS"] == INFERENCE
-    results = project.artifacts("execute-scheduled") / "results"
-    summary = json.loads((results / "results.json").read_text())
-    assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [(INFERENCE, "success")]
-    scoring = summary["notebooks"][0]
-    scores = pd.read_csv(results / scoring["artifacts"]["scores"])
+    scoring, scores = scored_rows(project)
     assert len(scores) == 60 and list(scores.columns) == ["id", "probability", "label"]
-    assert (results / scoring["executed_notebook"]).is_file()
     assert f"model-runs/{scoring['name']}" in fake_gitlab.wiki  # write-to-wiki recorded the scheduled run
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_schedule_on_a_production_tag_scores_records_and_releases_nothing(project, fake_gitlab):
+    """The seed's production scoring: a pipeline schedule that targets the release tag."""
+    commit_scoring_inputs(project)
+    project.git("tag", "v1.2.3")
+    schedule = {"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_NAME": "v1.2.3"}
+    on_the_tag = ("CI_COMMIT_BRANCH",)  # GitLab sets no branch when a schedule targets a tag
+    assert when(project.jobs({**OFFLINE, **schedule}, unset=on_the_tag)) == {
+        "build-container": "never", "detect-notebooks": "on_success", "execute-notebook": "never",
+        "execute-scheduled": "on_success", "publish-metrics-comment": "never", "write-to-wiki": "always",
+        "notify-slack": "on_failure", "release-image": "never", "auto-release": "never", "secret_detection": "never",
+    }
+    with_docker = project.jobs({**schedule, "SECRET_DETECTION_DISABLED": "true"}, unset=on_the_tag)
+    assert (with_docker["build-container"]["when"], with_docker["release-image"]["when"]) == ("on_success", "never")
+
+    result = project.gitlab_ci_local(variables={**OFFLINE, **schedule, **gitlab_variables(fake_gitlab)},
+                                     env=job_environment(GITLAB_TOKEN=fake_gitlab.token), unset=on_the_tag)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert re.search(r"PASS\s+execute-scheduled", output) and re.search(r"PASS\s+write-to-wiki", output), output[-3000:]
+    assert "auto-release" not in output and "release-image" not in output
+    plan = project.dotenv("detect-notebooks", "plan.env")
+    assert (plan["DSP_NOTEBOOKS"], plan["DSP_TAG"]) == (INFERENCE, "v1.2.3")
+    scoring, scores = scored_rows(project)
+    assert len(scores) == 60
+    page = fake_gitlab.wiki[f"model-runs/{scoring['name']}"]["content"]
+    assert project.head()[:7] in page
+    assert fake_gitlab.releases == {}
 
 
 @pytest.mark.slow
