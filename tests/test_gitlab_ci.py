@@ -298,6 +298,34 @@ def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_jobs_and_notebook_kernels_run_the_commits_ds_pipelines(project):
+    """The image (here: the interpreter running the tests, whose ds_pipelines is an editable install of this
+    checkout, not of the CI project) provides only the environment: a commit's change to the package is what
+    its pipeline runs, in the ds-pipelines command and in the notebook's kernel."""
+    commit_scoring_inputs(project)
+    package = project.root / "ds_pipelines"
+    with (package / "cli" / "__init__.py").open("a") as cli:
+        cli.write('\nprint(f"ds-pipelines of this commit: {__file__}", file=sys.stderr)\n')
+    with (package / "results" / "handover.py").open("a") as handover:
+        handover.write(
+            "\n_report = report\n\n\n"
+            "def report(*, metrics, **rest):\n"
+            "    _report(metrics={**metrics, 'code_of_this_commit': 1.0}, **rest)\n"
+        )
+    project.push("Change ds_pipelines")
+
+    result = project.gitlab_ci_local(variables={**OFFLINE, "CI_PIPELINE_SOURCE": "schedule"})
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    for job in ("detect-notebooks", "execute-scheduled"):
+        assert re.search(rf"ds-pipelines of this commit: \S*/{job}/ds_pipelines/cli/__init__\.py", project.log(job)), project.log(job)[-3000:]
+    scoring, _ = scored_rows(project)
+    assert scoring["metrics"]["code_of_this_commit"] == 1.0  # reported by the kernel, through the commit's notebook API
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_schedule_on_a_production_tag_scores_records_and_releases_nothing(project, fake_gitlab):
     """The seed's production scoring: a pipeline schedule that targets the release tag."""
     commit_scoring_inputs(project)
