@@ -34,6 +34,7 @@ from required import require
 from sklearn.datasets import load_breast_cancer
 
 from ds_pipelines.project import defaults
+from ds_pipelines.tracking.baselines import BRANCH_TAG, COMMIT_TAG
 
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 JOB_NAMES = {
@@ -358,18 +359,31 @@ def test_a_schedule_on_a_production_tag_scores_records_and_releases_nothing(proj
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_production_tag_runs_auto_release(project, fake_gitlab, tmp_path):
-    # The model a release promotes: the latest version of the configured registered model, in a real store.
+def test_production_tag_releases_the_model_trained_from_the_tagged_commit(project, fake_gitlab, tmp_path):
+    # Two versions of the configured model in a real store: the tagged commit's, and a newer one that a
+    # feature branch's commit trained afterwards. The release must not take the newest.
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     model_name = yaml.safe_load((project.root / "configs/training_config.yaml").read_text())["mlflow"]["registered_model_name"]
     client = mlflow.MlflowClient(tracking_uri)
-    run = client.create_run(client.create_experiment("training"))
-    client.log_metric(run.info.run_id, "roc_auc", 0.987)
-    client.set_terminated(run.info.run_id)
+    experiment = client.create_experiment("training")
     client.create_registered_model(model_name)
-    version = client.create_model_version(model_name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+
+    def trained(commit: str, branch: str, roc_auc: float) -> str:
+        run = client.create_run(experiment, tags={COMMIT_TAG: commit, BRANCH_TAG: branch})
+        client.log_metric(run.info.run_id, "roc_auc", roc_auc)
+        client.set_terminated(run.info.run_id)
+        return client.create_model_version(model_name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+
     project.git("tag", "v1.2.3")
-    tag = {"CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_NAME": "v1.2.3", "MLFLOW_TRACKING_URI": tracking_uri}
+    released = trained(project.head(), "main", 0.912)
+    project.git("checkout", "-q", "-b", "feature")
+    feature = project.commit("Feature work")
+    newer = trained(feature, "feature", 0.987)
+    project.git("checkout", "-q", "main")  # the tagged commit, which the tag pipeline checks out
+    # RELEASE_IMAGE stands in for release-image's dotenv report (no registry here): auto-release passes it on.
+    image = f"registry.example.com/group/project:v1.2.3@sha256:{'ab' * 32}"
+    tag = {"CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_NAME": "v1.2.3", "MLFLOW_TRACKING_URI": tracking_uri,
+           "RELEASE_IMAGE": image}
 
     result = project.gitlab_ci_local(variables={**OFFLINE, **tag, **gitlab_variables(fake_gitlab)},
                                      env=job_environment(GITLAB_TOKEN=fake_gitlab.token), unset=("CI_COMMIT_BRANCH",))
@@ -377,6 +391,8 @@ def test_production_tag_runs_auto_release(project, fake_gitlab, tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     assert re.search(r"PASS\s+auto-release", output), output[-3000:]
-    assert client.get_model_version_by_alias(model_name, "production").version == version
-    release = fake_gitlab.releases["v1.2.3"]
-    assert model_name in release["description"] and "0.987" in release["description"]
+    assert int(newer) > int(released)
+    assert client.get_model_version_by_alias(model_name, "production").version == released
+    description = fake_gitlab.releases["v1.2.3"]["description"]
+    assert model_name in description and "0.912" in description and "0.987" not in description
+    assert f"Image: `{image}`" in description
