@@ -1,10 +1,11 @@
 """Run this project's .gitlab-ci.yml offline with gitlab-ci-local, in a git repository in a tmp folder.
 
-The repository holds this project's CI files, notebooks and configs (training with a small Optuna budget),
+The repository holds this project's CI files, package, notebooks and configs (training with a small Optuna budget),
 an ``origin`` remote (a bare repository) with ``origin/main``, and GitLab's secret-detection template read
 from ci-tools/includes (gitlab-ci-local cannot fetch it offline). Jobs run in the shell
 (``--force-shell-executor``), each in its own copy of the repository (``--shell-isolation``), with the
-``ds-pipelines`` of the interpreter running the tests on PATH.
+``ds-pipelines`` of the interpreter running the tests on PATH: its environment stands in for the image's,
+and as in the image its editable ds_pipelines gives way to the checkout's (PYTHONPATH, set by the jobs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ GITLAB_CI_LOCAL = CI_TOOLS / "node_modules" / ".bin" / "gitlab-ci-local"
 GITLAB_CI_LOCAL_VERSION = "4.60.0"
 INCLUDES = CI_TOOLS / "includes"
 COMPONENT = PROJECT / "templates" / "notebooks.yml"
-PROJECT_FILES = (".gitlab-ci.yml", ".gitignore", "templates", "notebooks", "configs")
+# The package too: CI jobs run the commit's ds_pipelines, as they do in this repository.
+PROJECT_FILES = (".gitlab-ci.yml", ".gitignore", "templates", "notebooks", "configs", "ds_pipelines")
 STATE_DIR = ".gitlab-ci-local"
 
 # Pipelines here never build an image (no docker daemon) nor run GitLab's analyzer image.
@@ -126,6 +128,13 @@ class CiProject(GitRepo):
         # Warnings (an overridden predefined variable) may come first on stdout.
         listed = listing.stdout[listing.stdout.index("\n[") + 1:] if not listing.stdout.startswith("[") else listing.stdout
         return {job["name"]: job for job in json.loads(listed)}
+
+    def preview(self, variables: dict[str, str]) -> dict:
+        """The configuration gitlab-ci-local runs (--preview): includes merged, component inputs filled in,
+        ``extends`` resolved; it shows the keys --list-json leaves out (interruptible, artifacts, ...)."""
+        preview = self.gitlab_ci_local("--preview", variables=variables, timeout=120)
+        assert preview.returncode == 0, preview.stdout + preview.stderr
+        return yaml.safe_load(preview.stdout)
 
     def artifacts(self, job: str) -> Path:
         return self.root / STATE_DIR / "artifacts" / job

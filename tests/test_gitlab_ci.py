@@ -2,9 +2,9 @@
 
 Schema checks with check-jsonschema (GitLab's schema, bundled), and real pipelines run by gitlab-ci-local
 (see tests/ci_helpers.py): a push that changes the training notebook trains it and keeps the executed
-notebook with secrets masked, ``[skip run]`` runs nothing, a schedule runs the scoring notebook, a ``v1.2.3``
-tag runs auto-release (GitLab release, MLflow alias ``production``), and only
-production tags plan a release.
+notebook with secrets masked, ``[skip run]`` runs nothing, a schedule runs the scoring notebook (also when it
+targets a production tag, where it records the run and releases nothing), a ``v1.2.3`` tag runs auto-release
+(GitLab release, MLflow alias ``production``), and only production tags plan a release.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from required import require
 from sklearn.datasets import load_breast_cancer
 
 from ds_pipelines.project import defaults
+from ds_pipelines.tracking.baselines import BRANCH_TAG, COMMIT_TAG
 
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 JOB_NAMES = {
@@ -137,6 +138,32 @@ def test_docker_and_secret_detection_jobs_when_enabled(project):
 
 
 @pytest.mark.slow
+def test_merge_request_pipelines_are_scanned_for_secrets(project):
+    # GitLab sets no CI_COMMIT_BRANCH in merge-request pipelines: the template's branch rule does not apply.
+    merge_request = {"BUILD_CONTAINER": "false", "CI_PIPELINE_SOURCE": "merge_request_event"}
+    jobs = project.jobs(merge_request, unset=("CI_COMMIT_BRANCH",))
+    assert jobs["secret_detection"]["when"] == "on_success" and jobs["secret_detection"]["needs"] == []
+    # It is AST_ENABLE_MR_PIPELINES (set in .gitlab-ci.yml) that puts it there.
+    without = project.jobs({**merge_request, "AST_ENABLE_MR_PIPELINES": "false"}, unset=("CI_COMMIT_BRANCH",))
+    assert without["secret_detection"]["when"] == "never"
+
+
+@pytest.mark.slow
+def test_only_notebook_runs_are_cancelled_and_shared_state_is_written_one_pipeline_at_a_time(project):
+    config = project.preview(OFFLINE)
+    assert config["workflow"]["auto_cancel"] == {"on_new_commit": "interruptible"}
+    jobs = {name: job for name, job in config.items() if isinstance(job, dict) and "script" in job}
+    assert {name for name, job in jobs.items() if job.get("interruptible")} == {"execute-notebook", "execute-scheduled"}
+    # Executed notebooks show data: only members with the Developer role or more download them.
+    assert {name: job["artifacts"].get("access") for name, job in jobs.items() if "paths" in job.get("artifacts", {})} == {
+        "execute-notebook": "developer", "execute-scheduled": "developer",
+    }
+    assert {name: job["resource_group"] for name, job in jobs.items() if "resource_group" in job} == {
+        "write-to-wiki": "wiki", "release-image": "release-image", "auto-release": "production",
+    }
+
+
+@pytest.mark.slow
 def test_merge_request_pipeline_plan(project):
     jobs = project.jobs({**OFFLINE, "CI_PIPELINE_SOURCE": "merge_request_event"})
     assert jobs["execute-notebook"]["when"] == "on_success"
@@ -225,10 +252,8 @@ def test_skip_run_commit_runs_no_notebook(project):
     assert "nothing to record" in project.log("write-to-wiki")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
-    # A small model and data to score, in the repository: a schedule scores with what is deployed.
+def commit_scoring_inputs(project: CiProject) -> None:
+    """A small model and 60 rows to score, committed and pushed: a schedule scores with what is deployed."""
     data = load_breast_cancer(as_frame=True).frame
     model = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(data.drop(columns=["target"]), data["target"])
     (project.root / "models").mkdir()
@@ -238,6 +263,22 @@ def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
     project.edit_yaml(INFERENCE_CONFIG, lambda config: (config["model"].update(path="models/model.json"),
                                                          config["input"].update(path="data/to_score.csv")))
     project.push("Score the committed data")
+
+
+def scored_rows(project: CiProject) -> tuple[dict, pd.DataFrame]:
+    """execute-scheduled's one notebook entry in results.json, and the scores it kept."""
+    results = project.artifacts("execute-scheduled") / "results"
+    summary = json.loads((results / "results.json").read_text())
+    assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [(INFERENCE, "success")]
+    scoring = summary["notebooks"][0]
+    assert (results / scoring["executed_notebook"]).is_file()
+    return scoring, pd.read_csv(results / scoring["artifacts"]["scores"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
+    commit_scoring_inputs(project)
 
     # A schedule's commit message belongs to an old push: its [skip run] does not apply.
     schedule = {**OFFLINE, "CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_MESSAGE": "old push [skip run]"}
@@ -251,30 +292,98 @@ def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
     assert result.returncode == 0, output[-5000:]
     assert re.search(r"PASS\s+execute-scheduled", output), output[-3000:]
     assert project.dotenv("detect-notebooks", "plan.env")["DSP_NOTEBOOKS"] == INFERENCE
-    results = project.artifacts("execute-scheduled") / "results"
-    summary = json.loads((results / "results.json").read_text())
-    assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [(INFERENCE, "success")]
-    scoring = summary["notebooks"][0]
-    scores = pd.read_csv(results / scoring["artifacts"]["scores"])
+    scoring, scores = scored_rows(project)
     assert len(scores) == 60 and list(scores.columns) == ["id", "probability", "label"]
-    assert (results / scoring["executed_notebook"]).is_file()
     assert f"model-runs/{scoring['name']}" in fake_gitlab.wiki  # write-to-wiki recorded the scheduled run
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_production_tag_runs_auto_release(project, fake_gitlab, tmp_path):
-    # The model a release promotes: the latest version of the configured registered model, in a real store.
+def test_jobs_and_notebook_kernels_run_the_commits_ds_pipelines(project):
+    """The image (here: the interpreter running the tests, whose ds_pipelines is an editable install of this
+    checkout, not of the CI project) provides only the environment: a commit's change to the package is what
+    its pipeline runs, in the ds-pipelines command and in the notebook's kernel."""
+    commit_scoring_inputs(project)
+    package = project.root / "ds_pipelines"
+    with (package / "cli" / "__init__.py").open("a") as cli:
+        cli.write('\nprint(f"ds-pipelines of this commit: {__file__}", file=sys.stderr)\n')
+    with (package / "results" / "handover.py").open("a") as handover:
+        handover.write(
+            "\n_report = report\n\n\n"
+            "def report(*, metrics, **rest):\n"
+            "    _report(metrics={**metrics, 'code_of_this_commit': 1.0}, **rest)\n"
+        )
+    project.push("Change ds_pipelines")
+
+    result = project.gitlab_ci_local(variables={**OFFLINE, "CI_PIPELINE_SOURCE": "schedule"})
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    for job in ("detect-notebooks", "execute-scheduled"):
+        assert re.search(rf"ds-pipelines of this commit: \S*/{job}/ds_pipelines/cli/__init__\.py", project.log(job)), project.log(job)[-3000:]
+    scoring, _ = scored_rows(project)
+    assert scoring["metrics"]["code_of_this_commit"] == 1.0  # reported by the kernel, through the commit's notebook API
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_schedule_on_a_production_tag_scores_records_and_releases_nothing(project, fake_gitlab):
+    """The seed's production scoring: a pipeline schedule that targets the release tag."""
+    commit_scoring_inputs(project)
+    project.git("tag", "v1.2.3")
+    schedule = {"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_NAME": "v1.2.3"}
+    on_the_tag = ("CI_COMMIT_BRANCH",)  # GitLab sets no branch when a schedule targets a tag
+    assert when(project.jobs({**OFFLINE, **schedule}, unset=on_the_tag)) == {
+        "build-container": "never", "detect-notebooks": "on_success", "execute-notebook": "never",
+        "execute-scheduled": "on_success", "publish-metrics-comment": "never", "write-to-wiki": "always",
+        "notify-slack": "on_failure", "release-image": "never", "auto-release": "never", "secret_detection": "never",
+    }
+    with_docker = project.jobs({**schedule, "SECRET_DETECTION_DISABLED": "true"}, unset=on_the_tag)
+    assert (with_docker["build-container"]["when"], with_docker["release-image"]["when"]) == ("on_success", "never")
+
+    result = project.gitlab_ci_local(variables={**OFFLINE, **schedule, **gitlab_variables(fake_gitlab)},
+                                     env=job_environment(GITLAB_TOKEN=fake_gitlab.token), unset=on_the_tag)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert re.search(r"PASS\s+execute-scheduled", output) and re.search(r"PASS\s+write-to-wiki", output), output[-3000:]
+    assert "auto-release" not in output and "release-image" not in output
+    plan = project.dotenv("detect-notebooks", "plan.env")
+    assert (plan["DSP_NOTEBOOKS"], plan["DSP_TAG"]) == (INFERENCE, "v1.2.3")
+    scoring, scores = scored_rows(project)
+    assert len(scores) == 60
+    page = fake_gitlab.wiki[f"model-runs/{scoring['name']}"]["content"]
+    assert project.head()[:7] in page
+    assert fake_gitlab.releases == {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_production_tag_releases_the_model_trained_from_the_tagged_commit(project, fake_gitlab, tmp_path):
+    # Two versions of the configured model in a real store: the tagged commit's, and a newer one that a
+    # feature branch's commit trained afterwards. The release must not take the newest.
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     model_name = yaml.safe_load((project.root / "configs/training_config.yaml").read_text())["mlflow"]["registered_model_name"]
     client = mlflow.MlflowClient(tracking_uri)
-    run = client.create_run(client.create_experiment("training"))
-    client.log_metric(run.info.run_id, "roc_auc", 0.987)
-    client.set_terminated(run.info.run_id)
+    experiment = client.create_experiment("training")
     client.create_registered_model(model_name)
-    version = client.create_model_version(model_name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+
+    def trained(commit: str, branch: str, roc_auc: float) -> str:
+        run = client.create_run(experiment, tags={COMMIT_TAG: commit, BRANCH_TAG: branch})
+        client.log_metric(run.info.run_id, "roc_auc", roc_auc)
+        client.set_terminated(run.info.run_id)
+        return client.create_model_version(model_name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+
     project.git("tag", "v1.2.3")
-    tag = {"CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_NAME": "v1.2.3", "MLFLOW_TRACKING_URI": tracking_uri}
+    released = trained(project.head(), "main", 0.912)
+    project.git("checkout", "-q", "-b", "feature")
+    feature = project.commit("Feature work")
+    newer = trained(feature, "feature", 0.987)
+    project.git("checkout", "-q", "main")  # the tagged commit, which the tag pipeline checks out
+    # RELEASE_IMAGE stands in for release-image's dotenv report (no registry here): auto-release passes it on.
+    image = f"registry.example.com/group/project:v1.2.3@sha256:{'ab' * 32}"
+    tag = {"CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_NAME": "v1.2.3", "MLFLOW_TRACKING_URI": tracking_uri,
+           "RELEASE_IMAGE": image}
 
     result = project.gitlab_ci_local(variables={**OFFLINE, **tag, **gitlab_variables(fake_gitlab)},
                                      env=job_environment(GITLAB_TOKEN=fake_gitlab.token), unset=("CI_COMMIT_BRANCH",))
@@ -282,6 +391,8 @@ def test_production_tag_runs_auto_release(project, fake_gitlab, tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     assert re.search(r"PASS\s+auto-release", output), output[-3000:]
-    assert client.get_model_version_by_alias(model_name, "production").version == version
-    release = fake_gitlab.releases["v1.2.3"]
-    assert model_name in release["description"] and "0.987" in release["description"]
+    assert int(newer) > int(released)
+    assert client.get_model_version_by_alias(model_name, "production").version == released
+    description = fake_gitlab.releases["v1.2.3"]["description"]
+    assert model_name in description and "0.912" in description and "0.987" not in description
+    assert f"Image: `{image}`" in description

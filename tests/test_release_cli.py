@@ -9,15 +9,20 @@ import shutil
 import pytest
 import yaml
 from fake_gitlab import FakeGitLab
+from made_up import random_text
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow_serve import AliaslessProxy, mlflow_server
 from published import assert_clean_exit, cli_env, notebook_entry, run_cli
+from sandbox import REPO, Sandbox
 
 from ds_pipelines.publishing.render.numbers import format_value
+from ds_pipelines.tracking.baselines import BRANCH_TAG, COMMIT_TAG
 from ds_pipelines.tracking.registry import ALIAS_TAG, unsupported_endpoint
 
 MODEL = "tests-xgb"  # what the session's training registered (Sandbox.training_config, tests/sandbox.py)
+CONFIGURED = yaml.safe_load((REPO / "configs/training_config.yaml").read_text())["mlflow"]["registered_model_name"]
+PINNED_IMAGE = f"registry.example.com/group/project:v1.2.3@sha256:{'0123456789abcdef' * 4}"
 
 
 @pytest.fixture
@@ -189,3 +194,77 @@ def test_a_registry_without_aliases_gets_the_version_tagged_and_scoring_finds_it
     description = fake_gitlab.releases["v1.2.3"]["description"]
     assert f"`{ALIAS_TAG}=production`: this MLflow server has no aliases" in description
     assert f"version **{version.version}**" in description
+
+
+def made_up_sha() -> str:
+    return random_text(40, "0123456789abcdef")
+
+
+def trained_version(tracking_uri: str, *, commit: str, branch: str, roc_auc: float, status: str = "FINISHED",
+                    tag: str = COMMIT_TAG) -> str:
+    """A version of the configured model, registered by a training run of ``commit`` (tagged as CI tags it)."""
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("training") or client.get_experiment(client.create_experiment("training"))
+    run = client.create_run(experiment.experiment_id, tags={tag: commit, BRANCH_TAG: branch})
+    client.log_metric(run.info.run_id, "roc_auc", roc_auc)
+    client.set_terminated(run.info.run_id, status=status)
+    if not client.search_registered_models(f"name = '{CONFIGURED}'"):
+        client.create_registered_model(CONFIGURED)
+    return client.create_model_version(CONFIGURED, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+
+
+@pytest.mark.slow
+def test_commit_releases_the_version_trained_from_it_and_the_notes_name_the_image(sandbox: Sandbox, tmp_path, fake_gitlab):
+    tracking_uri = sandbox.env["MLFLOW_TRACKING_URI"]
+    tagged, feature = made_up_sha(), made_up_sha()
+    # mlflow.source.git.commit, as MLflow sets it itself, counts when ds-pipelines' tag is absent.
+    released = trained_version(tracking_uri, commit=tagged, branch="main", roc_auc=0.912, tag="mlflow.source.git.commit")
+    newer = trained_version(tracking_uri, commit=feature, branch="feature", roc_auc=0.987)
+
+    result = run_cli(cli_env(sandbox, fake_gitlab), "release", "v1.2.3", "--commit", tagged.upper(),
+                     "--image", PINNED_IMAGE, cwd=tmp_path)
+
+    assert_clean_exit(result)
+    assert int(newer) > int(released)
+    assert f"Model {CONFIGURED} version {released}: alias 'production' set" in result.stdout
+    assert MlflowClient(tracking_uri).get_model_version_by_alias(CONFIGURED, "production").version == released
+    notes = fake_gitlab.releases["v1.2.3"]["description"]
+    assert f"\nImage: `{PINNED_IMAGE}`\n" in notes
+    assert f"| `roc_auc` | {format_value(0.912)} |" in notes and format_value(0.987) not in notes
+    assert f"version **{released}**" in notes and f"version **{newer}**" not in notes
+
+
+@pytest.mark.slow
+def test_no_version_trained_from_the_commit_exits_2_saying_how_to_get_one_and_promotes_nothing(
+    sandbox: Sandbox, tmp_path, fake_gitlab,
+):
+    tracking_uri = sandbox.env["MLFLOW_TRACKING_URI"]
+    tagged, feature = made_up_sha(), made_up_sha()
+    failed = trained_version(tracking_uri, commit=tagged, branch="main", roc_auc=0.9, status="FAILED")
+    newest = trained_version(tracking_uri, commit=feature, branch="feature", roc_auc=0.99)
+
+    result = run_cli(cli_env(sandbox, fake_gitlab), "release", "v1.2.3", "--commit", tagged, cwd=tmp_path)
+
+    assert_clean_exit(result, 2)
+    assert (f"error: no version of registered model {CONFIGURED!r} was trained from commit {tagged} by a finished "
+            "MLflow run") in result.stderr
+    assert f"version {newest} from commit {feature[:12]} on branch feature" in result.stderr
+    assert f"version {failed} from commit {tagged[:12]} on branch main, run FAILED" in result.stderr
+    assert "Train on that commit: push it to a branch so that CI trains it, or run the training notebook" in result.stderr
+    with pytest.raises(MlflowException):
+        MlflowClient(tracking_uri).get_model_version_by_alias(CONFIGURED, "production")
+    assert fake_gitlab.releases == {}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--commit", "v1.2.3"], "Invalid value for '--commit': 'v1.2.3' is not a full commit SHA"),
+    (["--commit", "abc1234"], "'abc1234' is not a full commit SHA (40 or 64 hex digits"),
+    (["--image", "registry.example.com/group/project:v1.2.3"],
+     "Invalid value for '--image': 'registry.example.com/group/project:v1.2.3' is not an image pinned by digest"),
+    (["--commit", "a" * 40, "--results", "results"], "--results and --commit both choose the model version"),
+])
+def test_bad_commit_image_or_both_choices_exit_2_naming_them(sandbox: Sandbox, tmp_path, args, message):
+    (tmp_path / "results").mkdir()
+    result = run_cli(cli_env(sandbox), "release", "v1.2.3", *args, cwd=tmp_path)
+    assert_clean_exit(result, 2)
+    assert message in result.stderr

@@ -11,18 +11,23 @@ from sandbox import REPO, Sandbox
 
 from ds_pipelines.defs.triggers.releases import ReleaseConfig, release_job
 from ds_pipelines.defs.triggers.resources import GitLabResource
+from ds_pipelines.results.origin import TAG_PREFIX
+from ds_pipelines.tracking.baselines import COMMIT_TAG
 
 pytestmark = pytest.mark.slow  # Dagster jobs against a fresh MLflow store: 10-20 s each
 
 
-def registered_model(tracking_uri: str) -> tuple[str, str]:
-    """The model configs/training_config.yaml registers, with one version from a finished run."""
+def registered_model(tracking_uri: str, commit: str | None = None) -> tuple[str, str]:
+    """The model configs/training_config.yaml registers, with a new version from a finished run (of ``commit``)."""
     name = yaml.safe_load((REPO / "configs/training_config.yaml").read_text())["mlflow"]["registered_model_name"]
     client = mlflow.MlflowClient(tracking_uri)
-    run = client.create_run(client.create_experiment("training"))
+    experiment = client.get_experiment_by_name("training")
+    run = client.create_run(experiment.experiment_id if experiment else client.create_experiment("training"),
+                            tags={COMMIT_TAG: commit} if commit else None)
     client.log_metric(run.info.run_id, "roc_auc", 0.987)
     client.set_terminated(run.info.run_id)
-    client.create_registered_model(name)
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
     return name, client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
 
 
@@ -42,6 +47,25 @@ def test_the_release_job_releases_a_production_tag(sandbox: Sandbox, monkeypatch
     assert result.success
     assert release is not None and name in release["description"]
     assert mlflow.MlflowClient(sandbox.env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(name, "production").version == version
+
+
+def test_the_sensors_release_run_promotes_the_version_trained_from_the_tags_commit(sandbox: Sandbox, monkeypatch):
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+    tagged, feature = "1" * 40, "2" * 40
+    name, released = registered_model(sandbox.env["MLFLOW_TRACKING_URI"], tagged)
+    _, newer = registered_model(sandbox.env["MLFLOW_TRACKING_URI"], feature)
+
+    with FakeGitLab() as fake:
+        result = release_job.execute_in_process(
+            run_config=dg.RunConfig(ops={"release_tag": ReleaseConfig(tag="v1.2.3")}),
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)},
+            tags={f"{TAG_PREFIX}tag": "v1.2.3", f"{TAG_PREFIX}commit": tagged},  # as the tag sensor tags its runs
+        )
+
+    assert result.success and int(newer) > int(released)
+    assert mlflow.MlflowClient(sandbox.env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(name, "production").version == released
 
 
 def test_the_release_job_fails_without_gitlab_settings(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch):

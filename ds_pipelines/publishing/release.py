@@ -6,7 +6,9 @@
   release, nothing deployed);
 - any other tag: ReleaseTagError, nothing done.
 
-The promotion is not best effort: when it fails the release stops. The GitLab release is (see
+The version promoted is the one the training run in a results folder registered; without one, the newest
+version trained from a given commit (CI: the tagged commit), else the newest version of the registered
+model. The promotion is not best effort: when it fails the release stops. The GitLab release is (see
 ``outcome``): with GitLab unset or refusing, the model is still promoted and the caller decides.
 The release notes' metrics come from the results folder when one is given, else from the MLflow run
 that registered the version.
@@ -81,6 +83,8 @@ def release(
     project: Project,
     results: RunResults | None,
     model: str | None,
+    commit: str | None,
+    image: str | None,
     gitlab: GitLabClient | GitLabError | None,
     masker: Masker,
     origin: Provenance,
@@ -88,9 +92,11 @@ def release(
     artifacts: JobArtifacts | None,
     warn: Warn,
 ) -> ReleaseOutcome:
-    """Release ``tag`` (see the module docstring). ``gitlab`` is the client of the project's GitLab, or why
-    there is none (the model is promoted all the same, and the outcome says why no release was written).
-    A GitLab release that cannot be written comes back as ``gitlab_error``: the model is promoted by then."""
+    """Release ``tag`` (see the module docstring). ``commit``: promote the newest version trained from this
+    commit (see ``choose_versions``); ``image``: the released image, pinned by digest, for the notes.
+    ``gitlab`` is the client of the project's GitLab, or why there is none (the model is promoted all the
+    same, and the outcome says why no release was written). A GitLab release that cannot be written comes
+    back as ``gitlab_error``: the model is promoted by then."""
     from mlflow.tracking import MlflowClient
 
     triggers = project.triggers
@@ -101,7 +107,8 @@ def release(
             f"{triggers.development_tag} (whole tag; triggers.production_tag / development_tag in configs/notebooks.yaml)"
         )
     client = MlflowClient(tracking_uri=tracking_uri)
-    chosen = choose_versions(client, results=results, model=model, project=project, tracking_uri=tracking_uri, warn=warn)
+    chosen = choose_versions(client, results=results, model=model, commit=commit, project=project,
+                             tracking_uri=tracking_uri, warn=warn)
     alias = PRODUCTION_ALIAS if kind == PRODUCTION else STAGING_ALIAS
     promotions = [promote(client, c.version.name, c.version.version, alias) for c in chosen]
     if kind == DEVELOPMENT:
@@ -118,7 +125,7 @@ def release(
             url=model_version_url(ui_url, v.name, v.version) if ui_url else None,
         ))
     notes = render_release_notes(tag, kind, notes_results, links=links, model_versions=versions,
-                                 failures=describe_failures(notes_results), masker=masker)
+                                 failures=describe_failures(notes_results), masker=masker, image=image)
     description = notes.description + "\n" + "\n\n".join(_promotion_line(p) for p in promotions) + "\n"
     if isinstance(gitlab, GitLabError):
         return ReleaseOutcome(tag=tag, kind=kind, promotions=promotions, gitlab_error=gitlab, notes=description)
@@ -131,13 +138,15 @@ def release(
 
 
 def choose_versions(
-    client, *, results: RunResults | None, model: str | None, project: Project, tracking_uri: str | None,
-    warn: Warn,
+    client, *, results: RunResults | None, model: str | None, commit: str | None, project: Project,
+    tracking_uri: str | None, warn: Warn,
 ) -> list[ChosenVersion]:
     """The model versions a release promotes: the one the training run in ``results`` registered (the
-    newest per registered model among its runs); without results, or when its runs registered none, the
-    latest version of the registered model ``model``, else of the one the training notebook's config names
-    (``mlflow.registered_model_name``). ModelLookupError when there is none."""
+    newest per registered model among its runs); without results, or when its runs registered none, a
+    version of the registered model ``model``, else of the one the training notebook's config names
+    (``mlflow.registered_model_name``): with ``commit``, the newest version whose finished MLflow run was
+    trained from that commit, never one of another commit; without, the latest version. ModelLookupError
+    when there is none. ``commit`` is for releases without results (the CLI refuses both together)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -148,9 +157,46 @@ def choose_versions(
             warn(f"no successful run in {results.directory} registered a model version"
                  f"{f' of {model!r}' if model else ''}: releasing the latest registered version instead")
         names = [(model, model, None)] if model else _configured_models(project)
+        if commit is not None:
+            return [ChosenVersion(trained_from(client, name, commit), notebook, path) for name, notebook, path in names]
         return [ChosenVersion(latest_version(client, name), notebook, path) for name, notebook, path in names]
     except (MlflowException, OSError) as exc:
         raise RegistryError(f"the MLflow model registry cannot be read at {shown_uri(tracking_uri)}: {first_line(exc)}") from None
+
+
+def trained_from(client, name: str, commit: str) -> ModelVersion:
+    """The newest version of registered model ``name`` whose MLflow run finished and was trained from
+    ``commit`` (run tag ``ds-pipelines.commit``, else ``mlflow.source.git.commit``). ModelLookupError naming
+    what the newest versions were trained from, and how to get a version, when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    latest_version(client, name)  # ModelLookupError when the model has no version at all
+    seen: list[str] = []
+    for version in sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version), reverse=True):
+        if not version.run_id:
+            continue
+        try:
+            run = client.get_run(version.run_id)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # the run was deleted for good: it proves nothing
+                continue
+            raise
+        tags = run.data.tags
+        trained = tags.get(COMMIT_TAG) or tags.get(GIT_COMMIT_TAG)
+        if trained == commit and run.info.status == "FINISHED":
+            return ModelVersion(name=name, version=str(version.version), run_id=version.run_id)
+        if len(seen) < 3:
+            where = f"commit {trained[:12]}" if trained else "an unknown commit"
+            branch = f" on branch {tags[BRANCH_TAG]}" if tags.get(BRANCH_TAG) else ""
+            status = "" if run.info.status == "FINISHED" else f", run {run.info.status}"
+            seen.append(f"version {version.version} from {where}{branch}{status}")
+    raise ModelLookupError(
+        f"no version of registered model {name!r} was trained from commit {commit} by a finished MLflow run "
+        f"(run tag {COMMIT_TAG} or {GIT_COMMIT_TAG}; the newest: {'; '.join(seen) or 'none has a run'}): nothing "
+        "was promoted (a version of another commit never is). "
+        "Train on that commit: push it to a branch so that CI trains it, or run the training notebook on the "
+        "tag's commit before tagging; then run the release again"
+    )
 
 
 def _registered_by_results(client, results: RunResults, model: str | None) -> list[ChosenVersion]:

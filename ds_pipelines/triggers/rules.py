@@ -16,7 +16,9 @@ Rules, for a push or merge-request pipeline:
 
 A ``schedule`` pipeline runs the scoring notebook (``scheduled``) and nothing else: its commit message
 belongs to an old push, so neither ``[run]`` nor ``[skip run]`` applies (like GitLab's ``[skip ci]``).
-A tag pipeline runs no notebook (its commits ran when pushed); the tag only sets ``release``.
+A tag pipeline runs no notebook (its commits ran when pushed); the tag only sets ``release``. A schedule that
+targets a tag (production scoring) is a schedule: it runs the scoring notebook; ``release`` still names the
+tag's kind, but releasing is the tag pipeline's job, which CI's rules never start from a schedule.
 
 A notebook runs once, with the first reason that applies: modified, config-changed, override.
 Upstream notebooks come first (training before inference), then path order.

@@ -1,8 +1,8 @@
 """The release flow, started once per production tag: what ``ds-pipelines release TAG`` does, as a Dagster run.
 
 The tag sensor finds new tags through the GitLab API; a tag matching ``triggers.production_tag`` (``v1.2.3``)
-starts this job, which creates the GitLab release and promotes the model in the MLflow registry, exactly
-as GitLab CI's auto-release job does. Development tags (``dev-1.2.3``) deploy nothing and start nothing.
+starts this job, which promotes the model version trained from the tag's commit in the MLflow registry and
+creates the GitLab release, as GitLab CI's auto-release job does. Development tags (``dev-1.2.3``) deploy nothing and start nothing.
 """
 
 # No "from __future__ import annotations": Dagster reads the config and resource annotations at runtime.
@@ -34,11 +34,14 @@ def release_tag(context: dg.OpExecutionContext, config: ReleaseConfig, gitlab: G
         raise dg.Failure(description=f"release of {config.tag} not started: GitLab is not configured: set {', '.join(missing)}")
     project = Project()
     masker = gitlab.masker()
+    origin = Provenance.from_run_tags(context.run.tags)
     try:
+        # The sensor tags the run with the tag's commit: the version trained from it is released, as in CI.
+        # A run started by hand without that tag releases the newest version.
         outcome = release(
-            config.tag, project=project, results=None, model=None, gitlab=gitlab.client(), masker=masker,
-            origin=Provenance.from_run_tags(context.run.tags), tracking_uri=tracking_uri(project), artifacts=None,
-            warn=context.log.warning,
+            config.tag, project=project, results=None, model=None, commit=origin.commit, image=None,
+            gitlab=gitlab.client(), masker=masker, origin=origin, tracking_uri=tracking_uri(project),
+            artifacts=None, warn=context.log.warning,
         )
     except DsPipelinesError as exc:
         raise dg.Failure(description=f"release of {config.tag} failed: {masker.mask(str(exc))}") from None

@@ -39,8 +39,10 @@ def render_release_notes(
     model_versions: Mapping[str, Sequence[ModelVersion]] | None = None,
     failures: Mapping[str, Failure] | None = None,
     masker: Masker | None = None,
+    image: str | None = None,
 ) -> ReleaseNotes:
-    """The release's name and markdown description (for ``GitLabClient.upsert_release``)."""
+    """The release's name and markdown description (for ``GitLabClient.upsert_release``); ``image`` is the
+    released container image, pinned by digest (``registry/group/project:v1.2.3@sha256:...``)."""
     safe = SafeText(masker)
     links = links or Links()
     model_versions = model_versions or {}
@@ -52,6 +54,8 @@ def render_release_notes(
         f"## {md_code(tag, in_table=False)}: {words}",
         f"Built from commit {commit}" + (f" · {run_links}" if run_links else ""),
     ]
+    if image:
+        parts.append(f"Image: {md_code(image, in_table=False)}")
     if results.status != "success":
         parts.append(f"⚠️ {len(results.failed)} notebook(s) failed in this release's pipeline.")
     for nb in results.notebooks:
