@@ -1,7 +1,7 @@
 """Shared fixtures: every test runs against its own Dagster instance, MLflow store and output folder.
 
-The helpers behind them live in sandbox.py; the ``fake_gitlab``, ``fake_slack`` and ``postgres`` fixtures come
-from fake_gitlab.py, fake_slack.py and postgres.py, loaded as plugins below, so test modules take them without
+The helpers behind them live in sandbox.py; the ``fake_gitlab``, ``fake_slack``, ``postgres`` and ``project_image``
+fixtures come from fake_gitlab.py, fake_slack.py, postgres.py and images.py, loaded as plugins below, so test modules take them without
 importing them.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sandbox import Sandbox, make_sandbox
 
-pytest_plugins = ["fake_gitlab", "fake_slack", "postgres"]
+pytest_plugins = ["fake_gitlab", "fake_slack", "postgres", "images"]
 
 
 @pytest.fixture

@@ -62,6 +62,10 @@ storage:
 """
 GPU_POOL = "gpu"
 """Pool of the ``device: gpu`` notebooks; CPU notebooks belong to no pool and are never held back."""
+DEVICE_TAG = "ds-pipelines/device"
+"""Op tag of every notebook asset, the notebook's ``device:``: the deployment's run launcher gives the containers of
+runs with a ``gpu`` step the GPUs (``execution.docker_launcher``)."""
+GPU = "gpu"
 COMMIT_RUNS_POOL = "commit_runs"
 """Pool of the commit sensor's runs: one at a time, so a push's notebooks run one after another."""
 SETUP_LOCK_FILE = "ds-pipelines-setup.lock"

@@ -13,7 +13,7 @@ from ds_pipelines.execution.dagstermill_bridge import (
     cell_failure,
     execute_notebook_step,
 )
-from ds_pipelines.execution.instance import GPU_POOL
+from ds_pipelines.execution.instance import DEVICE_TAG, GPU_POOL
 from ds_pipelines.project import NotebookSpec, Project, asset_name
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG
 from ds_pipelines.results.handover import read_report
@@ -51,7 +51,8 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
         kinds={"jupyter", "python"},
         config_schema=schema,
         metadata={"notebook": spec.path, "config_file": spec.config or "(none: empty config)", "device": spec.device},
-        op_tags={"notebook_path": str(notebook)},
+        # The device tag tells the deployment's run launcher to give the run's container the GPUs.
+        op_tags={"notebook_path": str(notebook), DEVICE_TAG: spec.device},
         pool=GPU_POOL if spec.device == "gpu" else None,
     )
     def _notebook(context: dg.AssetExecutionContext, mlflow: MLflowResource) -> dg.MaterializeResult:

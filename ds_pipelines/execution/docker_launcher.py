@@ -1,0 +1,84 @@
+"""The deployment's run launcher: every run in its own container of the project image, GPU notebooks' with the GPUs.
+
+``deploy/dagster.yaml`` names ``NotebookDockerRunLauncher``. It is dagster-docker's ``DockerRunLauncher`` (image
+from the code location, environment variables passed by name, container settings from the instance and the
+code location's ``container_context``) with three differences:
+
+- A run that materializes a ``device: gpu`` notebook gets a GPU device request, what ``docker run --gpus all``
+  asks for; a CPU run gets none. The launcher reads this from the run itself: its execution plan snapshot
+  (stored with the run, whoever launched it: the UI, a sensor, a schedule, GraphQL) lists the steps it
+  executes with their op tags, and a GPU notebook's op carries ``DEVICE_TAG: gpu``.
+- An environment variable named in ``env_vars`` that the launcher's own environment does not set is left
+  out, rather than failing every launch: the Slack or GitLab settings of a deployment without them.
+- A container that Docker creates but cannot start (a GPU run on a host without the NVIDIA runtime) fails
+  the run at once with Docker's reason and what to check, instead of an unexplained launch error.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import docker.errors
+from dagster_docker import DockerRunLauncher
+from dagster_docker.container_context import DockerContainerContext
+from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
+
+from ds_pipelines.execution.instance import DEVICE_TAG, GPU, GPU_POOL
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+GPU_DEVICE_REQUESTS: list[dict[str, Any]] = [{"Driver": "nvidia", "Count": -1, "Capabilities": [["gpu"]]}]
+"""All of the host's GPUs through the NVIDIA container runtime: ``docker run --gpus all``."""
+
+
+def runs_gpu_notebook(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether ``run`` executes a step tagged ``DEVICE_TAG: gpu``, from the run's execution plan snapshot."""
+    if run.execution_plan_snapshot_id:
+        plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        selected = set(plan.step_keys_to_execute)
+        return any(step.key in selected and (step.tags or {}).get(DEVICE_TAG) == GPU for step in plan.steps)
+    # A run stored without its plan (none of the ways this deployment creates runs): the pools it claims.
+    concurrency = run.run_op_concurrency
+    return bool(concurrency and GPU_POOL in (concurrency.all_pools or ()))
+
+
+class NotebookDockerRunLauncher(DockerRunLauncher):
+    """``DockerRunLauncher`` with GPU device requests for GPU notebooks' runs (see the module's description)."""
+
+    def get_container_context(self, dagster_run: dg.DagsterRun) -> DockerContainerContext:
+        context = super().get_container_context(dagster_run)
+        context = DockerContainerContext(
+            registry=context.registry,
+            env_vars=[name for name in context.env_vars if "=" in name or name in os.environ],
+            networks=context.networks,
+            container_kwargs=context.container_kwargs,
+        )
+        if runs_gpu_notebook(self._instance, dagster_run):
+            context = context.merge(DockerContainerContext(container_kwargs={"device_requests": GPU_DEVICE_REQUESTS}))
+        return context
+
+    def launch_run(self, context) -> None:
+        try:
+            super().launch_run(context)
+        except docker.errors.APIError as exc:
+            raise RuntimeError(self._start_failure(context.dagster_run, exc)) from exc
+
+    def resume_run(self, context) -> None:
+        try:
+            super().resume_run(context)
+        except docker.errors.APIError as exc:
+            raise RuntimeError(self._start_failure(context.dagster_run, exc)) from exc
+
+    def _start_failure(self, run: dg.DagsterRun, exc: docker.errors.APIError) -> str:
+        reason = exc.explanation or str(exc)
+        message = f"Docker could not create or start the container of run {run.run_id}: {reason}."
+        if runs_gpu_notebook(self._instance, run):
+            message += (" The run executes a GPU notebook (device: gpu) and asks for all GPUs (docker run --gpus all):"
+                        " the Docker host needs NVIDIA GPUs and the NVIDIA Container Toolkit.")
+        stored = self._instance.get_run_by_id(run.run_id)
+        container = stored.tags.get(DOCKER_CONTAINER_ID_TAG) if stored else None
+        if container:
+            message += f" The container is kept for inspection: {container}."
+        return message

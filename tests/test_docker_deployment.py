@@ -1,0 +1,262 @@
+"""deploy/: runs launched the deployment's way, each in its own container of the project image.
+
+As deploy/compose.yaml runs them, from the session's image (tests/images.py) with deploy/dagster.yaml unchanged:
+a code location (``dagster api grpc``), ``dagster-daemon run`` and ``dagster-webserver`` in containers, on the
+test's PostgreSQL server (tests/postgres.py). A run is launched through the webserver's GraphQL API, waits in
+the queue, and the daemon's run launcher (ds_pipelines.execution.docker_launcher) starts its container. What
+differs from compose, and why: every container uses the host network (containers reach only 127.0.0.1 here),
+so the workspace names 127.0.0.1 and the code location's container context gives the runs ``network_mode:
+host`` instead of compose's network; the project is a small one mounted at /project (a CPU notebook and a GPU
+notebook, each a cell), and the storage volume has a name of the test's own.
+
+There is no GPU and no NVIDIA runtime here: the GPU notebook's container is created with the device request
+and cannot start, and that run must fail with Docker's reason instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from gitrepo import notebook_json
+from images import REPO, run
+
+from ds_pipelines.execution.instance import POSTGRES_STORAGE, POSTGRES_URL_ENV
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # builds the image, starts four containers
+
+IMAGE_USER = 10001
+START_TIMEOUT_S = 240
+RUN_TIMEOUT_S = 480
+"""Queue, container start, `dagster api execute_run`, a notebook kernel: about 1-2 minutes on two busy cores."""
+MLFLOW_URI = "sqlite:////app/.ds-pipelines/mlflow.db"
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+CPU_CELL = """\
+import os
+from ds_pipelines import notebook as dsp
+# Passed to the run's container by name (deploy/dagster.yaml's env_vars) from the daemon's environment.
+assert os.environ["MLFLOW_TRACKING_URI"] == {uri!r}, os.environ.get("MLFLOW_TRACKING_URI")
+config = dsp.load_config()
+dsp.report(metrics={{"answer": config["answer"], "uid": os.getuid()}})
+"""
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+  }
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def device_project(root: Path) -> Path:
+    (root / "notebooks").mkdir(parents=True)
+    (root / "notebooks/cpu_note.ipynb").write_text(notebook_json(CPU_CELL.format(uri=MLFLOW_URI)))
+    (root / "notebooks/gpu_note.ipynb").write_text(notebook_json("print('never starts here')"))
+    (root / "configs").mkdir()
+    registry = {"notebooks": {"notebooks/gpu_note.ipynb": {"device": "gpu"}}}
+    (root / "configs/notebooks.yaml").write_text(yaml.safe_dump(registry))
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, IMAGE_USER, IMAGE_USER)
+    return root
+
+
+class Deployment:
+    def __init__(self, docker: str, url: str, home: Path, webserver_port: int, label: str, names: list[str]):
+        self.docker, self.url, self.home, self.webserver_port = docker, url, home, webserver_port
+        self.label, self.names = label, names
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}:\n" + (lambda r: (r.stdout + r.stderr)[-2500:])(run(self.docker, "logs", name, timeout=60))
+                         for name in self.names)
+
+    def launch(self, asset: str, run_config: dict) -> str:
+        params = {
+            "selector": {"repositoryLocationName": "ds_pipelines", "repositoryName": "__repository__",
+                         "pipelineName": "notebooks", "assetSelection": [{"path": [asset]}]},
+            "runConfigData": run_config,
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.webserver_port}/graphql", method="POST",
+            data=json.dumps({"query": LAUNCH, "variables": {"params": params}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())
+        launched = answer["data"]["launchPipelineExecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return launched["run"]["runId"]
+
+    def instance(self) -> dg.DagsterInstance:
+        os.environ[POSTGRES_URL_ENV] = self.url  # the test's own instance folder reads it
+        return dg.DagsterInstance.from_config(str(self.home))
+
+    def wait_finished(self, run_id: str) -> dg.DagsterRun:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        with self.instance() as instance:
+            while True:
+                found = instance.get_run_by_id(run_id)
+                if found and found.status in FINISHED:
+                    return found
+                assert time.monotonic() < deadline, (
+                    f"run {run_id} not finished after {RUN_TIMEOUT_S} s ({found and found.status}):\n{self.logs()}")
+                time.sleep(2)
+
+    def events(self, run_id: str) -> str:
+        with self.instance() as instance:
+            return "\n".join(repr(entry) for entry in instance.all_logs(run_id))
+
+
+def wait_until(what: str, ready, deployment: Deployment) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not ready():
+        assert time.monotonic() < deadline, f"no {what} after {START_TIMEOUT_S} s:\n{deployment.logs()}"
+        time.sleep(2)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def deployment(project_image, postgres, tmp_path_factory):
+    docker, image = project_image["docker"], project_image["tag"]
+    uid = uuid.uuid4().hex[:10]
+    label = f"ds-pipelines-test-deployment={uid}"
+    tmp = tmp_path_factory.mktemp("deployment")
+    project = device_project(tmp / "project")
+    url = postgres.url(postgres.new_database())
+    volume = f"ds-pipelines-test-storage-{uid}"
+    grpc_port, webserver_port = free_port(), free_port()
+
+    # The host's view of the instance: the same database.
+    home = tmp / "host-home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(POSTGRES_STORAGE)
+    # What the containers mount: deploy/dagster.yaml as it is, and the workspace of the host network.
+    config = tmp / "config"
+    config.mkdir()
+    shutil.copy(REPO / "deploy/dagster.yaml", config / "dagster.yaml")
+    workspace = yaml.safe_load((REPO / "deploy/workspace.yaml").read_text())
+    workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=grpc_port)
+    (config / "workspace.yaml").write_text(yaml.safe_dump(workspace))
+    for path in config.iterdir():
+        path.chmod(0o644)
+    run_context = {"docker": {
+        "env_vars": ["DS_PIPELINES_PROJECT_DIR=/project"],
+        "container_kwargs": {
+            "network_mode": "host",
+            "labels": {"ds-pipelines-test-deployment": uid},
+            "volumes": {volume: {"bind": "/app/.ds-pipelines", "mode": "rw"}, str(project): {"bind": "/project", "mode": "rw"}},
+        },
+    }}
+    socket_gid = os.stat("/var/run/docker.sock").st_gid
+    instance_mounts = ["-v", f"{config / 'dagster.yaml'}:/opt/dagster/home/dagster.yaml:ro",
+                       "-v", f"{config / 'workspace.yaml'}:/opt/dagster/workspace.yaml:ro",
+                       "-v", f"{volume}:/app/.ds-pipelines", "-v", "/var/run/docker.sock:/var/run/docker.sock",
+                       "--group-add", str(socket_gid),
+                       "-e", "DAGSTER_HOME=/opt/dagster/home", "-e", f"{POSTGRES_URL_ENV}={url}"]
+    containers = {
+        f"ds-test-user-code-{uid}": [
+            "-v", f"{project}:/project", "-e", "DS_PIPELINES_PROJECT_DIR=/project", "-e", f"{POSTGRES_URL_ENV}={url}",
+            "-e", f"DAGSTER_CURRENT_IMAGE={image}", "-e", f"DAGSTER_CONTAINER_CONTEXT={json.dumps(run_context)}",
+            image, "dagster", "api", "grpc", "-m", "ds_pipelines.definitions", "-a", "defs", "-h", "127.0.0.1",
+            "-p", str(grpc_port)],
+        f"ds-test-daemon-{uid}": [
+            *instance_mounts, "-e", f"MLFLOW_TRACKING_URI={MLFLOW_URI}",
+            image, "dagster-daemon", "run", "-w", "/opt/dagster/workspace.yaml"],
+        f"ds-test-webserver-{uid}": [
+            *instance_mounts,
+            image, "dagster-webserver", "-h", "127.0.0.1", "-p", str(webserver_port), "-w", "/opt/dagster/workspace.yaml"],
+    }
+    deployment = Deployment(docker, url, home, webserver_port, label, list(containers))
+    assert run(docker, "volume", "create", volume, timeout=60).returncode == 0
+    try:
+        started = time.monotonic()
+        for name, args in containers.items():
+            made = run(docker, "run", "-d", "--name", name, "--network", "host", "--label", label, *args, timeout=120)
+            assert made.returncode == 0, made.stderr
+            if "user-code" in name:
+                wait_until("gRPC server", lambda n=name: run(docker, "exec", n, "dagster", "api", "grpc-health-check",
+                                                            "-p", str(grpc_port), timeout=60).returncode == 0, deployment)
+        wait_until("webserver", lambda: answers(f"http://127.0.0.1:{webserver_port}/server_info"), deployment)
+        deployment.start_s = round(time.monotonic() - started, 1)
+        yield deployment
+    finally:
+        os.environ.pop(POSTGRES_URL_ENV, None)
+        listed = run(docker, "ps", "-aq", "--filter", f"label={label}", timeout=60).stdout.split()
+        listed += run(docker, "ps", "-aq", "--filter", f"label=ds-pipelines-test-deployment={uid}", timeout=60).stdout.split()
+        if listed:
+            run(docker, "rm", "-f", *sorted(set(listed)), timeout=120)
+        run(docker, "volume", "rm", "-f", volume, timeout=60)
+
+
+def inspect(docker: str, container: str) -> dict:
+    shown = run(docker, "inspect", container, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)[0]
+
+
+def test_a_launched_run_materializes_its_notebook_in_its_own_container(deployment, project_image):
+    started = time.monotonic()
+    run_id = deployment.launch("cpu_note", {"ops": {"cpu_note": {"config": {"answer": 42}}}})
+    finished = deployment.wait_finished(run_id)
+    took = round(time.monotonic() - started, 1)
+    print(f"\ndeployment up in {deployment.start_s} s; the launched run took {took} s")
+
+    assert finished.status == dg.DagsterRunStatus.SUCCESS, deployment.events(run_id)[-4000:] + deployment.logs()
+    container = inspect(deployment.docker, finished.tags["docker/container_id"])
+    assert container["Config"]["Image"] == project_image["tag"]
+    assert container["Config"]["Labels"]["dagster/run_id"] == run_id
+    assert not container["HostConfig"]["DeviceRequests"], "a CPU run asks for no GPU"
+    assert container["HostConfig"]["NetworkMode"] == "host"
+    assert container["State"]["ExitCode"] == 0
+    env = dict(item.split("=", 1) for item in container["Config"]["Env"])
+    assert env["MLFLOW_TRACKING_URI"] == MLFLOW_URI and env[POSTGRES_URL_ENV] == deployment.url
+    with deployment.instance() as instance:
+        materialization = instance.get_latest_materialization_event(dg.AssetKey("cpu_note"))
+    assert materialization is not None and materialization.run_id == run_id
+    metadata = materialization.asset_materialization.metadata
+    assert metadata["answer"].value == 42
+    assert metadata["uid"].value == 10001, "the notebook ran as the image's user"
+    # Kept in the storage volume that deploy/dagster.yaml names, where the webserver reads it.
+    assert metadata["executed_notebook"].value.startswith("/app/.ds-pipelines/dagster/storage/")
+
+
+def test_a_gpu_notebooks_container_asks_for_the_gpus_and_fails_clearly_without_them(deployment):
+    started = time.monotonic()
+    run_id = deployment.launch("gpu_note", {})
+    finished = deployment.wait_finished(run_id)
+    print(f"\nthe GPU run failed after {round(time.monotonic() - started, 1)} s")
+
+    assert finished.status == dg.DagsterRunStatus.FAILURE
+    container = inspect(deployment.docker, finished.tags["docker/container_id"])
+    [request] = container["HostConfig"]["DeviceRequests"]
+    assert (request["Driver"], request["Count"], request["Capabilities"]) == ("nvidia", -1, [["gpu"]])
+    assert container["State"]["Status"] == "created", "Docker could not start it"
+    events = deployment.events(run_id)
+    assert "Docker could not create or start the container" in events, events[-4000:]
+    assert "NVIDIA Container Toolkit" in events
+    assert 'could not select device driver \\"nvidia\\"' in events or 'could not select device driver "nvidia"' in events, events[-4000:]

@@ -1,0 +1,84 @@
+"""The deployment's run launcher asks Docker for the GPUs only for runs that execute a ``device: gpu`` notebook.
+
+Unit level: runs are created in a test instance from the project's notebooks job, as the webserver or the daemon
+creates them (with their execution plan snapshot), and the launcher's container settings are read without
+Docker. tests/test_docker_deployment.py launches real containers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from gitrepo import notebook_json
+
+from ds_pipelines.defs.notebooks.definitions import NOTEBOOKS_JOB, build_definitions
+from ds_pipelines.execution.docker_launcher import (
+    GPU_DEVICE_REQUESTS,
+    NotebookDockerRunLauncher,
+)
+from ds_pipelines.execution.instance import DEVICE_TAG
+from ds_pipelines.project import Project
+
+LAUNCHER = {
+    "module": "ds_pipelines.execution.docker_launcher",
+    "class": "NotebookDockerRunLauncher",
+    "config": {
+        "image": "ds-pipelines:test",
+        "env_vars": ["DAGSTER_POSTGRES_URL", "SLACK_WEBHOOK_URL", "FIXED=value"],
+        "container_kwargs": {"network_mode": "host"},
+    },
+}
+
+
+def device_project(root: Path) -> Project:
+    (root / "notebooks").mkdir(parents=True)
+    for name in ("cpu_note", "gpu_note"):
+        (root / "notebooks" / f"{name}.ipynb").write_text(notebook_json(f"print('{name}')"))
+    (root / "configs").mkdir()
+    registry = {"notebooks": {"notebooks/gpu_note.ipynb": {"device": "gpu"},
+                              "notebooks/cpu_note.ipynb": {"after": ["notebooks/gpu_note.ipynb"]}}}
+    (root / "configs" / "notebooks.yaml").write_text(yaml.safe_dump(registry))
+    return Project(root)
+
+
+@pytest.fixture
+def launched(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://u:p@127.0.0.1:5432/dagster")
+    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
+    job = build_definitions(device_project(tmp_path / "project")).resolve_job_def(NOTEBOOKS_JOB)
+    with dg.instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
+        launcher = instance.run_launcher
+        assert isinstance(launcher, NotebookDockerRunLauncher)
+
+        def context(*assets: str):
+            run = instance.create_run_for_job(job, asset_selection={dg.AssetKey(a) for a in assets} if assets else None)
+            return launcher.get_container_context(run)
+
+        yield context
+
+
+def test_a_cpu_run_gets_no_device_request(launched):
+    context = launched("cpu_note")
+    assert "device_requests" not in context.container_kwargs
+    assert context.container_kwargs == {"network_mode": "host"}
+
+
+def test_a_run_with_a_gpu_notebook_gets_all_gpus(launched):
+    for selection in [("gpu_note",), ("gpu_note", "cpu_note"), ()]:
+        context = launched(*selection)
+        assert context.container_kwargs["device_requests"] == GPU_DEVICE_REQUESTS, selection
+        assert context.container_kwargs["network_mode"] == "host"
+
+
+def test_names_of_unset_variables_are_left_out(launched):
+    # Passed by name from the launcher's environment; an unset one (no Slack here) would fail every launch.
+    assert launched("cpu_note").env_vars == ["DAGSTER_POSTGRES_URL", "FIXED=value"]
+
+
+def test_every_notebook_op_carries_its_device(tmp_path):
+    defs = build_definitions(device_project(tmp_path / "project"))
+    tags = {node.name: node.definition.tags[DEVICE_TAG] for node in defs.resolve_job_def(NOTEBOOKS_JOB).nodes}
+    assert tags == {"gpu_note": "gpu", "cpu_note": "cpu"}
