@@ -1,6 +1,6 @@
 """deploy/compose.yaml, deploy/dagster.yaml and deploy/workspace.yaml fit together and hold no secret.
 
-The structure is checked here without Docker. Where a Compose client is installed, ``config`` validates the
+The structure is checked here without Docker, and a Compose client (``./run-tests`` installs one) validates the
 file too: the ``docker compose`` plugin, else docker-compose 1.x (which does not know the Compose spec's
 top-level ``name``, so that key is left out for it). tests/test_docker_deployment.py runs the deployment.
 """
@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+from required import require
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -84,7 +84,7 @@ def compose_client() -> list[str] | None:
 def test_compose_config_validates(tmp_path):
     client = compose_client()
     if client is None:
-        pytest.skip("no Compose client (docker compose plugin or docker-compose): the structure tests above still ran")
+        require("no Compose client (docker compose plugin or docker-compose): apt-get install docker-compose")
     compose = DEPLOY / "compose.yaml"
     if client[0].endswith("docker-compose"):
         for name in ("dagster.yaml", "workspace.yaml"):

@@ -10,7 +10,11 @@ import json
 
 import dagster as dg
 
-from ds_pipelines.defs.triggers.resources import GitLabResource, not_configured
+from ds_pipelines.defs.triggers.resources import (
+    GitLabResource,
+    left_to_gitlab_ci,
+    not_configured,
+)
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab.repository import tags
 from ds_pipelines.project import Project
@@ -69,7 +73,7 @@ def tag_sensor(project: Project) -> dg.SensorDefinition:
         description="Starts the release flow once for each new production tag (triggers.production_tag).",
     )
     def gitlab_tags(context: dg.SensorEvaluationContext, gitlab: GitLabResource) -> dg.SensorResult | dg.SkipReason:
-        skip = not_configured(gitlab)
+        skip = left_to_gitlab_ci(project) or not_configured(gitlab)
         if skip:
             return skip
         try:
