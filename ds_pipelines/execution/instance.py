@@ -14,14 +14,15 @@
 - On a fresh SQLite instance, processes that open it together race to create its tables (alembic's version
   table ends up with two heads) and then its pool rows (a UNIQUE error, or a pool's slots allocated twice). A
   lock file in the instance folder lets one process at a time set it up (``open_instance``). On Postgres the
-  lock only orders the processes of one machine; those of other machines are covered by dagster-postgres,
-  which retries a table creation that lost the race, and by ``apply_pool_limits``, which retries a pool row
-  that did.
+  lock only orders the processes of one machine; for those of other machines, opening the instance is tried
+  again when it lost a race to create a table or a pool row (dagster-postgres' own retries do not cover
+  every table: ``relation "instance_info" already exists`` got through them).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,10 @@ POSTGRES_URL_ENV = "DAGSTER_POSTGRES_URL"
 POSTGRES_URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DATABASE"
 POSTGRES_CONNECT_TIMEOUT_S = 10
 """An unreachable server fails a run within this long, not after TCP's minutes-long retries."""
-POOL_ROW_ATTEMPTS = 3
+SETUP_ATTEMPTS = 5
+SETUP_RETRY_WAIT_S = 0.2
+_CREATION_RACE_CODES = {"42P07", "42710", "23505"}
+"""duplicate_table, duplicate_object, unique_violation."""
 INSTANCE_SETTINGS = """\
 # Written by ds-pipelines for the project's local Dagster instance.
 telemetry:
@@ -100,21 +104,13 @@ def apply_pool_limits(instance: dg.DagsterInstance, project: Project) -> None:
 
     Dagster's SQLite storage checks for a pool's row and then inserts it without a lock: where other
     processes may do the same, call this under ``open_instance``'s lock. On Postgres an existing row is
-    locked, but two processes may both insert a missing one: the loser's transaction fails as a whole, and
-    trying again finds the winner's row and slots.
+    locked, but two processes may both insert a missing one: the loser's transaction fails as a whole
+    (``open_instance`` tries again).
     """
-    from sqlalchemy.exc import IntegrityError
-
     storage = instance.event_log_storage
     for pool, limit in pool_limits(project).items():
-        for attempt in range(1, POOL_ROW_ATTEMPTS + 1):
-            try:
-                if storage.get_concurrency_info(pool).slot_count != limit:
-                    storage.set_concurrency_slots(pool, limit)
-                break
-            except IntegrityError:
-                if attempt == POOL_ROW_ATTEMPTS:
-                    raise
+        if storage.get_concurrency_info(pool).slot_count != limit:
+            storage.set_concurrency_slots(pool, limit)
 
 
 def open_instance(project: Project) -> dg.DagsterInstance:
@@ -175,16 +171,21 @@ def check_postgres(url: str) -> None:
 def _open_and_set_pools(project: Project, postgres_url: str | None) -> dg.DagsterInstance:
     import dagster as dg
 
-    instance = None
-    try:
-        instance = dg.DagsterInstance.get()
-        apply_pool_limits(instance, project)
-    except _postgres_errors(postgres_url) as exc:
-        if instance is not None:
-            instance.dispose()
-        # Creating Dagster's tables needs CREATE on the schema: a role that may only connect fails here.
-        raise DsPipelinesError(_postgres_problem(postgres_url, exc)) from None
-    return instance
+    for attempt in range(1, SETUP_ATTEMPTS + 1):
+        instance = None
+        try:
+            instance = dg.DagsterInstance.get()
+            apply_pool_limits(instance, project)
+            return instance
+        except _postgres_errors(postgres_url) as exc:
+            if instance is not None:
+                instance.dispose()
+            if _lost_creation_race(exc) and attempt < SETUP_ATTEMPTS:
+                time.sleep(SETUP_RETRY_WAIT_S * attempt)
+                continue
+            # Creating Dagster's tables needs CREATE on the schema: a role that may only connect fails here.
+            raise DsPipelinesError(_postgres_problem(postgres_url, exc)) from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _postgres_errors(postgres_url: str | None) -> tuple[type[BaseException], ...]:
@@ -196,6 +197,15 @@ def _postgres_errors(postgres_url: str | None) -> tuple[type[BaseException], ...
     from sqlalchemy.exc import SQLAlchemyError
 
     return (SQLAlchemyError, psycopg2.Error, DagsterPostgresException)
+
+
+def _lost_creation_race(exc: BaseException) -> bool:
+    """Whether another process created the same table, type or row first (Postgres error codes), possibly
+    after dagster-postgres' own retries gave up: opening again then finds them."""
+    for error in (exc, getattr(exc, "orig", None), exc.__cause__, getattr(exc.__cause__, "orig", None)):
+        if getattr(error, "pgcode", None) in _CREATION_RACE_CODES:
+            return True
+    return False
 
 
 def _postgres_problem(url: str, exc: BaseException) -> str:
