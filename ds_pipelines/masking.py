@@ -10,6 +10,13 @@ Two sources of secrets:
   URLs, high-entropy strings in quotes, ``password = "..."`` ...), with its false-positive filters, except
   the ``pragma: allowlist secret`` comment, which a notebook must not be able to use to publish a secret.
 
+Multi-line secrets are masked whole: a PEM private key block from its BEGIN line to its END line, also when
+its lines are separate strings (a notebook output's lines) or arrive one at a time (``LineMasker``, for the
+console), and inside JSON strings with escaped newlines (a service-account key's ``private_key``); plus the
+password of ``.netrc`` lines (``machine ... login ... password ...``), the last field of ``.pgpass`` lines
+(``host:port:db:user:password``), a service-account key's ``private_key_id``, and Google API keys, npm and
+PyPI tokens (gitleaks rules of GitLab's secret detection that detect-secrets lacks).
+
 Every occurrence is replaced with ``[MASKED]``. Over-masking is preferred to a leak: a regex detector's
 whole match is masked (``https[MASKED]host`` for a basic-auth URL), and a value found once is masked
 everywhere in the text or notebook.
@@ -18,6 +25,7 @@ everywhere in the text or notebook.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -41,6 +49,29 @@ MIN_DETECTED_LENGTH = 4
 _BINARY_MIME = re.compile(r"^image/(?!svg)")
 _TRIM = " \t\"'`=:,;()[]{}<>"
 _ALLOWLIST_FILTER = "detect_secrets.filters.allowlist.is_line_allowlisted"
+# PEM private keys (RSA, EC, OPENSSH, ENCRYPTED, PGP's "PRIVATE KEY BLOCK"): the block is masked whole.
+_PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+# What may follow a BEGIN line inside a block: base64 lines, blank lines, RFC 1421 / PGP headers. Anything
+# else ends a block that lost its END line, so a truncated key does not mask the rest of a notebook.
+_PEM_BODY = re.compile(r"(?:[A-Za-z0-9+/=]*|[A-Za-z][A-Za-z-]*: .*)\s*")
+# A line detect-secrets' default plugins can find nothing in has no run of 10 token characters (the shortest
+# detected tokens, Artifactory's, have 11), no URL credentials, no key block and no secret-sounding keyword.
+# Streamed lines are scanned only when they match (scanning costs ~7 ms a line).
+_MAY_HOLD_SECRET = re.compile(
+    r"[A-Za-z0-9_\-+/=]{10,}|://|-----BEGIN|pass|pwd|secret|token|key|auth|credential|api|cloudant|softlayer",
+    re.IGNORECASE,
+)
+# Secrets a line's shape gives away; group 1 is masked (everywhere, like any secret found).
+_SHAPED_SECRETS = [
+    re.compile(r"\bmachine\s+\S+\s+(?:login\s+\S+\s+)?password\s+(\S+)"),  # .netrc
+    re.compile(r"^[^:\s]+:(?:\d+|\*):[^:\s]+:[^:\s]+:(\S+)$", re.MULTILINE),  # .pgpass
+    re.compile(r'"private_key_id"\s*:\s*"([^"]+)"'),  # a cloud service-account key file
+    # Tokens of GitLab's secret detection (gitleaks rules) that detect-secrets' plugins do not know.
+    re.compile(r"\b(AIza[0-9A-Za-z_-]{35})"),  # Google API key
+    re.compile(r"\b(npm_[A-Za-z0-9]{36})"),  # npm access token
+    re.compile(r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,})"),  # PyPI upload token
+]
 
 
 class MaskingError(DsPipelinesError):
@@ -86,19 +117,107 @@ def mask_text(text: str, env: Mapping[str, str] | None = None) -> str:
 
 
 def mask_strings(texts: list[str], env_values: Iterable[str]) -> tuple[list[str], int]:
-    """Mask several strings together: a secret detected in one is masked in all. Returns the masked
-    strings and the number of occurrences masked."""
-    secrets = set(env_values) | detected_secrets(texts)
+    """Mask several strings together, in order: a secret detected in one is masked in all, and a private key
+    block may run from one string into the next. Returns the masked strings and the number of occurrences
+    masked."""
+    texts, total = _mask_key_blocks(texts)
+    secrets = set(env_values) | detected_secrets(texts) | shaped_secrets(texts)
     ordered = sorted((s for s in secrets if s), key=len, reverse=True)
     if not ordered:
-        return list(texts), 0
+        return texts, total
     pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
-    masked, total = [], 0
+    masked = []
     for text in texts:
         replaced, count = pattern.subn(MASK, text)
         masked.append(replaced)
         total += count
     return masked, total
+
+
+def shaped_secrets(texts: Iterable[str]) -> set[str]:
+    """Passwords of .netrc and .pgpass lines and service-account key ids (``_SHAPED_SECRETS``)."""
+    return {match.group(1) for text in texts for regex in _SHAPED_SECRETS for match in regex.finditer(text)
+            if len(match.group(1)) >= MIN_DETECTED_LENGTH and match.group(1) != MASK}
+
+
+def _mask_key_blocks(texts: list[str]) -> tuple[list[str], int]:
+    """Private key blocks masked from BEGIN to END, also across consecutive strings. A block whose END never
+    comes (a truncated key is still a key) is masked as long as its lines look like a key's body."""
+    masked, count, inside = [], 0, False
+    for text in texts:
+        if inside and _PEM_END.search(text) is None and not _key_body_line(text):
+            inside = False
+        pieces, position = [], 0
+        while True:
+            if not inside:
+                begin = _PEM_BEGIN.search(text, position)
+                if begin is None:
+                    pieces.append(text[position:])
+                    break
+                pieces.append(text[position:begin.start()] + MASK)
+                count += 1
+                inside, position = True, begin.end()
+            end = _PEM_END.search(text, position)
+            if end is None:
+                # The block goes on in the next string: keep only the line break, so lines stay lines.
+                pieces.append("\n" if text.endswith("\n") else "")
+                break
+            inside, position = False, end.end()
+        masked.append("".join(pieces))
+    return masked, count
+
+
+def _key_body_line(text: str) -> bool:
+    """Whether ``text`` can be a line inside a key block: key-shaped, and a whole line (a notebook output's
+    lines end in a newline) or as long as a key's lines, not a short word such as a JSON key."""
+    return bool(_PEM_BODY.fullmatch(text)) and (text.endswith("\n") or len(text.strip()) >= 16)
+
+
+class LineMasker:
+    """Masks text that arrives a line at a time (a notebook's output streamed to the console): the lines of a
+    private key block after its BEGIN line are masked until its END line, then lines are masked one by one."""
+
+    def __init__(self, env_values: Iterable[str]):
+        self._env_values = tuple(env_values)
+        self._inside_key = False
+
+    def __call__(self, line: str) -> str:
+        if self._inside_key:
+            end = _PEM_END.search(line)
+            if end is not None:
+                self._inside_key = False
+                return MASK + self(line[end.end():])
+            if _PEM_BODY.fullmatch(line):  # a whole line by construction, however short
+                return MASK
+            self._inside_key = False  # a block that lost its END line: this line is text again
+        begin = _PEM_BEGIN.search(line)
+        if begin is not None and _PEM_END.search(line, begin.end()) is None:
+            self._inside_key = True
+            return self._mask(line[:begin.start()]) + MASK
+        return self._mask(line)
+
+    def _mask(self, line: str) -> str:
+        if _MAY_HOLD_SECRET.search(line):
+            return mask_strings([line], self._env_values)[0][0]
+        for value in self._env_values:
+            line = line.replace(value, MASK)
+        return line
+
+
+class MaskingLogFilter(logging.Filter):
+    """Masks the records of a logger before any handler sees them: papermill's logger carries what a notebook
+    prints, to the console and into Dagster's event log."""
+
+    def __init__(self, env_values: Iterable[str]):
+        super().__init__()
+        self._lines = LineMasker(env_values)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = "\n".join(self._lines(line) for line in message.split("\n"))
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
 
 
 def detected_secrets(texts: Iterable[str]) -> set[str]:

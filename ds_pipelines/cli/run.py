@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     from ds_pipelines.execution.instance import use_local_defaults
     from ds_pipelines.execution.kernels import JobPointer
     from ds_pipelines.execution.runner import run_notebooks
+    from ds_pipelines.masking import LineMasker, Masker, mask_json
     from ds_pipelines.results.folder import RunResults, run_status, write_results
     from ds_pipelines.results.origin import current, run_commit
     from ds_pipelines.tracking.baselines import mlflow_run_context_env, run_tags
@@ -80,8 +82,12 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     os.environ.update(mlflow_run_context_env(
         run_tags(origin.commit, origin.branch, origin.merge_request, origin.pipeline_url, origin.job_url), os.environ,
     ))
+    # The console is a CI job's log, readable by the project's members: what the notebooks print, their cells'
+    # first lines and their errors are masked like everything ds-pipelines stores.
+    secrets = Masker.from_env().env_values
+    console = LineMasker(secrets)
     notebooks = run_notebooks(project, specs, job=JobPointer(*NOTEBOOKS_JOB), configs=configs, tags=tags,
-                              on_line=lambda line: click.echo(line, err=True),
+                              on_line=lambda line: click.echo(console(line), err=True),
                               executed_notebook_urls=_artifact_urls(specs, output_dir, origin.job_url))
     run = RunResults(
         status=run_status(notebooks), started_at=started_at.isoformat(timespec="seconds"),
@@ -93,9 +99,9 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
         written = write_results(output_dir, run)
         click.echo(f"results written to {written.directory / 'results.json'}", err=True)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(mask_json(summary, secrets)[0], indent=2))
     else:
-        _print_summary(summary, project)
+        _print_summary(summary, project, console)
     # The process ends here, and Dagster leaves a large object graph: the garbage collector's pass over it
     # at interpreter exit took ~0.5-1 s and frees nothing (results are written and closed by now).
     gc.freeze()
@@ -116,20 +122,19 @@ def _artifact_urls(specs: list, output_dir: Path | None, job_url: str | None) ->
     return {path: url for path, url in urls.items() if url}
 
 
-def _print_summary(summary: dict, project: Project) -> None:
+def _print_summary(summary: dict, project: Project, console: Callable[[str], str]) -> None:
+    """The run, a notebook at a time; each line through ``console`` (the masking of the console's lines)."""
+    lines = []
     for entry in summary["notebooks"]:
-        click.echo(f"{entry['notebook']}: {entry['status']}" + (f" in {entry['duration_s']:.1f} s" if entry["duration_s"] else ""))
-        for name, value in entry["metrics"].items():
-            click.echo(f"    {name:<28} {value:.4g}")
-        for name, path in entry["artifacts"].items():
-            click.echo(f"    {name + ':':<28} {path}")
+        lines.append(f"{entry['notebook']}: {entry['status']}" + (f" in {entry['duration_s']:.1f} s" if entry["duration_s"] else ""))
+        lines += [f"    {name:<28} {value:.4g}" for name, value in entry["metrics"].items()]
+        lines += [f"    {name + ':':<28} {path}" for name, path in entry["artifacts"].items()]
         if entry["executed_notebook"]:
-            click.echo(f"    {'executed notebook:':<28} {entry['executed_notebook']}")
+            lines.append(f"    {'executed notebook:':<28} {entry['executed_notebook']}")
         if entry["mlflow_run_id"]:
-            click.echo(f"    {'MLflow run:':<28} {entry['mlflow_run_id']}")
+            lines.append(f"    {'MLflow run:':<28} {entry['mlflow_run_id']}")
         if entry["error"]:
-            click.echo(f"    {'error:':<28} {entry['error']}")
+            lines.append(f"    {'error:':<28} {entry['error']}")
+    for line in lines:
+        click.echo(console(line))
     click.echo("Open the UIs with `uv run ds-pipelines ui` (Dagster) and `uv run ds-pipelines mlflow-ui` (MLflow).")
-
-
-

@@ -9,7 +9,7 @@ fails on any other, and on any change to the signatures used here.
 
 from __future__ import annotations
 
-import shutil
+import logging
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -29,6 +29,12 @@ from papermill.exceptions import PapermillExecutionError
 from papermill.iorw import load_notebook_node, write_ipynb
 
 from ds_pipelines.execution import kernels
+from ds_pipelines.masking import (
+    Masker,
+    MaskingLogFilter,
+    mask_notebook_file,
+    mask_strings,
+)
 from ds_pipelines.results.executed import failed_cell_number
 
 DAGSTERMILL_SERIES = "0.29."
@@ -53,10 +59,17 @@ def execute_notebook_step(context: dg.AssetExecutionContext, *, name: str, noteb
     Runs in the kernel ``ds-pipelines run`` started early for the notebook when there is one
     (``ds_pipelines.execution.kernels``), else in one started here, as dagstermill does.
 
-    Raises ``PapermillExecutionError`` when a cell fails, after keeping the executed notebook.
+    Raises ``PapermillExecutionError`` when a cell fails, after keeping the executed notebook. Secrets are
+    masked in the kept notebook and in papermill's log records (see ``ds_pipelines.masking``).
     """
     keep_as.parent.mkdir(parents=True, exist_ok=True)
     early_kernel = kernels.take(notebook)
+    # What the notebook prints reaches papermill's logger (the console, Dagster's event log) and the executed
+    # notebook: both are masked before anything else sees them.
+    secrets = Masker.from_env().env_values
+    papermill_log = logging.getLogger("papermill")
+    masking = MaskingLogFilter(secrets)
+    papermill_log.addFilter(masking)
     with tempfile.TemporaryDirectory(prefix="ds-pipelines-") as scratch:
         try:
             if early_kernel is None:
@@ -71,9 +84,10 @@ def execute_notebook_step(context: dg.AssetExecutionContext, *, name: str, noteb
             else:
                 _execute_in(early_kernel, context, notebook=notebook, output_dir=Path(scratch))
         finally:
+            papermill_log.removeFilter(masking)
             # papermill writes the output notebook before raising, so a failed run is kept too.
             for written in Path(scratch).glob("*-out.ipynb"):
-                shutil.move(written, keep_as)
+                mask_notebook_file(written, keep_as, secrets)
     return keep_as
 
 
@@ -107,4 +121,7 @@ def cell_failure(executed: Path, error: PapermillExecutionError) -> CellFailure:
     cells = nbformat.read(executed, as_version=4).cells if executed.exists() else []
     failed = failed_cell_number(cells)
     source = (error.source or "").strip().splitlines()
-    return CellFailure(cell=failed, source_line=source[0] if source else "", error=f"{error.ename}: {error.evalue}")
+    # The error and the cell's first line go into Dagster's event log and the console: masked like the notebook.
+    (source_line, message), _ = mask_strings([source[0] if source else "", f"{error.ename}: {error.evalue}"],
+                                             Masker.from_env().env_values)
+    return CellFailure(cell=failed, source_line=source_line, error=message)
