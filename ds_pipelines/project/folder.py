@@ -11,14 +11,21 @@ The project is found from where you stand, the way git and ``dg`` find theirs: `
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ds_pipelines.errors import ConfigError, DsPipelinesError, NotebookNotFoundError
+from ds_pipelines.errors import (
+    AssetNameCollisionError,
+    ConfigError,
+    DsPipelinesError,
+    NotebookNotFoundError,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -59,8 +66,23 @@ class NotebookSpec:
 
 
 def asset_name(notebook_path: str) -> str:
+    """The Dagster asset name of a notebook: its file stem with every character other than ``[A-Za-z0-9_]``
+    made ``_`` (``nb_`` in front of a leading digit), so ``training-example.ipynb`` is ``training_example``.
+
+    A stem with non-ASCII characters would lose them all (``SVM 튜토리얼`` and ``SVM 입문서`` both ``SVM_____``),
+    so it becomes its ASCII part (accents dropped: ``é`` is ``e``) plus a hash of the stem: readable, distinct
+    and the same on every machine (``SVM_d6ea7acd``). Names that still coincide are ``name_collisions``."""
     stem = Path(notebook_path).stem
-    name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
+    if stem.isascii():
+        name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
+    else:
+        # NFC before hashing: macOS file systems hand out decomposed names (NFD), git and Linux usually
+        # composed ones; the same notebook must get the same key on both.
+        composed = unicodedata.normalize("NFC", stem)
+        digest = hashlib.sha256(composed.encode("utf-8")).hexdigest()[:8]
+        decomposed = unicodedata.normalize("NFKD", composed).encode("ascii", "ignore").decode("ascii")
+        readable = re.sub(r"[^A-Za-z0-9]+", "_", decomposed).strip("_")
+        name = f"{readable}_{digest}" if readable else f"nb_{digest}"
     return name if not name[:1].isdigit() else f"nb_{name}"
 
 
@@ -144,14 +166,25 @@ class Project:
                 raise ConfigError(REGISTRY_FILE, f"{key}.device", f"expected one of {list(_DEVICES)}, got {entry['device']!r}")
         return entries
 
-    def notebooks(self) -> list[NotebookSpec]:
-        """Every notebook under ``notebooks/`` (checkpoints excluded), in dependency order, then path order."""
+    def notebook_paths(self) -> list[str]:
+        """The path of every notebook under ``notebooks/`` (checkpoints excluded), sorted; the registry unread."""
         folder = self.root / NOTEBOOKS_DIR
-        paths = sorted(
+        return sorted(
             p.relative_to(self.root).as_posix()
             for p in folder.rglob("*.ipynb")
             if CHECKPOINTS_DIR not in p.parts
         ) if folder.is_dir() else []
+
+    def name_collisions(self) -> list[AssetNameCollisionError]:
+        """Notebooks whose asset names coincide (``a b.ipynb`` and ``a-b.ipynb``), one error per name."""
+        by_name: dict[str, list[str]] = {}
+        for path in self.notebook_paths():
+            by_name.setdefault(asset_name(path), []).append(path)
+        return [AssetNameCollisionError(name, paths) for name, paths in sorted(by_name.items()) if len(paths) > 1]
+
+    def notebooks(self) -> list[NotebookSpec]:
+        """Every notebook under ``notebooks/`` (checkpoints excluded), in dependency order, then path order."""
+        paths = self.notebook_paths()
         for listed in self._registry:
             if listed not in paths:
                 raise ConfigError(REGISTRY_FILE, f"notebooks.{listed}", "lists a notebook that does not exist")
@@ -177,6 +210,10 @@ class Project:
         by_path = {spec.path: spec for spec in self.notebooks()}
         by_name = {spec.name: spec for spec in by_path.values()}
         if notebook in by_name:
+            # A name two notebooks share means neither: running the one the listing happened to keep would be a guess.
+            for collision in self.name_collisions():
+                if collision.name == notebook:
+                    raise collision
             return by_name[notebook]
         for candidate in (Path(notebook), self.root / notebook):
             try:
