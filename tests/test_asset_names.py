@@ -4,14 +4,20 @@ still coincide are found before Dagster sees them."""
 from __future__ import annotations
 
 import re
+import shutil
 import unicodedata
 from pathlib import Path
 
+import dagster as dg
 import nbformat
 import pytest
+from sandbox import REPO
 
+from ds_pipelines.definitions import defs
+from ds_pipelines.defs.alerts.sensors import SENSOR_NAME
+from ds_pipelines.defs.notebooks.definitions import NOTEBOOKS_JOB
 from ds_pipelines.errors import AssetNameCollisionError
-from ds_pipelines.project import Project, asset_name
+from ds_pipelines.project import PROJECT_DIR_ENV, Project, asset_name
 
 DAGSTER_NAME = re.compile(r"[A-Za-z0-9_]+")  # what Dagster accepts in an asset key
 
@@ -73,3 +79,30 @@ def test_distinct_names_are_no_collision(tmp_path: Path):
     project = project_with(tmp_path, "SVM 튜토리얼.ipynb", "SVM 입문서.ipynb", "a_b.ipynb")
     assert project.name_collisions() == []
     assert sorted(spec.name for spec in project.notebooks()) == ["SVM_531d9b04", "SVM_d6ea7acd", "a_b"]
+
+
+def repository_copy_with(root: Path, *extra: str) -> Path:
+    """This repository's project (notebooks and configs) plus empty notebooks named ``extra``."""
+    shutil.copytree(REPO / "configs", root / "configs")
+    shutil.copytree(REPO / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    for name in extra:
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [nbformat.v4.new_markdown_cell(f"# {name}")]
+        nbformat.write(notebook, root / "notebooks" / name)
+    return root
+
+
+def test_colliding_notebooks_are_left_out_and_everything_else_loads(tmp_path: Path, monkeypatch):
+    project = repository_copy_with(tmp_path, "a b.ipynb", "a-b.ipynb", "SVM 튜토리얼.ipynb")
+    monkeypatch.setenv(PROJECT_DIR_ENV, str(project))
+    loaded = defs()
+    dg.Definitions.validate_loadable(loaded)
+    specs = {spec.key.to_user_string(): spec for spec in loaded.resolve_all_asset_specs()}
+    assert sorted(specs) == ["SVM_d6ea7acd", "inference_example", "training_example"]
+    assert specs["SVM_d6ea7acd"].metadata["notebook"] == "notebooks/SVM 튜토리얼.ipynb"  # the file stays visible
+    repository = loaded.get_repository_def()
+    assert {"gitlab_commits", "gitlab_tags", SENSOR_NAME} <= {s.name for s in repository.sensor_defs}
+    assert [s.name for s in repository.schedule_defs] == ["scoring"]
+    job = loaded.resolve_job_def(NOTEBOOKS_JOB)
+    assert "notebooks/a b.ipynb and notebooks/a-b.ipynb both become the Dagster asset 'a_b'" in job.description
+    assert "a-b.ipynb" in job.metadata["left_out_notebooks"].value

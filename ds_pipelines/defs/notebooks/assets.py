@@ -94,5 +94,6 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
     return _notebook
 
 
-def notebook_assets(project: Project) -> list[dg.AssetsDefinition]:
-    return [notebook_asset(project, spec) for spec in project.notebooks()]
+def notebook_assets(project: Project, leave_out: set[str] = frozenset()) -> list[dg.AssetsDefinition]:
+    """An asset per notebook of the project, but those whose paths are in ``leave_out``."""
+    return [notebook_asset(project, spec) for spec in project.notebooks() if spec.path not in leave_out]
