@@ -33,5 +33,14 @@ class AssetNameCollisionError(DsPipelinesError):
         )
 
 
+class ProjectProblemsError(DsPipelinesError):
+    """Every problem ``ds-pipelines check`` found in a project, reported together."""
+
+    def __init__(self, problems: list[DsPipelinesError]):
+        self.problems = list(problems)
+        # One problem a line, each with the CLI's "error: " in front as the first gets it (ds_pipelines.cli.main).
+        super().__init__("\nerror: ".join(str(problem) for problem in self.problems))
+
+
 class NotebookInputError(DsPipelinesError):
     """Raised inside a notebook when its input data or model does not fit its config."""

@@ -86,6 +86,26 @@ def asset_name(notebook_path: str) -> str:
     return name if not name[:1].isdigit() else f"nb_{name}"
 
 
+def entry_problems(path: str, entry: Any) -> list[ConfigError]:
+    """What is wrong with the settings of one notebook in ``configs/notebooks.yaml``, every problem."""
+    key = f"notebooks.{path}"
+    if not isinstance(entry, dict):
+        return [ConfigError(REGISTRY_FILE, key, f"expected a mapping with keys {sorted(_REGISTRY_KEYS)}, got {entry!r}")]
+    problems = [
+        ConfigError(REGISTRY_FILE, f"{key}.{unknown}", f"unknown key (expected one of {sorted(_REGISTRY_KEYS)})")
+        for unknown in sorted(set(entry) - _REGISTRY_KEYS, key=str)
+    ]
+    if entry.get("device", "cpu") not in _DEVICES:
+        problems.append(ConfigError(REGISTRY_FILE, f"{key}.device", f"expected one of {list(_DEVICES)}, got {entry['device']!r}"))
+    for name in ("config", "schema", "description"):
+        if entry.get(name) is not None and not isinstance(entry[name], str):
+            problems.append(ConfigError(REGISTRY_FILE, f"{key}.{name}", f"expected a string, got {entry[name]!r}"))
+    after = entry.get("after")
+    if after is not None and not (isinstance(after, list) and all(isinstance(item, str) for item in after)):
+        problems.append(ConfigError(REGISTRY_FILE, f"{key}.after", f"expected a list of notebook paths, got {after!r}"))
+    return problems
+
+
 class ProjectNotFoundError(DsPipelinesError):
     """No project folder where one was looked for."""
 
@@ -127,7 +147,8 @@ class Project:
         return self.root / STATE_DIR
 
     @cached_property
-    def _registry_file(self) -> dict[str, Any]:
+    def registry_data(self) -> dict[str, Any]:
+        """``configs/notebooks.yaml`` as read, its top-level keys checked; ``{}`` when the file is absent."""
         # Imported here, as every YAML and pydantic import in this module: `ds-pipelines image-tag` imports the
         # package in CI's docker client image, where ds-pipelines is installed without its dependencies.
         from ds_pipelines.project.config import read_yaml
@@ -147,23 +168,18 @@ class Project:
         from ds_pipelines.project.config import validate
         from ds_pipelines.project.settings import TriggerSettings
 
-        section = self._registry_file.get("triggers") or {}
+        section = self.registry_data.get("triggers") or {}
         return validate(TriggerSettings, section, display=REGISTRY_FILE, key_prefix="triggers.")
 
     @cached_property
     def _registry(self) -> dict[str, dict[str, Any]]:
-        entries = self._registry_file.get("notebooks") or {}
+        entries = self.registry_data.get("notebooks") or {}
         if not isinstance(entries, dict):
             raise ConfigError(REGISTRY_FILE, "notebooks", "expected a mapping of notebook paths to settings")
         for path, entry in entries.items():
-            key = f"notebooks.{path}"
-            if not isinstance(entry, dict):
-                raise ConfigError(REGISTRY_FILE, key, f"expected a mapping with keys {sorted(_REGISTRY_KEYS)}")
-            unknown = set(entry) - _REGISTRY_KEYS
-            if unknown:
-                raise ConfigError(REGISTRY_FILE, f"{key}.{sorted(unknown)[0]}", f"unknown key (expected one of {sorted(_REGISTRY_KEYS)})")
-            if entry.get("device", "cpu") not in _DEVICES:
-                raise ConfigError(REGISTRY_FILE, f"{key}.device", f"expected one of {list(_DEVICES)}, got {entry['device']!r}")
+            problems = entry_problems(path, entry)
+            if problems:
+                raise problems[0]
         return entries
 
     def notebook_paths(self) -> list[str]:
@@ -207,22 +223,29 @@ class Project:
 
     def find(self, notebook: str) -> NotebookSpec:
         """The notebook given by path (absolute, or relative to the cwd or the project) or by asset name."""
-        by_path = {spec.path: spec for spec in self.notebooks()}
-        by_name = {spec.name: spec for spec in by_path.values()}
-        if notebook in by_name:
+        path = self.path_of(notebook)
+        if path is None:
+            raise NotebookNotFoundError(notebook, self.notebook_paths())
+        return next(spec for spec in self.notebooks() if spec.path == path)
+
+    def path_of(self, notebook: str) -> str | None:
+        """The path of the notebook given by path or asset name (as ``find``), None for none; the registry unread,
+        so ``check`` can resolve names while ``configs/notebooks.yaml`` is broken."""
+        paths = self.notebook_paths()
+        named = [path for path in paths if asset_name(path) == notebook]
+        if len(named) > 1:
             # A name two notebooks share means neither: running the one the listing happened to keep would be a guess.
-            for collision in self.name_collisions():
-                if collision.name == notebook:
-                    raise collision
-            return by_name[notebook]
+            raise AssetNameCollisionError(notebook, named)
+        if named:
+            return named[0]
         for candidate in (Path(notebook), self.root / notebook):
             try:
                 relative = candidate.resolve().relative_to(self.root.resolve()).as_posix()
             except ValueError:
                 continue
-            if relative in by_path:
-                return by_path[relative]
-        raise NotebookNotFoundError(notebook, sorted(by_path))
+            if relative in paths:
+                return relative
+        return None
 
     def in_run_order(self, specs: list[NotebookSpec]) -> list[NotebookSpec]:
         """Upstream notebooks first (training before inference), ties broken by path."""
