@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from ds_pipelines.cli.check import check
 from ds_pipelines.cli.detect import detect
 from ds_pipelines.cli.image_tag import image_tag
 from ds_pipelines.cli.mask import mask_secrets
@@ -24,9 +25,14 @@ from ds_pipelines.errors import DsPipelinesError
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ds-pipelines")
 def cli() -> None:
-    """Run Jupyter notebooks, unchanged, as Dagster pipelines tracked in MLflow."""
+    """Run Jupyter notebooks, unchanged, as Dagster pipelines tracked in MLflow.
+
+    Start with `ds-pipelines check`: it validates the whole project (configs, configs/notebooks.yaml, notebook
+    files, asset names, the Dagster definitions) and lists every problem at once.
+    """
 
 
+cli.add_command(check)
 cli.add_command(run)
 cli.add_command(detect)
 cli.add_command(ui)

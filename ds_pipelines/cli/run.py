@@ -14,6 +14,12 @@ from pathlib import Path
 import click
 
 from ds_pipelines.cli.options import load_project, project_dir_option
+from ds_pipelines.errors import (
+    AssetNameCollisionError,
+    DsPipelinesError,
+    NotebookNotFoundError,
+    ProjectProblemsError,
+)
 from ds_pipelines.project import Project
 
 NOTEBOOKS_JOB = ("ds_pipelines.defs.notebooks.definitions", "notebooks_job")
@@ -50,16 +56,34 @@ def _config_overrides(values: tuple[str, ...]) -> dict[str, Path]:
 def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) -> None:
     """Run NOTEBOOKS (paths or asset names) as Dagster assets, upstream ones first.
 
-    Every config is validated before anything runs. Stops at the first failing notebook, keeps its
-    executed notebook, and exits 1; exits 2 for bad input (unknown notebook, invalid config).
+    The whole project is validated before anything runs, as by `ds-pipelines check` but the definitions
+    load. Stops at the first failing notebook, keeps its executed notebook, and exits 1; exits 2 for bad
+    input (unknown notebook, invalid config or configs/notebooks.yaml, broken notebook file), listing
+    every problem.
     """
+    from ds_pipelines.project.check import project_problems
+
     project = load_project(project_dir)
     overrides = _config_overrides(config_overrides)
     if not notebooks and not run_all:
         raise click.UsageError("give at least one notebook, or --all")
+    # Every problem before anything starts, unknown notebooks included: one failed run says all that is wrong.
+    problems: list[DsPipelinesError] = []
+    targets = {}
+    for notebook in dict.fromkeys((*notebooks, *overrides)):
+        try:
+            path = project.path_of(notebook)
+        except AssetNameCollisionError:
+            continue  # project_problems reports the collision, naming both files
+        if path is None:
+            problems.append(NotebookNotFoundError(notebook, project.notebook_paths()))
+        elif notebook in overrides:
+            targets[path] = overrides[notebook]
+    problems += project_problems(project, overrides=targets)
+    if problems:
+        raise ProjectProblemsError(problems)
     specs = project.notebooks() if run_all else project.in_run_order([project.find(nb) for nb in notebooks])
-    specs_by_override = {project.find(nb).path: file for nb, file in overrides.items()}
-    configs = {spec.path: project.config_for(spec, specs_by_override.get(spec.path)) for spec in specs}
+    configs = {spec.path: project.config_for(spec, targets.get(spec.path)) for spec in specs}
 
     from ds_pipelines.execution.instance import use_local_defaults
     from ds_pipelines.execution.kernels import JobPointer

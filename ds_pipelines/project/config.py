@@ -51,12 +51,26 @@ def read_yaml(file: Path, *, display: str | None = None) -> Any:
 def load_config(file: Path, model: type[Model], *, display: str | None = None) -> Model:
     """Parse and validate one config file against ``model``."""
     display = display or str(file)
+    return validate(model, _read_mapping(file, display), display=display)
+
+
+def config_problems(file: Path, model: type[BaseModel], *, display: str | None = None) -> list[ConfigError]:
+    """Every problem of one config file against ``model`` (``load_config`` stops at the first); [] when valid."""
+    display = display or str(file)
+    try:
+        data = _read_mapping(file, display)
+    except ConfigError as exc:
+        return [exc]
+    return validation_problems(model, data, display=display)
+
+
+def _read_mapping(file: Path, display: str) -> dict[str, Any]:
     data = read_yaml(file, display=display)
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(display, None, f"expected a mapping of keys to values, got {type(data).__name__}")
-    return validate(model, data, display=display)
+    return data
 
 
 def resolve_schema(schema: str | None, *, root: Path, display: str, key: str | None) -> type[BaseModel]:
@@ -114,20 +128,34 @@ def validate(model: type[Model], data: Any, *, display: str, key_prefix: str = "
         raise _config_error(display, exc, model, key_prefix) from None
 
 
+def validation_problems(model: type[BaseModel], data: Any, *, display: str, key_prefix: str = "") -> list[ConfigError]:
+    """Every problem of ``data`` as ``model``, each naming the file and the key; [] when it is valid."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        return [_problem(display, error, model, key_prefix) for error in exc.errors()]
+    return []
+
+
 def _config_error(display: str, exc: ValidationError, model: type[BaseModel], key_prefix: str) -> ConfigError:
     """The first problem, phrased for a person; the others are counted so nothing is hidden."""
-    first = exc.errors()[0]
-    key = key_prefix + ".".join(str(part) for part in first["loc"]) or None
-    kind = first["type"]
+    first = _problem(display, exc.errors()[0], model, key_prefix)
+    others = len(exc.errors()) - 1
+    if not others:
+        return first
+    return ConfigError(display, first.key, f"{first.problem} (and {others} more problem{'s' if others > 1 else ''})")
+
+
+def _problem(display: str, error: Any, model: type[BaseModel], key_prefix: str) -> ConfigError:
+    """One pydantic error, phrased for a person."""
+    key = key_prefix + ".".join(str(part) for part in error["loc"]) or None
+    kind = error["type"]
     if kind == "extra_forbidden":
-        problem = f"unknown key (expected one of: {', '.join(_allowed_keys(model, first['loc'][:-1]))})"
+        problem = f"unknown key (expected one of: {', '.join(_allowed_keys(model, error['loc'][:-1]))})"
     elif kind == "missing":
         problem = "required key is missing"
     else:
-        problem = f"{first['msg']}, got {first['input']!r}" if "input" in first and kind != "value_error" else first["msg"]
-    others = len(exc.errors()) - 1
-    if others:
-        problem += f" (and {others} more problem{'s' if others > 1 else ''})"
+        problem = f"{error['msg']}, got {error['input']!r}" if "input" in error and kind != "value_error" else error["msg"]
     return ConfigError(display, key, problem)
 
 

@@ -11,14 +11,21 @@ The project is found from where you stand, the way git and ``dg`` find theirs: `
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ds_pipelines.errors import ConfigError, DsPipelinesError, NotebookNotFoundError
+from ds_pipelines.errors import (
+    AssetNameCollisionError,
+    ConfigError,
+    DsPipelinesError,
+    NotebookNotFoundError,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -59,9 +66,44 @@ class NotebookSpec:
 
 
 def asset_name(notebook_path: str) -> str:
+    """The Dagster asset name of a notebook: its file stem with every character other than ``[A-Za-z0-9_]``
+    made ``_`` (``nb_`` in front of a leading digit), so ``training-example.ipynb`` is ``training_example``.
+
+    A stem with non-ASCII characters would lose them all (``SVM 튜토리얼`` and ``SVM 입문서`` both ``SVM_____``),
+    so it becomes its ASCII part (accents dropped: ``é`` is ``e``) plus a hash of the stem: readable, distinct
+    and the same on every machine (``SVM_d6ea7acd``). Names that still coincide are ``name_collisions``."""
     stem = Path(notebook_path).stem
-    name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
+    if stem.isascii():
+        name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
+    else:
+        # NFC before hashing: macOS file systems hand out decomposed names (NFD), git and Linux usually
+        # composed ones; the same notebook must get the same key on both.
+        composed = unicodedata.normalize("NFC", stem)
+        digest = hashlib.sha256(composed.encode("utf-8")).hexdigest()[:8]
+        decomposed = unicodedata.normalize("NFKD", composed).encode("ascii", "ignore").decode("ascii")
+        readable = re.sub(r"[^A-Za-z0-9]+", "_", decomposed).strip("_")
+        name = f"{readable}_{digest}" if readable else f"nb_{digest}"
     return name if not name[:1].isdigit() else f"nb_{name}"
+
+
+def entry_problems(path: str, entry: Any) -> list[ConfigError]:
+    """What is wrong with the settings of one notebook in ``configs/notebooks.yaml``, every problem."""
+    key = f"notebooks.{path}"
+    if not isinstance(entry, dict):
+        return [ConfigError(REGISTRY_FILE, key, f"expected a mapping with keys {sorted(_REGISTRY_KEYS)}, got {entry!r}")]
+    problems = [
+        ConfigError(REGISTRY_FILE, f"{key}.{unknown}", f"unknown key (expected one of {sorted(_REGISTRY_KEYS)})")
+        for unknown in sorted(set(entry) - _REGISTRY_KEYS, key=str)
+    ]
+    if entry.get("device", "cpu") not in _DEVICES:
+        problems.append(ConfigError(REGISTRY_FILE, f"{key}.device", f"expected one of {list(_DEVICES)}, got {entry['device']!r}"))
+    for name in ("config", "schema", "description"):
+        if entry.get(name) is not None and not isinstance(entry[name], str):
+            problems.append(ConfigError(REGISTRY_FILE, f"{key}.{name}", f"expected a string, got {entry[name]!r}"))
+    after = entry.get("after")
+    if after is not None and not (isinstance(after, list) and all(isinstance(item, str) for item in after)):
+        problems.append(ConfigError(REGISTRY_FILE, f"{key}.after", f"expected a list of notebook paths, got {after!r}"))
+    return problems
 
 
 class ProjectNotFoundError(DsPipelinesError):
@@ -105,7 +147,8 @@ class Project:
         return self.root / STATE_DIR
 
     @cached_property
-    def _registry_file(self) -> dict[str, Any]:
+    def registry_data(self) -> dict[str, Any]:
+        """``configs/notebooks.yaml`` as read, its top-level keys checked; ``{}`` when the file is absent."""
         # Imported here, as every YAML and pydantic import in this module: `ds-pipelines image-tag` imports the
         # package in CI's docker client image, where ds-pipelines is installed without its dependencies.
         from ds_pipelines.project.config import read_yaml
@@ -125,33 +168,39 @@ class Project:
         from ds_pipelines.project.config import validate
         from ds_pipelines.project.settings import TriggerSettings
 
-        section = self._registry_file.get("triggers") or {}
+        section = self.registry_data.get("triggers") or {}
         return validate(TriggerSettings, section, display=REGISTRY_FILE, key_prefix="triggers.")
 
     @cached_property
     def _registry(self) -> dict[str, dict[str, Any]]:
-        entries = self._registry_file.get("notebooks") or {}
+        entries = self.registry_data.get("notebooks") or {}
         if not isinstance(entries, dict):
             raise ConfigError(REGISTRY_FILE, "notebooks", "expected a mapping of notebook paths to settings")
         for path, entry in entries.items():
-            key = f"notebooks.{path}"
-            if not isinstance(entry, dict):
-                raise ConfigError(REGISTRY_FILE, key, f"expected a mapping with keys {sorted(_REGISTRY_KEYS)}")
-            unknown = set(entry) - _REGISTRY_KEYS
-            if unknown:
-                raise ConfigError(REGISTRY_FILE, f"{key}.{sorted(unknown)[0]}", f"unknown key (expected one of {sorted(_REGISTRY_KEYS)})")
-            if entry.get("device", "cpu") not in _DEVICES:
-                raise ConfigError(REGISTRY_FILE, f"{key}.device", f"expected one of {list(_DEVICES)}, got {entry['device']!r}")
+            problems = entry_problems(path, entry)
+            if problems:
+                raise problems[0]
         return entries
 
-    def notebooks(self) -> list[NotebookSpec]:
-        """Every notebook under ``notebooks/`` (checkpoints excluded), in dependency order, then path order."""
+    def notebook_paths(self) -> list[str]:
+        """The path of every notebook under ``notebooks/`` (checkpoints excluded), sorted; the registry unread."""
         folder = self.root / NOTEBOOKS_DIR
-        paths = sorted(
+        return sorted(
             p.relative_to(self.root).as_posix()
             for p in folder.rglob("*.ipynb")
             if CHECKPOINTS_DIR not in p.parts
         ) if folder.is_dir() else []
+
+    def name_collisions(self) -> list[AssetNameCollisionError]:
+        """Notebooks whose asset names coincide (``a b.ipynb`` and ``a-b.ipynb``), one error per name."""
+        by_name: dict[str, list[str]] = {}
+        for path in self.notebook_paths():
+            by_name.setdefault(asset_name(path), []).append(path)
+        return [AssetNameCollisionError(name, paths) for name, paths in sorted(by_name.items()) if len(paths) > 1]
+
+    def notebooks(self) -> list[NotebookSpec]:
+        """Every notebook under ``notebooks/`` (checkpoints excluded), in dependency order, then path order."""
+        paths = self.notebook_paths()
         for listed in self._registry:
             if listed not in paths:
                 raise ConfigError(REGISTRY_FILE, f"notebooks.{listed}", "lists a notebook that does not exist")
@@ -174,18 +223,29 @@ class Project:
 
     def find(self, notebook: str) -> NotebookSpec:
         """The notebook given by path (absolute, or relative to the cwd or the project) or by asset name."""
-        by_path = {spec.path: spec for spec in self.notebooks()}
-        by_name = {spec.name: spec for spec in by_path.values()}
-        if notebook in by_name:
-            return by_name[notebook]
+        path = self.path_of(notebook)
+        if path is None:
+            raise NotebookNotFoundError(notebook, self.notebook_paths())
+        return next(spec for spec in self.notebooks() if spec.path == path)
+
+    def path_of(self, notebook: str) -> str | None:
+        """The path of the notebook given by path or asset name (as ``find``), None for none; the registry unread,
+        so ``check`` can resolve names while ``configs/notebooks.yaml`` is broken."""
+        paths = self.notebook_paths()
+        named = [path for path in paths if asset_name(path) == notebook]
+        if len(named) > 1:
+            # A name two notebooks share means neither: running the one the listing happened to keep would be a guess.
+            raise AssetNameCollisionError(notebook, named)
+        if named:
+            return named[0]
         for candidate in (Path(notebook), self.root / notebook):
             try:
                 relative = candidate.resolve().relative_to(self.root.resolve()).as_posix()
             except ValueError:
                 continue
-            if relative in by_path:
-                return by_path[relative]
-        raise NotebookNotFoundError(notebook, sorted(by_path))
+            if relative in paths:
+                return relative
+        return None
 
     def in_run_order(self, specs: list[NotebookSpec]) -> list[NotebookSpec]:
         """Upstream notebooks first (training before inference), ties broken by path."""

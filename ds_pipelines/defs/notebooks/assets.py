@@ -4,7 +4,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import nbformat
 from papermill.exceptions import PapermillExecutionError
 
 from ds_pipelines.defs.notebooks.config_schema import config_schema
@@ -15,6 +14,7 @@ from ds_pipelines.execution.dagstermill_bridge import (
 )
 from ds_pipelines.execution.instance import DEVICE_TAG, GPU_POOL
 from ds_pipelines.project import NotebookSpec, Project, asset_name
+from ds_pipelines.project.notebook_file import read_notebook
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG
 from ds_pipelines.results.handover import read_report
 
@@ -25,7 +25,7 @@ def describe(project: Project, spec: NotebookSpec) -> str:
     """The registry's description, else the notebook's first markdown heading, never a bare file path."""
     if spec.description:
         return spec.description
-    for cell in nbformat.read(project.root / spec.path, as_version=4).cells:
+    for cell in read_notebook(project.root / spec.path, display=spec.path).cells:
         if cell.cell_type == "markdown" and cell.source.strip():
             return cell.source.strip().lstrip("# ").strip()
     return f"Notebook {spec.path}"
@@ -94,5 +94,6 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
     return _notebook
 
 
-def notebook_assets(project: Project) -> list[dg.AssetsDefinition]:
-    return [notebook_asset(project, spec) for spec in project.notebooks()]
+def notebook_assets(project: Project, leave_out: set[str] = frozenset()) -> list[dg.AssetsDefinition]:
+    """An asset per notebook of the project, but those whose paths are in ``leave_out``."""
+    return [notebook_asset(project, spec) for spec in project.notebooks() if spec.path not in leave_out]
