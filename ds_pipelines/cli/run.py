@@ -13,7 +13,9 @@ from pathlib import Path
 import click
 
 from ds_pipelines.cli.options import load_project, project_dir_option
+from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.project import Project
+from ds_pipelines.project.notebook_file import notebook_problem, parameter_problem
 
 NOTEBOOKS_JOB = ("ds_pipelines.defs.notebooks.definitions", "notebooks_job")
 """Where the job that runs the notebooks is defined (module, function): dagstermill's kernels rebuild it."""
@@ -59,6 +61,12 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     specs = project.notebooks() if run_all else project.in_run_order([project.find(nb) for nb in notebooks])
     specs_by_override = {project.find(nb).path: file for nb, file in overrides.items()}
     configs = {spec.path: project.config_for(spec, specs_by_override.get(spec.path)) for spec in specs}
+    for spec in specs:
+        override = specs_by_override.get(spec.path)
+        problem = notebook_problem(project.root, spec) or parameter_problem(
+            project.root, spec, configs[spec.path], display=str(override) if override else (spec.config or ""))
+        if problem:
+            raise DsPipelinesError(problem)
 
     from ds_pipelines.execution.instance import use_local_defaults
     from ds_pipelines.execution.kernels import JobPointer
