@@ -111,3 +111,19 @@ def test_the_launchpad_checks_a_runs_config_against_the_model(tmp_path: Path):
     for wrong in ({"window": {"days": "a week"}}, {"windw": {}}, {"model": "forest"}, {"segments": "new"}):
         with pytest.raises(dg.DagsterInvalidConfigError):
             check(wrong)
+
+
+def test_a_config_without_a_schema_is_plain_yaml_as_json_data(tmp_path: Path):
+    project = churn_project(tmp_path, config="target: churned\nsince: 2024-01-02\n7: days\n")
+    (tmp_path / "configs" / "notebooks.yaml").write_text("notebooks:\n  notebooks/churn.ipynb: {config: configs/churn.yaml}\n")
+    [spec] = project.notebooks()
+    assert project.schema_model(spec) is None
+    assert project.config_for(spec) == {"target": "churned", "since": "2024-01-02", "7": "days"}
+
+
+@pytest.mark.parametrize("config", ["- churned\n", "just text\n"])
+def test_a_config_without_a_schema_must_be_a_mapping(tmp_path: Path, config: str):
+    project = churn_project(tmp_path, config=config)
+    (tmp_path / "configs" / "notebooks.yaml").write_text("notebooks:\n  notebooks/churn.ipynb: {config: configs/churn.yaml}\n")
+    with pytest.raises(ConfigError, match="^configs/churn.yaml: expected a mapping of keys to values, got (list|str)$"):
+        project.config_for(project.notebooks()[0])

@@ -21,6 +21,7 @@ from ds_pipelines.errors import (
     ProjectProblemsError,
 )
 from ds_pipelines.project import Project
+from ds_pipelines.project.notebook_file import notebook_problem, parameter_problem
 
 NOTEBOOKS_JOB = ("ds_pipelines.defs.notebooks.definitions", "notebooks_job")
 """Where the job that runs the notebooks is defined (module, function): dagstermill's kernels rebuild it."""
@@ -84,6 +85,14 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
         raise ProjectProblemsError(problems)
     specs = project.notebooks() if run_all else project.in_run_order([project.find(nb) for nb in notebooks])
     configs = {spec.path: project.config_for(spec, targets.get(spec.path)) for spec in specs}
+    # What the notebooks' files say about running them (language, kernel, parameter names), every problem.
+    problems = [
+        DsPipelinesError(problem) for spec in specs
+        if (problem := notebook_problem(project.root, spec) or parameter_problem(
+            project.root, spec, configs[spec.path], display=str(targets.get(spec.path) or spec.config or "")))
+    ]
+    if problems:
+        raise ProjectProblemsError(problems)
 
     from ds_pipelines.execution.instance import use_local_defaults
     from ds_pipelines.execution.kernels import JobPointer

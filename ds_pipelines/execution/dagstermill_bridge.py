@@ -1,32 +1,37 @@
 """Run one notebook through dagstermill and keep the executed notebook, also when it fails.
 
-The one module that touches dagstermill's internals (``dagstermill.factory``, ``dagstermill.engine``):
-running a notebook in a kernel that ``ds-pipelines run`` started early means doing what dagstermill's
-``execute_notebook`` does with papermill's ``km=`` argument, which dagstermill does not expose.
-``DAGSTERMILL_SERIES`` is the release series this was written against; ``tests/test_dagstermill_bridge.py``
-fails on any other, and on any change to the signatures used here.
+The one module that touches dagstermill's internals (``dagstermill.factory``, ``dagstermill.engine``,
+``dagstermill.translator``): this does what dagstermill's ``execute_notebook`` does, with three changes it
+does not offer. A tagged ``parameters`` cell keeps its defaults and is followed by a cell assigning the
+config's keys, as papermill does (dagstermill replaces that cell with its context cell, so the defaults
+never ran); the kernel is the one ``ds_pipelines.project.notebook_file`` chooses, not the one the notebook's
+metadata names, and may be one ``ds-pipelines run`` started early (papermill's ``km=``); the kernel starts in
+the project root. ``DAGSTERMILL_SERIES`` is the release series this was written against;
+``tests/test_dagstermill_bridge.py`` fails on any other, and on any change to the signatures used here.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
+import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import nbformat
 import papermill
 from dagstermill.engine import DagstermillEngine
-from dagstermill.factory import (
-    execute_notebook,
-    get_papermill_parameters,
-    replace_parameters,
-)
+from dagstermill.factory import get_papermill_parameters
+from dagstermill.translator import DagsterTranslator
 from papermill.engines import papermill_engines
 from papermill.exceptions import PapermillExecutionError
 from papermill.iorw import load_notebook_node, write_ipynb
+from papermill.translators import PythonTranslator
 
 from ds_pipelines.execution import kernels
 from ds_pipelines.masking import (
@@ -35,9 +40,18 @@ from ds_pipelines.masking import (
     mask_notebook_file,
     mask_strings,
 )
+from ds_pipelines.project.notebook_file import parameters_cell
 from ds_pipelines.results.executed import failed_cell_number
 
 DAGSTERMILL_SERIES = "0.29."
+INJECTED_TAG = "injected-parameters"
+"""The tag of both injected cells, as dagstermill and papermill name theirs: ``results.executed`` skips them."""
+CONTEXT, PARAMETERS = "context", "parameters"
+"""The injected cells in ``run_layout``."""
+# A kernel that dies on start-up from a ZeroMQ port taken by another kernel starting at the same moment (several
+# runs of a deployment at once) is retried, as dagstermill's own execute_notebook does.
+_KERNEL_START_RACE = "Kernel died before replying to kernel_info"
+_KERNEL_START_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -53,11 +67,49 @@ class CellFailure:
         return f"{notebook} failed in code cell {self.cell} ({self.source_line!r}): {self.error}"
 
 
-def execute_notebook_step(context: dg.AssetExecutionContext, *, name: str, notebook: Path, keep_as: Path) -> Path:
+def run_layout(cells: list) -> list[int | str]:
+    """The notebook as it runs, cell by cell: the index of one of ``cells``, or ``CONTEXT`` / ``PARAMETERS``
+    for an injected one. dagstermill's context comes first, so every cell can read the run's config; the
+    parameters follow a cell tagged ``parameters``. A cell injected by an earlier papermill run, saved with
+    the notebook, is left out, as papermill replaces it."""
+    tagged = parameters_cell(cells)
+    layout: list[int | str] = [CONTEXT]
+    for index, cell in enumerate(cells):
+        if INJECTED_TAG in (cell.get("metadata") or {}).get("tags", []):
+            continue
+        layout.append(index)
+        if index == tagged:
+            layout.append(PARAMETERS)
+    return layout
+
+
+def with_injected_cells(nb: nbformat.NotebookNode, context_parameters: Mapping[str, Any],
+                        parameters: Mapping[str, Any]) -> nbformat.NotebookNode:
+    """``nb`` as ``run_layout`` says: dagstermill's context cell, and papermill's cell assigning ``parameters``."""
+    injected = {
+        CONTEXT: DagsterTranslator.codify(dict(context_parameters)),
+        PARAMETERS: PythonTranslator.codify(dict(parameters), "Parameters"),
+    }
+    nb = copy.deepcopy(nb)
+    cells = []
+    for entry in run_layout(nb.cells):
+        if isinstance(entry, int):
+            cells.append(nb.cells[entry])
+            continue
+        cell = nbformat.v4.new_code_cell(source=injected[entry])
+        cell.metadata["tags"] = [INJECTED_TAG]
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+def execute_notebook_step(context: dg.AssetExecutionContext, *, notebook: Path, keep_as: Path, kernel_name: str,
+                          cwd: Path, parameters: Mapping[str, Any]) -> Path:
     """Execute ``notebook`` with dagstermill's context injected; the executed copy is moved to ``keep_as``.
 
-    Runs in the kernel ``ds-pipelines run`` started early for the notebook when there is one
-    (``ds_pipelines.execution.kernels``), else in one started here, as dagstermill does.
+    ``parameters`` (the run's config) override the defaults of a cell tagged ``parameters``. Runs in the
+    kernel ``ds-pipelines run`` started early for the notebook when there is one
+    (``ds_pipelines.execution.kernels``), else in a ``kernel_name`` kernel started in ``cwd``.
 
     Raises ``PapermillExecutionError`` when a cell fails, after keeping the executed notebook. Secrets are
     masked in the kept notebook and in papermill's log records (see ``ds_pipelines.masking``).
@@ -72,17 +124,8 @@ def execute_notebook_step(context: dg.AssetExecutionContext, *, name: str, noteb
     papermill_log.addFilter(masking)
     with tempfile.TemporaryDirectory(prefix="ds-pipelines-") as scratch:
         try:
-            if early_kernel is None:
-                execute_notebook(
-                    context.get_step_execution_context(),
-                    name=name,
-                    save_notebook_on_failure=False,
-                    notebook_path=str(notebook),
-                    output_notebook_dir=scratch,
-                    inputs={},
-                )
-            else:
-                _execute_in(early_kernel, context, notebook=notebook, output_dir=Path(scratch))
+            _execute(context, notebook=notebook, output_dir=Path(scratch), kernel_name=kernel_name, cwd=cwd,
+                     parameters=parameters, early_kernel=early_kernel)
         finally:
             papermill_log.removeFilter(masking)
             # papermill writes the output notebook before raising, so a failed run is kept too.
@@ -91,28 +134,38 @@ def execute_notebook_step(context: dg.AssetExecutionContext, *, name: str, noteb
     return keep_as
 
 
-def _execute_in(kernel: kernels.EarlyKernel, context: dg.AssetExecutionContext, *, notebook: Path, output_dir: Path) -> None:
-    """What dagstermill's ``execute_notebook`` does, in a kernel that ``ds-pipelines run`` started early.
-
-    The same injected context cell, engine and notebook files; only the kernel is handed to papermill.
-    """
+def _execute(context: dg.AssetExecutionContext, *, notebook: Path, output_dir: Path, kernel_name: str, cwd: Path,
+             parameters: Mapping[str, Any], early_kernel: kernels.EarlyKernel | None) -> None:
+    """What dagstermill's ``execute_notebook`` does: the same context cell, engine and notebook files."""
     step_context = context.get_step_execution_context()
     prefix = str(uuid.uuid4())
     parameterized = output_dir / f"{prefix}-inter.ipynb"
     try:
-        parameters = get_papermill_parameters(step_context, {}, str(output_dir / f"{prefix}.log"), "asset")
-        write_ipynb(replace_parameters(step_context, load_notebook_node(str(notebook)), parameters), str(parameterized))
+        context_parameters = get_papermill_parameters(step_context, {}, str(output_dir / f"{prefix}.log"), "asset")
+        write_ipynb(with_injected_cells(load_notebook_node(str(notebook)), context_parameters, parameters), str(parameterized))
         papermill_engines.register("dagstermill", DagstermillEngine)
-        papermill.execute_notebook(
-            input_path=str(parameterized),
-            output_path=str(output_dir / f"{prefix}-out.ipynb"),
-            engine_name="dagstermill",
-            log_output=True,
-            start_timeout=120,
-            km=kernel.manager,
-        )
+        for attempt in range(1, _KERNEL_START_TRIES + 1):
+            try:
+                papermill.execute_notebook(
+                    input_path=str(parameterized),
+                    output_path=str(output_dir / f"{prefix}-out.ipynb"),
+                    engine_name="dagstermill",
+                    log_output=True,
+                    start_timeout=120,
+                    kernel_name=kernel_name,
+                    # nbclient starts the kernel there; papermill's cwd= would change this whole process's folder.
+                    resources={"metadata": {"path": str(cwd)}},
+                    **({"km": early_kernel.manager} if early_kernel else {}),
+                )
+                return
+            except RuntimeError as exc:
+                if early_kernel or _KERNEL_START_RACE not in str(exc) or attempt == _KERNEL_START_TRIES:
+                    raise
+                context.log.warning(f"kernel start-up failed (attempt {attempt}/{_KERNEL_START_TRIES}), retrying: {exc}")
+                time.sleep(1)
     finally:
-        kernel.request_shutdown()  # ``ds-pipelines run`` reaps it once Dagster has recorded the step
+        if early_kernel:
+            early_kernel.request_shutdown()  # ``ds-pipelines run`` reaps it once Dagster has recorded the step
 
 
 def cell_failure(executed: Path, error: PapermillExecutionError) -> CellFailure:

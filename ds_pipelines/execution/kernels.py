@@ -13,7 +13,6 @@ Free of Dagster imports on purpose: the kernel must be on its way before the CLI
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,16 +75,17 @@ class _ClientTrackingKernelManager(AsyncKernelManager):
 class EarlyKernel:
     """A kernel started for one notebook before its Dagster run, warming up while the run is set up."""
 
-    def __init__(self, notebook: Path, kernel_name: str, job: JobPointer):
+    def __init__(self, notebook: Path, kernel_name: str, job: JobPointer, cwd: Path):
         self.notebook = notebook
         self.job = job
+        self.cwd = cwd
         self.manager = _ClientTrackingKernelManager(kernel_name=kernel_name)
 
     def start(self) -> None:
         run_sync(self._start)()
 
     async def _start(self) -> None:
-        await self.manager.start_kernel(extra_arguments=list(KERNEL_ARGUMENTS))
+        await self.manager.start_kernel(extra_arguments=list(KERNEL_ARGUMENTS), cwd=str(self.cwd))
         warm_up = self.manager.client()
         # The request waits in ZeroMQ's queue until the kernel is up; nothing here waits for the kernel.
         warm_up.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
@@ -127,26 +127,16 @@ _waiting: dict[Path, EarlyKernel] = {}
 _exiting: list[EarlyKernel] = []
 
 
-def kernel_name(notebook: Path) -> str | None:
-    """The notebook's kernel as papermill reads it; None when it names none (papermill then says so)."""
-    try:
-        metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
-    except (OSError, ValueError):
-        return None
-    return (metadata.get("kernelspec") or {}).get("name") or None
-
-
-def start_early(notebook: Path, job: JobPointer) -> None:
-    """Start the kernel ``notebook`` will run in, unless one is already waiting for it.
+def start_early(notebook: Path, job: JobPointer, *, kernel_name: str, cwd: Path) -> None:
+    """Start the ``kernel_name`` kernel ``notebook`` will run in, in ``cwd``, unless one is already waiting for it.
 
     Best effort: when the kernel cannot be started here, the notebook's step starts one as usual and
     reports the problem itself.
     """
     notebook = notebook.resolve()
-    name = kernel_name(notebook)
-    if notebook in _waiting or name is None:
+    if notebook in _waiting:
         return
-    kernel = EarlyKernel(notebook, name, job)
+    kernel = EarlyKernel(notebook, kernel_name, job, cwd)
     try:
         kernel.start()
     except Exception as exc:  # noqa: BLE001 - the usual start in the step reports the problem properly

@@ -19,6 +19,7 @@ from typing import Any
 from ds_pipelines.execution import kernels
 from ds_pipelines.execution.instance import open_instance
 from ds_pipelines.project import NotebookSpec, Project
+from ds_pipelines.project.notebook_file import kernel_for
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG, NotebookResult
 
 # Progress and errors are printed by ds-pipelines itself; the full Dagster log is in the instance.
@@ -31,10 +32,12 @@ class CellProgress(logging.Handler):
     # Warnings that Dagster's own modules print in every kernel: noise to a notebook author.
     NOISE = re.compile(r"BetaWarning|PreviewWarning|was never awaited|Enable tracemalloc|TqdmWarning")
 
-    def __init__(self, emit_line: Callable[[str], None], cells: list):
+    def __init__(self, emit_line: Callable[[str], None], cells: list, layout: list[int | str]):
+        """``layout``: the notebook as it runs, as ``dagstermill_bridge.run_layout`` gives it."""
         super().__init__(logging.INFO)
         self.emit_line = emit_line
-        code = [i for i, cell in enumerate(cells) if cell.cell_type == "code"]
+        self.layout = layout
+        code = [i for i in layout if isinstance(i, int) and cells[i].cell_type == "code"]
         self.code_number = {index: number for number, index in enumerate(code, start=1)}
         self.first_lines = {i: (cells[i].source.strip().splitlines() or [""])[0] for i in code}
         self.total = len(code)
@@ -43,8 +46,9 @@ class CellProgress(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if message.startswith("Executing Cell "):
-            # papermill counts from 1 and dagstermill injects its context cell first: cell N is index N-2.
-            index = int(message.removeprefix("Executing Cell ").rstrip("-") or 0) - 2
+            # papermill counts from 1, the injected cells included.
+            running = int(message.removeprefix("Executing Cell ").rstrip("-") or 0) - 1
+            index = self.layout[running] if 0 <= running < len(self.layout) else None
             if index in self.code_number:
                 self.emit_line(f"cell {self.code_number[index]}/{self.total}: {self.first_lines[index][:70]}")
             return
@@ -76,7 +80,7 @@ def run_notebooks(
     ``EXECUTED_NOTEBOOK_URL_TAG``."""
     # Before importing Dagster: the first notebook's kernel starts up while this process sets up the run.
     if specs:
-        kernels.start_early(project.root / specs[0].path, job)
+        kernels.start_early(project.root / specs[0].path, job, kernel_name=kernel_for(specs[0]), cwd=project.root)
     try:
         return _run_in_order(project, specs, job=job, configs=configs, tags=tags, on_line=on_line,
                              executed_notebook_urls=executed_notebook_urls or {})
@@ -98,6 +102,7 @@ def _run_in_order(
         import dagster as dg
         import nbformat
 
+        from ds_pipelines.execution.dagstermill_bridge import run_layout
         from ds_pipelines.results.handover import read_report
 
         instance = open_instance(project)
@@ -111,7 +116,7 @@ def _run_in_order(
         # sometimes never answered nbclient under load ("Kernel didn't respond in 120 seconds"), so later
         # notebooks start theirs the usual way.
         cells = nbformat.read(project.root / spec.path, as_version=4).cells
-        progress = CellProgress(lambda line: on_line(f"  {line}"), cells)
+        progress = CellProgress(lambda line: on_line(f"  {line}"), cells, run_layout(cells))
         on_line(f"▶ {spec.path} ({progress.total} code cells)")
         papermill_log.addHandler(progress)
         started = time.monotonic()

@@ -2,8 +2,8 @@
 ``ds-pipelines run`` refuses to start with.
 
 The parts: ``configs/notebooks.yaml`` (notebook settings, unknown keys, ``triggers:`` with cron, time zone, tag
-patterns, GPU limit, orchestrator), every notebook's config against its schema, every notebook file, and the
-asset names. Free of Dagster: whether the Dagster definitions load is the command's step (``cli/check.py``).
+patterns, GPU limit, orchestrator), every notebook's config against its schema (plain YAML without one), every
+notebook file, the asset names, and whether each notebook can run here (language, ``kernel:``). Free of Dagster: whether the Dagster definitions load is the command's step (``cli/check.py``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Any
 from ds_pipelines.errors import ConfigError, DsPipelinesError, NotebookNotFoundError
 from ds_pipelines.project.config import (
     config_problems,
+    load_plain_config,
     resolve_schema,
     validation_problems,
 )
 from ds_pipelines.project.folder import REGISTRY_FILE, Project, entry_problems
-from ds_pipelines.project.notebook_file import read_notebook
+from ds_pipelines.project.notebook_file import notebook_problem, read_notebook
 from ds_pipelines.project.settings import TriggerSettings
 
 
@@ -41,12 +42,18 @@ def project_problems(project: Project, overrides: Mapping[str, Path] | None = No
         problems += _registry_problems(project, entries, paths)
         problems += _trigger_problems(project, registry.get("triggers") or {})
         problems += _config_problems(project, entries, paths, overrides or {})
+    readable = []
     for path in paths:
         try:
             read_notebook(project.root / path, display=path)
+            readable.append(path)
         except ConfigError as exc:
             problems.append(exc)
     problems += project.name_collisions()
+    if not problems:
+        # Whether each notebook can run here at all: its language, its kernel (``kernel:``).
+        problems += [DsPipelinesError(problem) for spec in project.notebooks()
+                     if spec.path in readable and (problem := notebook_problem(project.root, spec))]
     return problems
 
 
@@ -91,6 +98,13 @@ def _config_problems(project: Project, entries: dict[str, Any], paths: list[str]
         config, schema, override = entry.get("config"), entry.get("schema"), overrides.get(path)
         if config is None and schema is None and override is None:
             continue  # no config: the notebook gets an empty one
+        if schema is None:  # plain YAML: any mapping
+            file, display = (override, str(override)) if override is not None else (project.root / config, config)
+            try:
+                load_plain_config(file, display=display)
+            except ConfigError as exc:
+                problems.append(exc)
+            continue
         try:
             model = resolve_schema(schema, root=project.root, display=REGISTRY_FILE, key=f"notebooks.{path}.schema")
         except ConfigError as exc:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 
 from ds_pipelines.errors import ConfigError
 
@@ -48,29 +49,37 @@ def read_yaml(file: Path, *, display: str | None = None) -> Any:
         raise ConfigError(display, None, f"malformed YAML{where}: {problem}") from None
 
 
-def load_config(file: Path, model: type[Model], *, display: str | None = None) -> Model:
-    """Parse and validate one config file against ``model``."""
+def read_mapping(file: Path, *, display: str | None = None) -> dict[Any, Any]:
+    """One config file's YAML, which must be a mapping (an empty file is an empty one)."""
     display = display or str(file)
-    return validate(model, _read_mapping(file, display), display=display)
-
-
-def config_problems(file: Path, model: type[BaseModel], *, display: str | None = None) -> list[ConfigError]:
-    """Every problem of one config file against ``model`` (``load_config`` stops at the first); [] when valid."""
-    display = display or str(file)
-    try:
-        data = _read_mapping(file, display)
-    except ConfigError as exc:
-        return [exc]
-    return validation_problems(model, data, display=display)
-
-
-def _read_mapping(file: Path, display: str) -> dict[str, Any]:
     data = read_yaml(file, display=display)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(display, None, f"expected a mapping of keys to values, got {type(data).__name__}")
     return data
+
+
+def load_config(file: Path, model: type[Model], *, display: str | None = None) -> Model:
+    """Parse and validate one config file against ``model``."""
+    display = display or str(file)
+    return validate(model, read_mapping(file, display=display), display=display)
+
+
+def config_problems(file: Path, model: type[BaseModel], *, display: str | None = None) -> list[ConfigError]:
+    """Every problem of one config file against ``model`` (``load_config`` stops at the first); [] when valid."""
+    display = display or str(file)
+    try:
+        data = read_mapping(file, display=display)
+    except ConfigError as exc:
+        return [exc]
+    return validation_problems(model, data, display=display)
+
+
+def load_plain_config(file: Path, *, display: str | None = None) -> dict[str, Any]:
+    """A config file without a schema: any mapping, as JSON data (YAML dates become ISO strings, keys
+    strings), since it travels as Dagster run config and as literals in the notebook's parameters cell."""
+    return to_jsonable_python(read_mapping(file, display=display))
 
 
 def resolve_schema(schema: str | None, *, root: Path, display: str, key: str | None) -> type[BaseModel]:

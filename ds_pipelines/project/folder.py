@@ -38,7 +38,7 @@ REGISTRY_FILE = "configs/notebooks.yaml"
 STATE_DIR = ".ds-pipelines"
 CHECKPOINTS_DIR = ".ipynb_checkpoints"
 _TOP_LEVEL_KEYS = {"notebooks", "triggers"}
-_REGISTRY_KEYS = {"config", "schema", "after", "device", "description"}
+_REGISTRY_KEYS = {"config", "schema", "after", "device", "description", "kernel"}
 _DEVICES = ("cpu", "gpu")
 
 
@@ -52,12 +52,15 @@ class NotebookSpec:
     """Config file relative to the project root; None means the notebook gets an empty config."""
     schema: str | None = None
     """The config model that validates ``config``: a built-in name (``training``, ``inference``), a class in a
-    file of the project (``configs/schemas.py:ChurnConfig``) or in a module (``package.module:Class``)."""
+    file of the project (``configs/schemas.py:ChurnConfig``) or in a module (``package.module:Class``); None
+    means ``config`` is plain YAML (any mapping)."""
     after: tuple[str, ...] = ()
     """Notebooks (paths) whose results this one reads: they run first and feed it in the lineage."""
     device: str = "cpu"
     """``gpu`` notebooks share the GPU concurrency limit; ``cpu`` ones are unlimited."""
     description: str | None = None
+    kernel: str | None = None
+    """An installed Jupyter kernel to run the notebook in; None: the project's Python (``project.kernel``)."""
 
     @property
     def name(self) -> str:
@@ -103,6 +106,8 @@ def entry_problems(path: str, entry: Any) -> list[ConfigError]:
     after = entry.get("after")
     if after is not None and not (isinstance(after, list) and all(isinstance(item, str) for item in after)):
         problems.append(ConfigError(REGISTRY_FILE, f"{key}.after", f"expected a list of notebook paths, got {after!r}"))
+    if "kernel" in entry and not (isinstance(entry["kernel"], str) and entry["kernel"].strip()):
+        problems.append(ConfigError(REGISTRY_FILE, f"{key}.kernel", f"expected the name of an installed Jupyter kernel, got {entry['kernel']!r}"))
     return problems
 
 
@@ -219,6 +224,7 @@ class Project:
             after=tuple(after),
             device=entry.get("device", "cpu"),
             description=entry.get("description"),
+            kernel=entry.get("kernel"),
         )
 
     def find(self, notebook: str) -> NotebookSpec:
@@ -272,21 +278,28 @@ class Project:
         return ordered
 
     def schema_model(self, spec: NotebookSpec) -> type[BaseModel] | None:
-        """The model that validates the notebook's config; None for a notebook without a config."""
+        """The model that validates the notebook's config; None for a notebook without a schema (its config,
+        if any, is plain YAML)."""
         from ds_pipelines.project.config import resolve_schema
 
-        if spec.config is None and spec.schema is None:
+        if spec.schema is None:
             return None
         return resolve_schema(spec.schema, root=self.root, display=REGISTRY_FILE, key=f"notebooks.{spec.path}.schema")
 
     def config_for(self, spec: NotebookSpec, override: Path | None = None) -> dict[str, Any]:
         """The notebook's validated config as plain data (``{}`` for a notebook without one)."""
-        from ds_pipelines.project.config import load_config, resolve_schema
+        from ds_pipelines.project.config import (
+            load_config,
+            load_plain_config,
+            resolve_schema,
+        )
 
         if override is None and spec.config is None:
             return {}
         file = override or self.root / spec.config
         display = str(override) if override else spec.config
+        if spec.schema is None:
+            return load_plain_config(file, display=display)
         model = resolve_schema(spec.schema, root=self.root, display=REGISTRY_FILE, key=f"notebooks.{spec.path}.schema")
         return load_config(file, model, display=display).model_dump(mode="json")
 

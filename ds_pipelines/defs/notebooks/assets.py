@@ -14,7 +14,11 @@ from ds_pipelines.execution.dagstermill_bridge import (
 )
 from ds_pipelines.execution.instance import DEVICE_TAG, GPU_POOL
 from ds_pipelines.project import NotebookSpec, Project, asset_name
-from ds_pipelines.project.notebook_file import read_notebook
+from ds_pipelines.project.notebook_file import (
+    kernel_for,
+    notebook_problem,
+    read_notebook,
+)
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG
 from ds_pipelines.results.handover import read_report
 
@@ -56,13 +60,19 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
         pool=GPU_POOL if spec.device == "gpu" else None,
     )
     def _notebook(context: dg.AssetExecutionContext, mlflow: MLflowResource) -> dg.MaterializeResult:
-        executed = executed_notebook_path(context.instance, spec, context.run_id)
+        executed = executed_notebook_path(context.instance, spec, context.run.run_id)
         # A CI job's run: the copy in its artifacts, which a shared instance's UI can open.
         kept_at = context.run.tags.get(EXECUTED_NOTEBOOK_URL_TAG)
         kept = {"executed_notebook_url": dg.MetadataValue.url(kept_at)} if kept_at else {}
+        # `ds-pipelines run` checked this before it started; a run from the UI or a sensor is checked here.
+        problem = notebook_problem(project.root, spec)
+        if problem:
+            raise dg.Failure(description=problem)
         started = time.monotonic()
         try:
-            execute_notebook_step(context, name=spec.name, notebook=notebook, keep_as=executed)
+            # The project root as working directory: relative paths resolve as in Jupyter opened there.
+            execute_notebook_step(context, notebook=notebook, keep_as=executed, kernel_name=kernel_for(spec),
+                                  cwd=project.root, parameters=context.op_execution_context.op_config or {})
         except PapermillExecutionError as exc:
             failure = cell_failure(executed, exc)
             raise dg.Failure(
