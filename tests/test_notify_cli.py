@@ -47,8 +47,13 @@ def failed_run(tmp_path_factory) -> tuple[Sandbox, Path]:
     run = box.cli("run", "notebooks/leaky.ipynb", "--project-dir", str(project), "--output-dir", str(results), timeout=300)
     assert run.returncode == 1, run.stderr[-3000:]
     raw = (results / "results.json").read_text()
-    # Without this the masking assertions below would pass for the wrong reason.
-    assert GITLAB_TOKEN in raw and PASSWORD in raw and "<!channel>" in raw
+    # The run masks its error at the source (the secrets are environment values)...
+    assert GITLAB_TOKEN not in raw and PASSWORD not in raw and "<!channel>" in raw
+    # ...so put them back, as a results folder written by an older ds-pipelines holds them: notify must mask
+    # them itself, or the masking assertions below would pass for the wrong reason.
+    data = json.loads(raw)
+    data["notebooks"][0]["error"] = f"ValueError: <!channel> login refused for {GITLAB_TOKEN} with {PASSWORD}"
+    (results / "results.json").write_text(json.dumps(data, indent=2))
     return box, results
 
 
