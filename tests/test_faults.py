@@ -4,7 +4,9 @@
   the cell, and the executed notebook is kept;
 - Ctrl-C (SIGINT) or SIGTERM on ``ds-pipelines run``: the Dagster run ends CANCELED or FAILURE, never stuck
   in STARTED, the kernel is stopped, and no results.json claims success;
-- an MLflow URI on a closed local port: a clear error naming ``MLFLOW_TRACKING_URI`` within a bounded time.
+- an MLflow URI on a closed local port: a clear error naming ``MLFLOW_TRACKING_URI`` within a bounded time;
+- the disk filling while an output is written (a 1 MiB tmpfs): the temporary file is removed, the earlier
+  output stays intact, and the error names the file.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import yaml
 from gitrepo import notebook_json
 from mlflow_serve import free_port
+from required import require
 from sandbox import CLI, Sandbox
+
+from ds_pipelines.files import FileWriteError
+from ds_pipelines.notebook.tables import write_table
 
 pytestmark = pytest.mark.slow  # runs notebooks through Dagster
 
@@ -118,3 +125,46 @@ def test_an_unreachable_mlflow_server_is_named_within_a_bounded_time(sandbox: Sa
     assert "MLFLOW_TRACKING_URI" in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert elapsed < 120, f"took {elapsed:.0f} s"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MiB file system (tmpfs), mounted for the test: as full as a real disk gets."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                                           capture_output=True, check=False).returncode != 0:
+        require("mounting a 1 MiB tmpfs needs root (CI runs as root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_keeps_the_earlier_output_and_leaves_no_temporary_file(small_disk: Path):
+    target = small_disk / "scores.csv"
+    target.write_text("id,probability\n1,0.5\n")
+    too_big = pd.DataFrame({"id": range(200_000), "probability": [0.123456789] * 200_000})  # ~4 MiB of CSV
+
+    with pytest.raises(FileWriteError) as raised:
+        write_table(too_big, target)
+
+    assert str(target) in str(raised.value) and "No space left on device" in str(raised.value)
+    assert "the earlier file is unchanged" in str(raised.value)
+    assert target.read_text() == "id,probability\n1,0.5\n"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["scores.csv"], "the temporary file was removed"
+
+
+def test_a_notebook_that_fills_the_disk_fails_naming_the_file(sandbox: Sandbox, tmp_path: Path, small_disk: Path):
+    target = small_disk / "big.csv"
+    target.write_text("earlier\n")
+    project = project_with(tmp_path / "project", "import pandas as pd\nfrom ds_pipelines import notebook as dsp\n"
+                           f"dsp.write_table(pd.DataFrame({{'x': range(300_000)}}), dsp.path({str(target)!r}))")
+    sandbox.env["DS_PIPELINES_PROJECT_DIR"] = str(project)
+    result = sandbox.cli("run", "notebooks/job.ipynb", "--output-dir", str(tmp_path / "results"))
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"{target} cannot be written (No space left on device): the earlier file is unchanged" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert target.read_text() == "earlier\n"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["big.csv"]
