@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ds_pipelines.errors import DsPipelinesError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -19,16 +21,31 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
+class FileWriteError(DsPipelinesError, OSError):
+    """A result file that could not be written (disk full, no permission): nothing was replaced."""
+
+
 def write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
-    """``write`` fills a temporary file beside ``target``, which then replaces ``target`` in one rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
+    """``write`` fills a temporary file beside ``target``, which then replaces ``target`` in one rename.
+
+    When writing fails for a reason of the system (a full disk, a quota, no permission), the temporary file
+    is removed and ``target`` keeps what it held: a FileWriteError names it and says so.
+    """
+    existed = target.exists()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
+    except OSError as exc:
+        raise FileWriteError(f"{target} cannot be written: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
         tmp.chmod(_FILE_MODE)  # mkstemp creates 0600; results are meant to be read by others
         tmp.replace(target)
+    except OSError as exc:
+        kept = "the earlier file is unchanged" if existed else "no file was left there"
+        raise FileWriteError(f"{target} cannot be written ({exc.strerror or exc}): {kept}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

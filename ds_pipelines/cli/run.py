@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -94,6 +95,7 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     if problems:
         raise ProjectProblemsError(problems)
 
+    from ds_pipelines.execution import interrupts
     from ds_pipelines.execution.instance import use_local_defaults
     from ds_pipelines.execution.kernels import JobPointer
     from ds_pipelines.execution.runner import run_notebooks
@@ -138,6 +140,11 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     # The process ends here, and Dagster leaves a large object graph: the garbage collector's pass over it
     # at interpreter exit took ~0.5-1 s and frees nothing (results are written and closed by now).
     gc.freeze()
+    signum = interrupts.received()
+    if signum is not None:
+        click.echo(f"Interrupted ({signal.Signals(signum).name}): the running notebook was stopped and its Dagster run "
+                   "failed; later notebooks were not started.", err=True)
+        sys.exit(128 + signum)
     if summary["status"] != "success":
         sys.exit(1)
 

@@ -28,12 +28,13 @@ import papermill
 from dagstermill.engine import DagstermillEngine
 from dagstermill.factory import get_papermill_parameters
 from dagstermill.translator import DagsterTranslator
+from nbclient.exceptions import DeadKernelError
 from papermill.engines import papermill_engines
 from papermill.exceptions import PapermillExecutionError
 from papermill.iorw import load_notebook_node, write_ipynb
 from papermill.translators import PythonTranslator
 
-from ds_pipelines.execution import kernels
+from ds_pipelines.execution import interrupts, kernels
 from ds_pipelines.masking import (
     Masker,
     MaskingLogFilter,
@@ -41,7 +42,7 @@ from ds_pipelines.masking import (
     mask_strings,
 )
 from ds_pipelines.project.notebook_file import parameters_cell
-from ds_pipelines.results.executed import failed_cell_number
+from ds_pipelines.results.executed import failed_cell_number, own_code_cells
 
 DAGSTERMILL_SERIES = "0.29."
 INJECTED_TAG = "injected-parameters"
@@ -111,7 +112,8 @@ def execute_notebook_step(context: dg.AssetExecutionContext, *, notebook: Path, 
     kernel ``ds-pipelines run`` started early for the notebook when there is one
     (``ds_pipelines.execution.kernels``), else in a ``kernel_name`` kernel started in ``cwd``.
 
-    Raises ``PapermillExecutionError`` when a cell fails, after keeping the executed notebook. Secrets are
+    Raises ``PapermillExecutionError`` when a cell fails, ``KernelDiedError`` when the kernel dies, both after
+    keeping the executed notebook. Secrets are
     masked in the kept notebook and in papermill's log records (see ``ds_pipelines.masking``).
     """
     keep_as.parent.mkdir(parents=True, exist_ok=True)
@@ -124,14 +126,41 @@ def execute_notebook_step(context: dg.AssetExecutionContext, *, notebook: Path, 
     papermill_log.addFilter(masking)
     with tempfile.TemporaryDirectory(prefix="ds-pipelines-") as scratch:
         try:
-            _execute(context, notebook=notebook, output_dir=Path(scratch), kernel_name=kernel_name, cwd=cwd,
-                     parameters=parameters, early_kernel=early_kernel)
+            with interrupts.interrupting_kernels():
+                _execute(context, notebook=notebook, output_dir=Path(scratch), kernel_name=kernel_name, cwd=cwd,
+                         parameters=parameters, early_kernel=early_kernel)
+        except DeadKernelError:
+            died = True
+        else:
+            died = False
         finally:
             papermill_log.removeFilter(masking)
             # papermill writes the output notebook before raising, so a failed run is kept too.
             for written in Path(scratch).glob("*-out.ipynb"):
                 mask_notebook_file(written, keep_as, secrets)
+    if died:
+        raise KernelDiedError(_last_started_cell(keep_as))
     return keep_as
+
+
+class KernelDiedError(Exception):
+    """The notebook's kernel process ended while a cell ran: killed (the OOM killer, ``kill -9``) or crashed
+    in native code. No error output says which cell: ``cell`` is the last one that started."""
+
+    def __init__(self, failure: CellFailure):
+        super().__init__(failure.error)
+        self.failure = failure
+
+
+def _last_started_cell(executed: Path) -> CellFailure:
+    cells = nbformat.read(executed, as_version=4).cells if executed.exists() else []
+    started = [(number, cell) for number, cell in enumerate(own_code_cells(cells), start=1)
+               if (cell.get("metadata", {}).get("papermill") or {}).get("start_time")]
+    number, cell = started[-1] if started else (0, {"source": ""})
+    source = cell["source"].strip().splitlines()
+    (source_line,), _ = mask_strings([source[0] if source else ""], Masker.from_env().env_values)
+    return CellFailure(cell=number, source_line=source_line,
+                       error="the kernel died while this cell ran (killed, e.g. by the out-of-memory killer, or crashed)")
 
 
 def _execute(context: dg.AssetExecutionContext, *, notebook: Path, output_dir: Path, kernel_name: str, cwd: Path,

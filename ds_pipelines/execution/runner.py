@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ds_pipelines.execution import kernels
+from ds_pipelines.execution import interrupts, kernels
 from ds_pipelines.execution.instance import open_instance
 from ds_pipelines.project import NotebookSpec, Project
 from ds_pipelines.project.notebook_file import kernel_for
@@ -141,6 +141,8 @@ def _run_in_order(
                 artifacts={name: Path(path) for name, path in handed_over.get("artifacts", {}).items()},
             )
             on_line(f"✔ {spec.path} succeeded in {ran.duration_s:.1f} s")
+            if interrupts.received():
+                break  # interrupted as it finished: the notebooks after it are not started
             continue
         results[index] = failed = _failed(ran, run)
         on_line(f"✘ {spec.path} failed after {failed.duration_s:.1f} s: {failed.error}")

@@ -9,6 +9,7 @@ from papermill.exceptions import PapermillExecutionError
 from ds_pipelines.defs.notebooks.config_schema import config_schema
 from ds_pipelines.defs.notebooks.resources import MLflowResource
 from ds_pipelines.execution.dagstermill_bridge import (
+    KernelDiedError,
     cell_failure,
     execute_notebook_step,
 )
@@ -73,8 +74,8 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
             # The project root as working directory: relative paths resolve as in Jupyter opened there.
             execute_notebook_step(context, notebook=notebook, keep_as=executed, kernel_name=kernel_for(spec),
                                   cwd=project.root, parameters=context.op_execution_context.op_config or {})
-        except PapermillExecutionError as exc:
-            failure = cell_failure(executed, exc)
+        except (PapermillExecutionError, KernelDiedError) as exc:
+            failure = exc.failure if isinstance(exc, KernelDiedError) else cell_failure(executed, exc)
             raise dg.Failure(
                 description=failure.describe(spec.path),
                 metadata={
