@@ -384,7 +384,49 @@ ENV_CASES = [
          ("<root>/gone",), env={"DS_PIPELINES_PROJECT_DIR": "<root>/gone"}),
 ]
 
-CASES = [*CONFIG_CASES, *REGISTRY_CASES, *NOTEBOOK_CASES, *COMMIT_CASES, *TAG_CASES, *RESULTS_CASES, *ENV_CASES]
+
+
+def training_data(text: Callable[[], str], **changes) -> Callable[[Ctx], None]:
+    """Training data at <root>/data.csv and a small training config at <root>/bad.yaml that reads it and writes
+    its outputs under <root>/artifacts (which must stay absent)."""
+
+    def setup(ctx: Ctx) -> None:
+        (ctx.root / "data.csv").write_text(text())
+        config = {
+            "outcome": "target", "data": {"path": str(ctx.root / "data.csv")},
+            "optuna": {"n_trials": 2, "timeout": 60, "cv_folds": 2}, "model": {"device": "cpu"},
+            "mlflow": {"experiment_name": "catalogue", "register_model": False},
+            "outputs": {name: str(ctx.root / "artifacts" / name) for name in ("model_path", "metrics_path", "holdout_path", "plots_dir")},
+        }
+        config.update(changes)
+        (ctx.root / "bad.yaml").write_text(yaml.safe_dump(config))
+    return setup
+
+
+def breast_cancer(rows: int = 80):
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer(as_frame=True).frame.head(rows)
+
+
+def text_in_a_numeric_column() -> str:
+    data = breast_cancer().astype({"mean radius": object})
+    data.loc[3, "mean radius"] = "large"
+    return data.to_csv(index=False)
+
+
+RUN_TRAINING_DATA = ("run", "training_example", "--project-dir", "<project>", "--config", "training_example=<root>/bad.yaml",
+                     "--output-dir", "<root>/out")
+DATA_CASES = [  # the notebook runs and fails (exit 1), naming the file
+    Case("data-header-only", training_data(lambda: ",".join(breast_cancer().columns) + "\n"), RUN_TRAINING_DATA,
+         ("training data (<root>/data.csv) has no rows",), code=1),
+    Case("data-missing-outcome-column", training_data(lambda: breast_cancer().to_csv(index=False), outcome="diagnosis"),
+         RUN_TRAINING_DATA, ("training data (<root>/data.csv) is missing column(s) 'diagnosis' (from outcome)",), code=1),
+    Case("data-text-in-a-numeric-column", training_data(text_in_a_numeric_column), RUN_TRAINING_DATA,
+         ("training data (<root>/data.csv): column(s) 'mean radius' are not numeric",), code=1),
+]
+
+CASES = [*CONFIG_CASES, *REGISTRY_CASES, *NOTEBOOK_CASES, *COMMIT_CASES, *TAG_CASES, *RESULTS_CASES, *ENV_CASES, *DATA_CASES]
 
 
 def test_the_catalogue_is_large_and_its_names_distinct():
@@ -434,6 +476,12 @@ def test_bad_input_is_refused_naming_it(ctx: Ctx, case: Case):
     for text in case.expected:
         assert ctx.fill(text).replace("<port>", port) in result.stderr, (text, output)
     # nothing half-written
+    assert not (ctx.root / "artifacts").exists(), "no output file at the config's output paths"
+    if case.code == 1:  # the notebook ran and failed: the results folder says so
+        summary = json.loads((ctx.root / "out" / "results.json").read_text())
+        assert summary["status"] == "failed" and summary["notebooks"][0]["status"] == "failed", summary
+        assert summary["notebooks"][0]["metrics_file"] is None
+        return
     assert not (ctx.root / "out").exists(), "no results folder was written"
     assert not (ctx.root / "plan.env").exists(), "no plan was written"
     assert not (ctx.project / "outputs").exists(), "no notebook output was written"
