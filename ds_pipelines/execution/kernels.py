@@ -106,7 +106,9 @@ class EarlyKernel:
     async def _request_shutdown(self) -> None:
         if not self.manager.has_kernel:
             return
-        await self.manager.interrupt_kernel()  # a cell still running (Ctrl-C) must not block the exit
+        # No interrupt first: one that lands while the kernel runs its exit hooks prints a KeyboardInterrupt
+        # traceback from them. A cell still running was interrupted already (ds_pipelines.execution.interrupts),
+        # and a kernel that does not exit is killed after ``shutdown_wait_time`` (``wait_for_exit``).
         await self.manager.request_shutdown()
 
     def wait_for_exit(self) -> None:

@@ -12,7 +12,6 @@ Model helpers for the reference notebooks (XGBoost, Optuna) are not part of this
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Iterable
 from functools import cache
@@ -27,12 +26,9 @@ from ds_pipelines.notebook.tables import read_chunks, read_table, write_table
 from ds_pipelines.project import Project, find_project_root
 from ds_pipelines.results.handover import report
 from ds_pipelines.tracking import tracking_uri
-from ds_pipelines.tracking.links import shown_uri
-from ds_pipelines.tracking.uri import TRACKING_URI_ENV
+from ds_pipelines.tracking.uri import require_reachable
 
 Config = TypeVar("Config", bound=BaseModel)
-MLFLOW_CONNECT_TIMEOUT_S = 10
-"""How long `setup_mlflow` waits for a tracking server to answer before saying it cannot be reached."""
 NOTEBOOK_PATH_ENV = "JPY_SESSION_NAME"
 """Set by Jupyter Server (2.x) in each kernel's environment: the path of the notebook the kernel runs."""
 _VSCODE_NOTEBOOK_PATH = "__vsc_ipynb_file__"
@@ -123,30 +119,13 @@ def setup_mlflow(experiment_name: str):
     import mlflow
 
     uri = tracking_uri(project())
-    if uri.startswith(("http://", "https://")):
-        _check_reachable(uri)
+    require_reachable(uri, NotebookInputError)
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment_name) is None and uri.startswith("sqlite:///"):
         # Keep local artifacts beside the database instead of in ./mlruns of whatever the kernel's cwd is.
         artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment_name
         mlflow.create_experiment(experiment_name, artifact_location=artifacts.as_uri())
     return mlflow.set_experiment(experiment_name)
-
-
-def _check_reachable(uri: str) -> None:
-    """A clear error naming ``MLFLOW_TRACKING_URI`` when nothing answers there: MLflow's own client retries a
-    refused connection with backoff for minutes before it gives up, with a message that names neither."""
-    import requests
-
-    try:
-        # Any answer will do (GitLab's MLflow API has no /health): only a connection that fails is a problem.
-        requests.get(f"{uri.rstrip('/')}/health", timeout=MLFLOW_CONNECT_TIMEOUT_S)
-    except requests.RequestException as exc:
-        reason = re.search(r"\[Errno -?\d+\] [^'\")]+|timed out|Name or service not known", str(exc))
-        raise NotebookInputError(
-            f"the MLflow tracking server at {TRACKING_URI_ENV}={shown_uri(uri)} cannot be reached"
-            f" ({reason.group(0) if reason else type(exc).__name__}): start it, or set {TRACKING_URI_ENV} to one that runs"
-        ) from None
 
 
 def require_columns(frame_columns: Iterable[str], required: dict[str, str], *, source: str) -> None:

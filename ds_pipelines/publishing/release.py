@@ -45,6 +45,7 @@ from ds_pipelines.tracking.registry import (
     promote,
     versions_registered_by,
 )
+from ds_pipelines.tracking.uri import require_reachable
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 TRAINING_SCHEMA = "training"
@@ -106,6 +107,7 @@ def release(
             f"tag {tag!r} is not a release: production tags match {triggers.production_tag}, development tags "
             f"{triggers.development_tag} (whole tag; triggers.production_tag / development_tag in configs/notebooks.yaml)"
         )
+    require_reachable(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     chosen = choose_versions(client, results=results, model=model, commit=commit, project=project,
                              tracking_uri=tracking_uri, warn=warn)
