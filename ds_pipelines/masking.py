@@ -71,6 +71,8 @@ _SHAPED_SECRETS = [
     re.compile(r"\b(AIza[0-9A-Za-z_-]{35})"),  # Google API key
     re.compile(r"\b(npm_[A-Za-z0-9]{36})"),  # npm access token
     re.compile(r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,})"),  # PyPI upload token
+    # A whole JWT: detect-secrets' pattern may stop before the signature, which would then show.
+    re.compile(r"\b(eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"),
 ]
 
 

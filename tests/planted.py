@@ -62,6 +62,7 @@ def secret_parts(credentials: dict[str, str]) -> list[str]:
     """Every string that must not appear: each credential, and each line of the PEM key on its own."""
     parts = [value for name, value in credentials.items() if name != "pem_private_key"]
     parts += [line for line in credentials["pem_private_key"].splitlines() if "-----" not in line]
+    parts.append(credentials["jwt"].rsplit(".", 1)[1])  # the signature on its own is the secret part
     return parts
 
 

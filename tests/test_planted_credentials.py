@@ -38,6 +38,11 @@ def planted_project(root: Path, credentials: dict[str, str], *, fail: bool) -> P
         notebook["cells"].append({**notebook["cells"][0], "source": [source]})
     (root / "notebooks").mkdir()
     (root / "notebooks" / "planted.ipynb").write_text(json.dumps(notebook, indent=1))
+    # Output that bypasses Python's sys.stdout: native code writing to the file descriptors, a shell command.
+    # ipykernel echoes it to the descriptors the kernel inherited: ds-pipelines gives its kernels none.
+    native = (f"import os, subprocess\nos.write(2, b'native ' + {credentials['github_pat']!r}.encode() + b'\\n')\n"
+              f"subprocess.run(['echo', 'shell', {credentials['stripe_secret']!r}], check=True)")
+    (root / "notebooks" / "native.ipynb").write_text(notebook_json(native))
     return root
 
 
@@ -59,7 +64,8 @@ def test_no_planted_credential_leaves_the_run(sandbox: Sandbox, tmp_path: Path, 
     # The job's own GitLab token, as CI sets it: a masked CI variable whose value the notebook prints.
     sandbox.env.update(DS_PIPELINES_PROJECT_DIR=str(project), GITLAB_TOKEN=credentials["gitlab_pat"])
 
-    ran = sandbox.cli("run", "notebooks/planted.ipynb", "--output-dir", str(tmp_path / "results"))
+    # Two notebooks: the first runs in the kernel started early, the second in one nbclient starts.
+    ran = sandbox.cli("run", "notebooks/native.ipynb", "notebooks/planted.ipynb", "--output-dir", str(tmp_path / "results"))
     assert ran.returncode == (1 if fail else 0), ran.stderr[-3000:]
     assert "| gitlab [MASKED]" in ran.stderr, "the cell's output is streamed, masked"
     masked = sandbox.cli("mask-secrets", str(tmp_path / "results"))

@@ -184,7 +184,8 @@ def _execute(context: dg.AssetExecutionContext, *, notebook: Path, output_dir: P
                     kernel_name=kernel_name,
                     # nbclient starts the kernel there; papermill's cwd= would change this whole process's folder.
                     resources={"metadata": {"path": str(cwd)}},
-                    **({"km": early_kernel.manager} if early_kernel else {}),
+                    # A kernel of nbclient's own is a quiet one too (kernels.QuietKernelManager).
+                    **({"km": early_kernel.manager} if early_kernel else {"kernel_manager_class": kernels.QuietKernelManager}),
                 )
                 return
             except RuntimeError as exc:

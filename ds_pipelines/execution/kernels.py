@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,21 @@ def warm_up(module: str, attribute: str) -> None:
         gc.freeze()
 
 
-class _ClientTrackingKernelManager(AsyncKernelManager):
+class QuietKernelManager(AsyncKernelManager):
+    """Starts a kernel whose own stdout and stderr go nowhere.
+
+    ipykernel copies whatever is written to its file descriptors (native code, ``!commands``, subprocesses)
+    into the notebook's output, which is masked before anyone sees it, and echoes it to the descriptors it
+    inherited: ``ds-pipelines run``'s console, a CI job's log, unmasked. So they are not inherited.
+    """
+
+    async def start_kernel(self, **kw: Any) -> None:
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        await super().start_kernel(**kw)
+
+
+class _ClientTrackingKernelManager(QuietKernelManager):
     """Remembers the clients it hands out: nbclient leaves a borrowed kernel's client open when done."""
 
     def client(self, **kwargs):
