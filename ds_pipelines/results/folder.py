@@ -30,7 +30,7 @@ from typing import Any
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.files import write_json
-from ds_pipelines.results.reproducibility import Reproducibility
+from ds_pipelines.results.reproducibility import Reproducibility, ReproducibilityError
 
 FORMAT = "ds-pipelines-results/1"
 RESULTS_FILE = "results.json"
@@ -256,7 +256,10 @@ class _Reader:
         record = entry.get("reproducibility")
         if record is None:
             return None
-        return Reproducibility.from_dict(record, f"{self.file}: {key}").to_dict()
+        try:
+            return Reproducibility.from_dict(record, f"{self.file}: {key}").to_dict()
+        except ReproducibilityError as exc:
+            raise ResultsError(str(exc)) from None
 
     def optional_object(self, data: dict, name: str, parent: str) -> dict[str, Any] | None:
         value = data.get(name)
