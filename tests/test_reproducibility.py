@@ -13,10 +13,20 @@ import pytest
 from gitrepo import GitRepo
 
 from ds_pipelines.masking import Masker
-from ds_pipelines.publishing.render.reproducibility import details_block, details_inline, masked_record
+from ds_pipelines.publishing.render.reproducibility import (
+    details_block,
+    details_inline,
+    masked_record,
+)
 from ds_pipelines.publishing.render.safe import SafeText
 from ds_pipelines.publishing.render.wiki import render_wiki_pages
-from ds_pipelines.results.folder import NotebookResult, ResultsError, RunResults, load_results, write_results
+from ds_pipelines.results.folder import (
+    NotebookResult,
+    ResultsError,
+    RunResults,
+    load_results,
+    write_results,
+)
 from ds_pipelines.results.origin import Provenance
 from ds_pipelines.results.reproducibility import (
     commit_state,
@@ -28,7 +38,10 @@ from ds_pipelines.results.reproducibility import (
     from_handover,
     gather,
 )
-from ds_pipelines.tracking.reproducibility import RECORD_ARTIFACT, record_tags_and_params
+from ds_pipelines.tracking.reproducibility import (
+    RECORD_ARTIFACT,
+    record_tags_and_params,
+)
 from ds_pipelines.triggers.reproduce import compare_metrics
 
 CLI = Path(sys.executable).parent / "ds-pipelines"
