@@ -198,7 +198,7 @@ def test_the_training_notebook_reproduces_exactly_on_cpu(tmp_path):
         "outcome": "target", "optuna": {"n_trials": 3, "timeout": 300, "cv_folds": 3}, "model": {"device": "cpu"},
         "mlflow": {"experiment_name": "tests-reproduce-training", "register_model": False},
     }))
-    shutil.copy(REPO / "notebooks/training_example.ipynb", repo.root / "notebooks/training_example.ipynb")
+    repo.write("notebooks/training_example.ipynb", (REPO / "notebooks/training_example.ipynb").read_text())
     repo.git("add", "-A")
     repo.git("commit", "-qm", "training")
     box = make_sandbox(tmp_path / "state")
