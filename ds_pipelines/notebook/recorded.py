@@ -8,13 +8,17 @@ bundled dataset, a model file) is recorded with ``record_data``; the device with
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.results.reproducibility import DEVICES, file_input
 
-_inputs: list[dict[str, str]] = []
+_inputs: list[dict[str, str] | Future] = []
 _device: list[str] = []
+# A file is hashed on a thread while the reader that recorded it reads it (sha256 releases the GIL): the
+# record costs the notebook little more than the read itself.
+_hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ds-pipelines-sha256")
 
 
 def record_data(path: Path | str | None = None, *, source: str | None = None, version: str | None = None) -> None:
@@ -23,7 +27,7 @@ def record_data(path: Path | str | None = None, *, source: str | None = None, ve
     if (path is None) == (source is None):
         raise DsPipelinesError("record_data: give either path= (a file) or source= and version= (data that is no file)")
     if path is not None:
-        _inputs.append(file_input(Path(path)))
+        _inputs.append(_hashing.submit(file_input, Path(path)))
     elif not version:
         raise DsPipelinesError(f"record_data: source={source!r} needs version= (what identifies this data)")
     else:
@@ -38,7 +42,8 @@ def record_device(device: str) -> None:
 
 
 def recorded_inputs() -> list[dict[str, str]]:
-    return list(_inputs)
+    """Every input recorded so far (waiting for hashes still being computed)."""
+    return [entry.result() if isinstance(entry, Future) else entry for entry in _inputs]
 
 
 def recorded_device() -> str | None:
