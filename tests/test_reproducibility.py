@@ -242,3 +242,32 @@ def test_a_results_folder_without_a_record_is_bad_input(tmp_path):
 def test_reproduce_needs_exactly_one_source():
     done = subprocess.run([str(CLI), "reproduce", "--project-dir", str(REPO)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "give either RESULTS_DIR or --mlflow-run ID" in done.stderr
+
+
+def test_the_table_readers_record_what_they_read(tmp_path):
+    from ds_pipelines.notebook import recorded
+    from ds_pipelines.notebook.tables import read_chunks, read_table
+
+    whole, chunked = tmp_path / "whole.csv", tmp_path / "chunked.csv"
+    whole.write_text("a\n1\n")
+    chunked.write_text("a\n1\n2\n3\n")
+    read_table(whole, what="input.path")
+    assert sum(len(chunk) for chunk in read_chunks(chunked, chunk_size=2, what="input.path")) == 3
+    inputs = recorded.recorded_inputs()
+    assert file_input(whole) in inputs and file_input(chunked) in inputs
+
+
+def test_record_data_and_device_say_what_they_expect():
+    from ds_pipelines.errors import DsPipelinesError
+    from ds_pipelines.notebook import recorded
+
+    with pytest.raises(DsPipelinesError, match="give either path= .* or source= and version="):
+        recorded.record_data()
+    with pytest.raises(DsPipelinesError, match="source='sklearn.datasets.load_iris' needs version="):
+        recorded.record_data(source="sklearn.datasets.load_iris")
+    with pytest.raises(DsPipelinesError, match="expected one of cpu, cuda, got 'gpu'"):
+        recorded.record_device("gpu")
+    recorded.record_data(source="sklearn.datasets.load_iris", version="1.6.1")
+    recorded.record_device("cuda")
+    assert {"source": "sklearn.datasets.load_iris", "version": "1.6.1"} in recorded.recorded_inputs()
+    assert recorded.recorded_device() == "cuda"
