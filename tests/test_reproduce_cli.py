@@ -136,6 +136,12 @@ def test_reproduces_from_the_mlflow_run_and_prints_a_table(recorded):
     assert "reproduced: every metric matches" in done.stdout
     row = next(line for line in done.stdout.splitlines() if line.strip().startswith("mean "))
     assert row.split()[1:4] == ["2.5", "2.5", "ok"]
+    # The rerun is tracked, marked as a reproduction, and has no branch: it can never become a baseline.
+    client = MlflowClient(box.env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_run(entry["mlflow_run_id"]).info.experiment_id
+    reruns = [run for run in client.search_runs([experiment]) if "ds-pipelines.reproduces" in run.data.tags]
+    assert reruns and all(f"MLflow run {entry['mlflow_run_id']!r}" in run.data.tags["ds-pipelines.reproduces"] for run in reruns)
+    assert all("ds-pipelines.branch" not in run.data.tags for run in reruns)
 
 
 def test_a_nondeterministic_notebook_is_not_reproduced(recorded):
@@ -161,6 +167,24 @@ def test_an_edited_data_file_fails_naming_it(recorded, tmp_path):
     (problem,) = mean["problems"]
     assert f"data file {data} changed since the run" in problem
     assert mean["metrics"] == []  # nothing was rerun
+
+
+def test_a_notebook_that_differs_from_its_commit_fails_naming_it(recorded, tmp_path):
+    box, repo, results = recorded
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    data = json.loads((copy / "results.json").read_text())
+    for entry in data["notebooks"]:
+        entry["reproducibility"]["notebook_sha256"] = "0" * 64
+        entry["reproducibility"]["commit"]["dirty"] = True
+    (copy / "results.json").write_text(json.dumps(data))
+    done = _reproduce(box, repo, str(copy), "--notebook", "mean")
+    assert done.returncode == 1, done.stdout + done.stderr
+    (mean,) = json.loads(done.stdout)["notebooks"]
+    assert mean["problems"] == [
+        f"notebook {MEAN} in commit {repo.git('rev-parse', 'HEAD')[:12]} differs from the one that ran (the run had "
+        f"uncommitted changes): sha256 {file_sha256(repo.root / MEAN)[:12]}, recorded {'0' * 12}"
+    ]
 
 
 def test_a_commit_not_in_the_repository_is_bad_input(recorded, tmp_path):

@@ -271,3 +271,28 @@ def test_record_data_and_device_say_what_they_expect():
     recorded.record_device("cuda")
     assert {"source": "sklearn.datasets.load_iris", "version": "1.6.1"} in recorded.recorded_inputs()
     assert recorded.recorded_device() == "cuda"
+
+
+def test_the_merge_request_comment_shows_each_record_collapsed():
+    from ds_pipelines.publishing.render.comment import render_mr_comment
+    from ds_pipelines.publishing.render.links import Links
+
+    nb = NotebookResult(notebook="notebooks/a.ipynb", name="a", status="success", metrics={"auc": 0.9},
+                        reproducibility=_record())
+    run = RunResults("success", "t0", "2024-05-01T10:00:00+00:00", "0123456789abcdef0123456789abcdef01234567", "main", [nb])
+    body = render_mr_comment(run, default_branch="main", masker=NO_SECRETS,
+                             links=Links(results_file="https://gitlab.example.com/-/jobs/1/artifacts/file/results/results.json"))
+    block = body[body.index("<details><summary>Reproducibility</summary>"):]
+    assert "**config** sha256 `" + "b" * 12 in block
+    assert "[results.json](https://gitlab.example.com/-/jobs/1/artifacts/file/results/results.json)" in block
+
+
+def test_results_json_is_linked_in_the_ci_jobs_artifacts(tmp_path):
+    from ds_pipelines.publishing.links import JobArtifacts, run_links
+
+    nb = NotebookResult(notebook="notebooks/a.ipynb", name="a", status="success")
+    written = write_results(tmp_path / "results", RunResults("success", "t0", "t1", None, None, [nb]))
+    job = "https://gitlab.example.com/g/p/-/jobs/7"
+    links = run_links(written, Provenance(), tracking_uri=None, artifacts=JobArtifacts(job, tmp_path), warn=print)
+    assert links.results_file == f"{job}/artifacts/file/results/results.json"
+    assert run_links(written, Provenance(), tracking_uri=None, artifacts=None, warn=print).results_file is None
