@@ -115,3 +115,5 @@ LABEL org.opencontainers.image.title="ds-pipelines" \
       org.opencontainers.image.base.name="${BASE_IMAGE}" \
       io.ds-pipelines.image-tag="${IMAGE_TAG}" \
       io.ds-pipelines.python-from="${PYTHON_FROM}"
+# The reproducibility record names the image a notebook ran in (ds_pipelines/results/reproducibility.py).
+ENV DS_PIPELINES_IMAGE_TAG="${IMAGE_TAG}"

@@ -17,6 +17,7 @@ from ds_pipelines.cli.mask import mask_secrets
 from ds_pipelines.cli.notify import notify
 from ds_pipelines.cli.publish import publish
 from ds_pipelines.cli.release import release
+from ds_pipelines.cli.reproduce import reproduce
 from ds_pipelines.cli.run import run
 from ds_pipelines.cli.ui import mlflow_ui, ui
 from ds_pipelines.errors import DsPipelinesError
@@ -41,6 +42,7 @@ cli.add_command(image_tag)
 cli.add_command(notify)
 cli.add_command(publish)
 cli.add_command(release)
+cli.add_command(reproduce)
 cli.add_command(mask_secrets)
 
 

@@ -110,7 +110,8 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     started_at = datetime.now(timezone.utc)
     origin = current()
     commit_sha, branch = run_commit(project.root, origin) or (None, None)
-    tags = {"ds-pipelines/commit": commit_sha} if commit_sha else {}
+    # Branch too: the notebooks' reproducibility records name it (``results.reproducibility``).
+    tags = {key: value for key, value in (("ds-pipelines/commit", commit_sha), ("ds-pipelines/branch", branch)) if value}
     tags.update(origin.run_tags())
     # The notebooks' MLflow runs get the same origin (mlflow.start_run reads MLFLOW_RUN_CONTEXT): the
     # merge-request comment finds its baseline by branch. Set before the first kernel starts.

@@ -29,6 +29,7 @@ from ds_pipelines.tracking.registry import (
 def xgboost_device(requested: str) -> str:
     """``cuda`` when asked for (or ``auto``) and XGBoost can train on a GPU here, else ``cpu`` with a log line."""
     if requested == "cpu":
+        dsp.record_device("cpu")
         return "cpu"
     import xgboost
 
@@ -49,10 +50,12 @@ def xgboost_device(requested: str) -> str:
             reason = "no GPU is visible" if used == "cpu" else f"the GPU is not usable ({used})"
     if reason is None:
         print("training on the GPU (device=cuda)", flush=True)
+        dsp.record_device("cuda")
         return "cuda"
     if requested == "cuda":
         raise NotebookInputError(f"model.device is 'cuda' but {reason}")
     print(f"training on the CPU: {reason}", flush=True)
+    dsp.record_device("cpu")
     return "cpu"
 
 
@@ -78,16 +81,20 @@ def load_xgboost_model(source) -> Any:
 
         mlflow.set_tracking_uri(tracking_uri(dsp.project()))
         try:
-            return mlflow.xgboost.load_model(_resolve_alias(source.uri))
+            resolved = _resolve_alias(source.uri)
+            model = mlflow.xgboost.load_model(resolved)
         except NotebookInputError:
             raise
         except Exception as exc:  # MLflow raises several types for a bad URI; all mean the same to the user
             raise NotebookInputError(f"model.uri: cannot load {source.uri!r}: {str(exc).splitlines()[0]}") from exc
+        dsp.record_data(source=source.uri, version=resolved)  # the registry version an alias pointed to
+        return model
     model_file = dsp.path(source.path)
     if not model_file.is_file():
         raise NotebookInputError(f"model.path: model file {model_file} does not exist (run the training notebook first)")
     model = XGBClassifier()
     model.load_model(model_file)
+    dsp.record_data(model_file)
     return model
 
 
@@ -104,8 +111,7 @@ def _resolve_alias(uri: str) -> str:
     name, alias = parts
     client = MlflowClient()
     try:
-        client.get_model_version_by_alias(name, alias)
-        return uri
+        return f"models:/{name}/{client.get_model_version_by_alias(name, alias).version}"
     except MlflowException as exc:
         if not unsupported_endpoint(exc):
             raise

@@ -21,6 +21,7 @@ from ds_pipelines.execution.instance import open_instance
 from ds_pipelines.project import NotebookSpec, Project
 from ds_pipelines.project.notebook_file import kernel_for
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG, NotebookResult
+from ds_pipelines.results.reproducibility import CONFIG_METADATA_KEY, METADATA_KEY
 
 # Progress and errors are printed by ds-pipelines itself; the full Dagster log is in the instance.
 QUIET_DAGSTER_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -133,12 +134,15 @@ def _run_in_order(
             papermill_log.removeHandler(progress)
         ran = replace(results[index], duration_s=round(time.monotonic() - started, 2), dagster_run_id=run.run_id)
         if run.success:
-            executed = Path(run.asset_materializations_for_node(spec.name)[0].metadata["executed_notebook"].value)
+            metadata = run.asset_materializations_for_node(spec.name)[0].metadata
+            executed = Path(metadata["executed_notebook"].value)
             handed_over = read_report(executed)
             results[index] = replace(
                 ran, status="success", executed_notebook=executed, metrics=handed_over.get("metrics", {}),
                 mlflow_run_id=handed_over.get("mlflow_run_id"),
                 artifacts={name: Path(path) for name, path in handed_over.get("artifacts", {}).items()},
+                reproducibility=metadata[METADATA_KEY].value if METADATA_KEY in metadata else None,
+                config=metadata[CONFIG_METADATA_KEY].value if CONFIG_METADATA_KEY in metadata else None,
             )
             on_line(f"✔ {spec.path} succeeded in {ran.duration_s:.1f} s")
             if interrupts.received():

@@ -22,9 +22,16 @@ from pydantic import BaseModel
 
 from ds_pipelines.errors import DsPipelinesError, NotebookInputError
 from ds_pipelines.files import write_atomically, write_json
+from ds_pipelines.notebook.recorded import (
+    record_data,
+    record_device,
+    recorded_device,
+    recorded_inputs,
+)
 from ds_pipelines.notebook.tables import read_chunks, read_table, write_table
 from ds_pipelines.project import Project, find_project_root
-from ds_pipelines.results.handover import report
+from ds_pipelines.results import handover
+from ds_pipelines.results.reproducibility import for_handover
 from ds_pipelines.tracking import tracking_uri
 from ds_pipelines.tracking.uri import require_reachable
 
@@ -35,8 +42,8 @@ _VSCODE_NOTEBOOK_PATH = "__vsc_ipynb_file__"
 """Set by VS Code in the notebook's namespace."""
 
 __all__ = [
-    "NotebookInputError", "load_config", "path", "progress", "project", "read_chunks", "read_table", "report",
-    "require_columns", "setup_mlflow", "write_atomically", "write_json", "write_table",
+    "NotebookInputError", "load_config", "path", "progress", "project", "read_chunks", "read_table", "record_data",
+    "record_device", "report", "require_columns", "setup_mlflow", "write_atomically", "write_json", "write_table",
 ]
 
 
@@ -102,6 +109,16 @@ def _notebook_path_or_fail() -> str:
             "pass it, as in dsp.load_config(notebook='notebooks/x.ipynb')"
         )
     return str(notebook)
+
+
+def report(*, metrics: dict[str, float], mlflow_run_id: str | None = None, artifacts: dict[str, Path] | None = None,
+           device: str | None = None) -> None:
+    """Hand the notebook's results back (metrics, its MLflow run, artifact files), with what it read (the
+    table readers' and ``record_data``'s inputs) and its device (``device=``, else ``record_device``'s)."""
+    if device is not None:
+        record_device(device)
+    handover.report(metrics=metrics, mlflow_run_id=mlflow_run_id, artifacts=artifacts, data=for_handover(recorded_inputs()),
+                    device=recorded_device())
 
 
 def path(relative: str) -> Path:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ds_pipelines.errors import NotebookInputError
 from ds_pipelines.files import write_atomically
+from ds_pipelines.notebook.recorded import record_data
 
 FORMATS = (".csv", ".parquet")
 
@@ -29,6 +30,7 @@ def read_table(path: Path, *, what: str) -> pd.DataFrame:
     """A whole table; ``what`` names the config key the path came from, for error messages."""
     suffix = _format(path, what)
     _require_file(path, what)
+    record_data(path)  # its sha256 goes into the run's reproducibility record
     return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
 
 
@@ -36,6 +38,7 @@ def read_chunks(path: Path, *, chunk_size: int, what: str) -> Iterator[pd.DataFr
     """The table ``chunk_size`` rows at a time, so scoring large inputs keeps memory bounded."""
     suffix = _format(path, what)
     _require_file(path, what)
+    record_data(path)  # its sha256 goes into the run's reproducibility record
     if suffix == ".csv":
         try:
             chunks = pd.read_csv(path, chunksize=chunk_size)

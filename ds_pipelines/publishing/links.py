@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ds_pipelines.publishing.render.links import Links, job_artifact_url
-from ds_pipelines.results.folder import RunResults
+from ds_pipelines.results.folder import RESULTS_FILE, RunResults
 from ds_pipelines.results.origin import Provenance
 from ds_pipelines.tracking.links import mlflow_run_url, mlflow_ui_url
 
@@ -50,7 +50,8 @@ def run_links(
             url = artifacts.url(nb.executed_notebook) if nb.executed_notebook is not None else None
             if url:
                 executed[nb.name] = url
-    return Links.from_origin(origin, mlflow_runs=mlflow_runs, executed_notebooks=executed)
+    results_file = artifacts.url(results.directory / RESULTS_FILE) if artifacts and results.directory else None
+    return Links.from_origin(origin, mlflow_runs=mlflow_runs, executed_notebooks=executed, results_file=results_file)
 
 
 def experiment_ids(results: RunResults, tracking_uri: str | None, warn: Warn) -> dict[str, str]:

@@ -7,6 +7,9 @@ CI jobs and the publishing commands read it, so its layout only changes with ``F
     DIR/<name>/metrics.json               the metrics the notebook reported (successful notebooks)
     DIR/<name>/artifacts/<file>           copies of the files the notebook reported (model, plots, scores)
 
+A successful notebook's entry also holds its ``reproducibility`` record (``results.reproducibility``) and the
+resolved ``config`` it ran with; both are null in folders written before they were recorded.
+
 ``<name>`` is the notebook's asset name (its file stem). Paths inside ``results.json`` are relative to DIR.
 
 One typed model (``RunResults``, ``NotebookResult``) for both directions: ``write_results`` copies a run's
@@ -27,6 +30,7 @@ from typing import Any
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.files import write_json
+from ds_pipelines.results.reproducibility import Reproducibility, ReproducibilityError
 
 FORMAT = "ds-pipelines-results/1"
 RESULTS_FILE = "results.json"
@@ -60,6 +64,10 @@ class NotebookResult:
     artifacts: dict[str, Path] = field(default_factory=dict)
     error: str | None = None
     failed_cell: int | None = None
+    reproducibility: dict[str, Any] | None = None
+    """What the run used (``results.reproducibility``); None for a notebook that did not succeed."""
+    config: dict[str, Any] | None = None
+    """The resolved config the notebook ran with (what ``ds-pipelines reproduce`` runs it with again)."""
 
     @property
     def plots(self) -> dict[str, Path]:
@@ -87,6 +95,8 @@ class NotebookResult:
             "artifacts": {name: shown(path) for name, path in self.artifacts.items()},
             "error": self.error,
             "failed_cell": self.failed_cell,
+            "reproducibility": self.reproducibility,
+            "config": self.config,
         }
 
 
@@ -238,7 +248,24 @@ class _Reader:
             artifacts={artifact: self.path(path, f"{key}.artifacts.{artifact}", required=True) for artifact, path in artifacts.items()},
             error=self.optional_str(entry, "error", key),
             failed_cell=failed_cell,
+            reproducibility=self.reproducibility(entry, key),
+            config=self.optional_object(entry, "config", key),
         )
+
+    def reproducibility(self, entry: dict, key: str) -> dict[str, Any] | None:
+        record = entry.get("reproducibility")
+        if record is None:
+            return None
+        try:
+            return Reproducibility.from_dict(record, f"{self.file}: {key}").to_dict()
+        except ReproducibilityError as exc:
+            raise ResultsError(str(exc)) from None
+
+    def optional_object(self, data: dict, name: str, parent: str) -> dict[str, Any] | None:
+        value = data.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise self.fail(f"{parent}.{name}", f"expected null or an object, got {value!r}")
+        return value
 
     def require(self, data: dict, name: str, kind: type, expected: str, parent: str = "") -> Any:
         key = f"{parent}.{name}" if parent else name

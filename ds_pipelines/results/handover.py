@@ -14,14 +14,18 @@ from typing import Any
 MIME_TYPE = "application/vnd.ds-pipelines.result+json"
 
 
-def report(*, metrics: dict[str, float], mlflow_run_id: str | None = None, artifacts: dict[str, Path] | None = None) -> None:
-    """Record the notebook's results; in plain Jupyter this shows them as text."""
+def report(*, metrics: dict[str, float], mlflow_run_id: str | None = None, artifacts: dict[str, Path] | None = None,
+           data: list[dict[str, str]] | None = None, device: str | None = None) -> None:
+    """Record the notebook's results; in plain Jupyter this shows them as text. ``data`` and ``device`` go
+    into the run's reproducibility record (``ds_pipelines.results.reproducibility``)."""
     from IPython.display import display
 
     result = {
         "metrics": {name: float(value) for name, value in metrics.items()},
         "mlflow_run_id": mlflow_run_id,
         "artifacts": {name: str(Path(p).resolve()) for name, p in (artifacts or {}).items()},
+        "data": list(data or []),
+        "device": device,
     }
     display({MIME_TYPE: result, "text/plain": json.dumps(result, indent=2)}, raw=True)
 

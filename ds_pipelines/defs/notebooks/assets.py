@@ -22,6 +22,13 @@ from ds_pipelines.project.notebook_file import (
 )
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG
 from ds_pipelines.results.handover import read_report
+from ds_pipelines.results.origin import Provenance, run_commit
+from ds_pipelines.results.reproducibility import (
+    CONFIG_METADATA_KEY,
+    METADATA_KEY,
+    commit_state,
+    gather,
+)
 
 GROUP = "notebooks"
 
@@ -70,10 +77,11 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
         if problem:
             raise dg.Failure(description=problem)
         started = time.monotonic()
+        config = context.op_execution_context.op_config or {}
         try:
             # The project root as working directory: relative paths resolve as in Jupyter opened there.
             execute_notebook_step(context, notebook=notebook, keep_as=executed, kernel_name=kernel_for(spec),
-                                  cwd=project.root, parameters=context.op_execution_context.op_config or {})
+                                  cwd=project.root, parameters=config)
         except (PapermillExecutionError, KernelDiedError) as exc:
             failure = exc.failure if isinstance(exc, KernelDiedError) else cell_failure(executed, exc)
             raise dg.Failure(
@@ -87,9 +95,16 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
                 },
             ) from None
         result = read_report(executed)
+        sha, branch = run_commit(project.root, Provenance.from_run_tags(context.run.tags)) or (None, None)
+        record = gather(root=project.root, notebook=notebook, config=config, commit=commit_state(project.root, sha, branch),
+                        data=result.get("data", []), device=result.get("device")).to_dict()
         run_id = result.get("mlflow_run_id")
         if run_id:
             mlflow.log_executed_notebook(run_id=run_id, path=executed)
+            mlflow.log_reproducibility(run_id=run_id, payload={
+                "notebook": spec.path, "name": spec.name, "metrics": result.get("metrics", {}), "config": config,
+                "reproducibility": record,
+            })
         context.log.info(f"executed notebook kept at {executed}")
         return dg.MaterializeResult(
             metadata={
@@ -98,6 +113,8 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
                 "duration_s": round(time.monotonic() - started, 2),
                 **{name: dg.MetadataValue.float(value) for name, value in result.get("metrics", {}).items()},
                 **({"mlflow_run_id": run_id} if run_id else {}),
+                METADATA_KEY: dg.MetadataValue.json(record),
+                CONFIG_METADATA_KEY: dg.MetadataValue.json(dict(config)),
                 **{f"artifact_{name}": dg.MetadataValue.path(path) for name, path in result.get("artifacts", {}).items()},
             }
         )

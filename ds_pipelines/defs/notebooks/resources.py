@@ -36,3 +36,9 @@ class MLflowResource(dg.ConfigurableResource):
             masked = Path(folder) / path.name
             mask_notebook(path, masked)
             MlflowClient(tracking_uri=self.resolved_uri()).log_artifact(run_id, str(masked), artifact_path="notebook")
+
+    def log_reproducibility(self, *, run_id: str, payload: dict) -> None:
+        """The run's reproducibility record as tags, params and an artifact (``tracking.reproducibility``)."""
+        from ds_pipelines.tracking.reproducibility import log_record
+
+        log_record(run_id, payload, tracking_uri=self.resolved_uri())

@@ -24,6 +24,7 @@ from ds_pipelines.publishing.render.numbers import (
     ordered_metrics,
     short_sha,
 )
+from ds_pipelines.publishing.render.reproducibility import details_block
 from ds_pipelines.publishing.render.safe import SafeText
 from ds_pipelines.results.folder import NotebookResult, RunResults
 from ds_pipelines.tracking.baselines import Baseline
@@ -159,6 +160,9 @@ def _notebook_section(
     notebook_links = " · ".join(md_link(label, url) for label, url in links.of_notebook(nb.name))
     if notebook_links:
         lines.append(notebook_links)
+    record = details_block(nb.reproducibility, safe, results_url=links.results_file)
+    if record:
+        lines.append(record)
     if plots:
         lines.append(" ".join(md_image(markdown, fallback_label=safe.masked(plot)) for plot, markdown in plots.items()))
     return "\n\n".join(lines)

@@ -22,6 +22,8 @@ class Links:
     merge_request: str | None = None
     mlflow_runs: Mapping[str, str] = field(default_factory=dict)
     executed_notebooks: Mapping[str, str] = field(default_factory=dict)
+    results_file: str | None = None
+    """The run's results.json in the CI job's artifacts: the full reproducibility records."""
 
     def of_notebook(self, name: str, *, failed: bool = False) -> list[tuple[str, str]]:
         """(label, URL) of a notebook's pages that are known; the executed notebook first for a failure,

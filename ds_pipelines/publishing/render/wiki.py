@@ -26,6 +26,7 @@ from ds_pipelines.publishing.render.numbers import (
     key_metrics,
     short_sha,
 )
+from ds_pipelines.publishing.render.reproducibility import details_inline, masked_record
 from ds_pipelines.publishing.render.safe import SafeText
 from ds_pipelines.results.folder import NotebookResult, RunResults
 from ds_pipelines.results.origin import Provenance
@@ -37,6 +38,8 @@ INDEX_KIND = "wiki-index"
 MAX_ROWS = 50
 MAX_METRIC_COLUMNS = 8
 STATUS_ICONS = {"success": "✅", "failed": "❌"}
+_STORED = SafeText(Masker())
+"""Rows keep their texts masked already (``wiki_row``)."""
 _ROW_TEXT_KEYS = ("key", "finished_at", "commit", "trigger", "status", "notebook")
 
 
@@ -77,6 +80,8 @@ def wiki_row(nb: NotebookResult, results: RunResults, *, origin: Provenance, lin
             )
             if url
         },
+        "reproducibility": masked_record(nb.reproducibility, safe),
+        "results_file": links.results_file,
     }
 
 
@@ -209,7 +214,8 @@ def _row_markdown(row: Mapping[str, Any], columns: list[str]) -> str:
         md_text(format_duration(row.get("duration_s"))),
         f"{STATUS_ICONS.get(row['status'], '')} {md_text(row['status'])}",
         *(md_text(format_value(row["metrics"].get(column))) for column in columns),
-        " · ".join(md_link(label, links.get(key)) for key, label in named if links.get(key)) or "—",
+        (" · ".join(md_link(label, links.get(key)) for key, label in named if links.get(key)) or "—")
+        + details_inline(row.get("reproducibility"), _STORED, results_url=row.get("results_file")),
     ]
     return "| " + " | ".join(cells) + " |"
 
