@@ -1,0 +1,126 @@
+"""The child pipeline of a plan: one GitLab CI job per planned notebook, on a runner for its device.
+
+Pure: a ``Plan`` (``ds_pipelines.triggers.rules``), the project's notebook specs and the runner tags in, a
+GitLab CI configuration (a dict, ready for YAML) out. ``ds-pipelines detect --child-pipeline FILE`` writes
+it; GitLab runs it with ``trigger: include: artifact``, or gitlab-ci-local as a pipeline of its own.
+
+- A ``device: gpu`` notebook's job carries the GPU runner's tag, a ``device: cpu`` one the CPU runner's.
+- ``needs:`` follows ``after:`` between planned notebooks (training before inference); a notebook whose
+  upstream is not planned starts at once. Notebooks share results through MLflow (``MLFLOW_TRACKING_URI``),
+  as Dagster's assets do (``deps``, no data passed), so a job downloads no other job's artifacts.
+- Each job runs ``ds-pipelines run <notebook> --output-dir <results-dir>/<name>``, then masks secrets in
+  what it keeps (also after a failure; nothing unmasked is kept if masking fails), and keeps that folder for
+  members with the Developer role or more.
+- A plan that runs nothing has one job only (GitLab wants at least one): it says why on the light runner, in
+  the light image, so a skipped plan pulls no multi-GB image and occupies no GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ds_pipelines.project import NotebookSpec
+from ds_pipelines.triggers.rules import Plan
+
+STAGE = "execute"
+NOTHING_TO_RUN_JOB = "no-notebook-to-run"
+DEFAULT_LIGHT_IMAGE = "alpine:3.20"
+# Job names of notebooks: asset names are [A-Za-z0-9_], so they never clash with NOTHING_TO_RUN_JOB.
+_JOB_PREFIX = "run-"
+# The checkout's project and ds_pipelines, not the image's copies (as templates/notebooks.yml's jobs do).
+_BEFORE_SCRIPT = [
+    'export DS_PIPELINES_PROJECT_DIR="$PWD"',
+    'export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"',
+]
+
+
+@dataclass(frozen=True)
+class Runners:
+    """Runner tags of the child's jobs; None: no tag (any untagged runner takes the job)."""
+
+    gpu: str | None = None
+    cpu: str | None = None
+    light: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], source: str) -> Runners:
+        """``GPU_RUNNER``, ``CPU_RUNNER`` and ``LIGHT_RUNNER``, each defaulting to the pipeline's runner:
+        ``SCHEDULED_RUNNER`` in schedules, else ``COMMIT_RUNNER`` (the variables of .gitlab-ci.yml)."""
+        default = env.get("SCHEDULED_RUNNER" if source == "schedule" else "COMMIT_RUNNER") or None
+        return cls(gpu=env.get("GPU_RUNNER") or default, cpu=env.get("CPU_RUNNER") or default,
+                   light=env.get("LIGHT_RUNNER") or default)
+
+    def for_device(self, device: str) -> str | None:
+        return self.gpu if device == "gpu" else self.cpu
+
+
+def job_name(spec: NotebookSpec) -> str:
+    """The child pipeline's job of a notebook: ``run-<asset name>``."""
+    return _JOB_PREFIX + spec.name
+
+
+def child_pipeline(
+    plan: Plan,
+    specs: Mapping[str, NotebookSpec],
+    runners: Runners,
+    *,
+    image: str,
+    light_image: str = DEFAULT_LIGHT_IMAGE,
+    results_dir: str = "results",
+    artifacts_expire_in: str = "30 days",
+) -> dict[str, Any]:
+    """The child pipeline's configuration; ``specs`` by notebook path, holding every planned notebook."""
+    config: dict[str, Any] = {"stages": [STAGE]}
+    if plan.skip:
+        config[NOTHING_TO_RUN_JOB] = _tagged({
+            "stage": STAGE,
+            "image": light_image,
+            "script": [_echo(f"Nothing to run: {plan.skip_reason}.")],
+        }, runners.light)
+        return config
+    planned = {notebook.path for notebook in plan.notebooks}
+    for notebook in plan.notebooks:  # in run order: upstream jobs come first in the file too
+        spec = specs[notebook.path]
+        output = f"{results_dir.rstrip('/')}/{spec.name}"
+        config[job_name(spec)] = _tagged({
+            "stage": STAGE,
+            "image": image,
+            # A newer commit on the branch cancels it (workflow:auto_cancel in .gitlab-ci.yml).
+            "interruptible": True,
+            "needs": [{"job": job_name(specs[upstream]), "artifacts": False}
+                      for upstream in spec.after if upstream in planned],
+            "variables": {"DSP_NOTEBOOK": spec.path, "DSP_REASON": notebook.reason, "RESULTS_DIR": output},
+            "before_script": list(_BEFORE_SCRIPT),
+            "script": list(_RUN_AND_MASK),
+            "artifacts": {
+                "when": "always",
+                # Executed notebooks show data and whatever the code printed (masked).
+                "access": "developer",
+                "name": f"{spec.name}-$CI_COMMIT_REF_SLUG-$CI_COMMIT_SHORT_SHA",
+                "expire_in": artifacts_expire_in,
+                "paths": [f"{output}/"],
+            },
+        }, runners.for_device(spec.device))
+    return config
+
+
+def _tagged(job: dict[str, Any], tag: str | None) -> dict[str, Any]:
+    return {**job, "tags": [tag]} if tag else job
+
+
+def _echo(text: str) -> str:
+    return "echo '" + text.replace("'", "'\\''") + "'"
+
+
+# One shell line each (GitLab runs them in one shell, stopping at the first failing line). Executed notebooks
+# hold whatever the code printed, secrets included: they are masked even after a failed run (the failed
+# notebook is kept), and nothing unmasked is kept if masking fails.
+_RUN_AND_MASK = [
+    "status=0",
+    'ds-pipelines run "$DSP_NOTEBOOK" --output-dir "$RESULTS_DIR" || status=$?',
+    'if ! ds-pipelines mask-secrets "$RESULTS_DIR"; then echo "error: masking secrets in $RESULTS_DIR failed: '
+    'the executed notebooks are not kept" >&2; rm -rf "$RESULTS_DIR"; exit 1; fi',
+    'exit "$status"',
+]
