@@ -51,7 +51,13 @@ def child(repo: GitRepo, out: Path, message: str, **env: str) -> dict:
 
 
 def jobs_of(config: dict) -> dict[str, dict]:
-    return {name: job for name, job in config.items() if isinstance(job, dict) and "script" in job}
+    """The notebook jobs (or the one job of an empty plan)."""
+    return {name: job for name, job in config.items() if isinstance(job, dict) and "script" in job
+            and job["stage"] == "execute"}
+
+
+def publishing_of(config: dict) -> dict[str, dict]:
+    return {name: job for name, job in config.items() if isinstance(job, dict) and job.get("stage") == "notify"}
 
 
 def schema_check(*files: Path) -> subprocess.CompletedProcess:
@@ -81,11 +87,47 @@ def test_each_notebook_runs_on_the_runner_of_its_device_after_its_upstream(repo,
     assert inference["variables"] == {"DSP_NOTEBOOK": INFERENCE, "DSP_REASON": "override",
                                       "RESULTS_DIR": "results/inference_example"}
     assert inference["artifacts"]["paths"] == ["results/inference_example/"]
+    # Its URL, for the publishing jobs' links into its artifacts.
+    assert inference["artifacts"]["reports"] == {"dotenv": "job-url.env"}
+    assert inference["script"][0] == 'echo "DSP_JOB_URL_inference_example=$CI_JOB_URL" > job-url.env'
     assert inference["artifacts"]["access"] == "developer" and inference["artifacts"]["when"] == "always"
     assert inference["interruptible"] is True
     script = "\n".join(inference["script"])
     assert 'ds-pipelines run "$DSP_NOTEBOOK" --output-dir "$RESULTS_DIR"' in script
     assert 'ds-pipelines mask-secrets "$RESULTS_DIR"' in script
+    # Runs and pages name the parent's pipeline source: a child's own is parent_pipeline.
+    assert config["variables"] == {"DSP_PIPELINE_SOURCE": "push"}
+
+
+def test_publishing_runs_on_the_light_runner_after_every_notebook_job(repo, tmp_path):
+    config = child(repo, tmp_path / "child.yml", f"[run {INFERENCE}] [run {REPORT}] [run {TRAINING}]",
+                   IMAGE=IMAGE, **RUNNERS)
+    publishing = publishing_of(config)
+    assert set(publishing) == {"write-to-wiki", "notify-slack"}  # no merge request: no comment
+    notebook_jobs = [{"job": name, "artifacts": True} for name in jobs_of(config)]
+    for job in publishing.values():
+        assert job["tags"] == ["light"] and job["needs"] == notebook_jobs and job["allow_failure"] is True
+    assert (publishing["write-to-wiki"]["when"], publishing["write-to-wiki"]["resource_group"]) == ("always", "wiki")
+    assert publishing["notify-slack"]["when"] == "on_failure"
+    # The folders that exist (a notebook whose upstream failed kept none), each linked in its own job.
+    wiki = publishing["write-to-wiki"]["script"]
+    assert wiki[1] == ('if [ -f results/training_example/results.json ]; then set -- "$@" --results '
+                       'results/training_example --job-url "$DSP_JOB_URL_training_example"; fi')
+    assert wiki[-1] == 'ds-pipelines publish wiki "$@"'
+    assert publishing["notify-slack"]["script"][-1] == 'ds-pipelines notify slack "$@"'
+    assert "--job-url" not in "\n".join(publishing["notify-slack"]["script"])
+
+
+def test_a_merge_request_gets_its_comment(repo, tmp_path):
+    base = repo.head()
+    repo.touch(TRAINING)
+    repo.commit()
+    config = child(repo, tmp_path / "child.yml", "", CI_PIPELINE_SOURCE="merge_request_event",
+                   CI_MERGE_REQUEST_DIFF_BASE_SHA=base, CI_MERGE_REQUEST_IID="7", **RUNNERS)
+    comment = publishing_of(config)["publish-metrics-comment"]
+    assert (comment["when"], comment["allow_failure"], comment["tags"]) == ("always", True, ["light"])
+    assert comment["script"][-1] == 'ds-pipelines publish mr --mr 7 "$@"'
+    assert config["variables"] == {"DSP_PIPELINE_SOURCE": "merge_request_event", "DSP_MERGE_REQUEST_IID": "7"}
 
 
 def test_a_notebook_whose_upstream_is_not_planned_starts_at_once(repo, tmp_path):
@@ -121,7 +163,7 @@ def test_a_skipped_plan_pulls_no_big_image_and_takes_no_gpu(repo, tmp_path):
     repo.commit()
     config = child(repo, tmp_path / "child.yml", "[skip run]", CI_COMMIT_BEFORE_SHA=before, IMAGE=IMAGE, **RUNNERS)
     jobs = jobs_of(config)
-    assert list(jobs) == [NOTHING_TO_RUN_JOB]
+    assert [name for name, job in config.items() if isinstance(job, dict)] == [NOTHING_TO_RUN_JOB]
     nothing = jobs[NOTHING_TO_RUN_JOB]
     assert (nothing["image"], nothing["tags"]) == ("alpine:3.20", ["light"])
     assert nothing["script"] == ["echo 'Nothing to run: [skip run] in the commit message.'"]

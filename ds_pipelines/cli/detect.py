@@ -46,19 +46,21 @@ _CHILD_HEADER = ("# Written by `ds-pipelines detect --child-pipeline` (ds_pipeli
 @click.option("--child-pipeline", "child_pipeline_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan's child pipeline to FILE (GitLab CI YAML for trigger:include:artifact): one job "
               "per planned notebook, tagged $GPU_RUNNER or $CPU_RUNNER by its device (each defaults to "
-              "$SCHEDULED_RUNNER in schedules, else $COMMIT_RUNNER); a plan that runs nothing has one job on "
-              "$LIGHT_RUNNER in --light-image.")
+              "$SCHEDULED_RUNNER in schedules, else $COMMIT_RUNNER), then the publishing jobs on $LIGHT_RUNNER; "
+              "a plan that runs nothing has one job, on $LIGHT_RUNNER in --light-image.")
 @click.option("--image", envvar="IMAGE", show_envvar=True, default="$CI_REGISTRY_IMAGE:latest", show_default=True,
               help="Image of the child pipeline's notebook jobs (ds-pipelines' environment).")
 @click.option("--light-image", envvar="LIGHT_IMAGE", show_envvar=True, default=child_pipeline.DEFAULT_LIGHT_IMAGE,
               show_default=True, help="Image of the child pipeline's job when nothing runs.")
 @click.option("--results-dir", envvar="RESULTS_DIR", show_envvar=True, default="results", show_default=True,
               help="Folder under which each notebook job of the child pipeline keeps its results (DIR/<name>).")
+@click.option("--artifacts-expire-in", metavar="DURATION", default="30 days", show_default=True,
+              help="How long GitLab keeps the child pipeline's results (artifacts:expire_in).")
 def detect(repo: Path, source: str, before: str | None, after: str, message: str, tag: str | None,
            default_branch: str | None, scoring_notebook: str | None, production_tag: str | None,
            development_tag: str | None,
            as_json: bool, dotenv: Path | None, child_pipeline_file: Path | None, image: str, light_image: str,
-           results_dir: str) -> None:
+           results_dir: str, artifacts_expire_in: str) -> None:
     """Decide which notebooks a CI pipeline runs, from git changes and the commit message.
 
     \b
@@ -118,7 +120,8 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
             config = child_pipeline.child_pipeline(
                 result, {spec.path: spec for spec in project.notebooks()},
                 child_pipeline.Runners.from_env(os.environ, source),
-                image=image, light_image=light_image, results_dir=results_dir,
+                image=image, source=source, merge_request_iid=os.environ.get("CI_MERGE_REQUEST_IID") or None,
+                light_image=light_image, results_dir=results_dir, artifacts_expire_in=artifacts_expire_in,
             )
             text = _CHILD_HEADER + yaml.safe_dump(config, sort_keys=False, width=120)
             write_atomically(child_pipeline_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -11,6 +11,9 @@ it; GitLab runs it with ``trigger: include: artifact``, or gitlab-ci-local as a 
 - Each job runs ``ds-pipelines run <notebook> --output-dir <results-dir>/<name>``, then masks secrets in
   what it keeps (also after a failure; nothing unmasked is kept if masking fails), and keeps that folder for
   members with the Developer role or more.
+- Then, on the light runner, the publishing jobs read every folder the notebook jobs kept, as one run:
+  ``publish mr`` (merge requests), ``publish wiki`` and, after a failure, ``notify slack``; a parent pipeline
+  cannot read a child's artifacts, so they are here rather than in the parent.
 - A plan that runs nothing has one job only (GitLab wants at least one): it says why on the light runner, in
   the light image, so a skipped plan pulls no multi-GB image and occupies no GPU.
 """
@@ -22,9 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ds_pipelines.project import NotebookSpec
+from ds_pipelines.results.origin import CHILD_MERGE_REQUEST_ENV, CHILD_SOURCE_ENV
 from ds_pipelines.triggers.rules import Plan
 
 STAGE = "execute"
+NOTIFY_STAGE = "notify"
+JOB_URL_DOTENV = "job-url.env"
 NOTHING_TO_RUN_JOB = "no-notebook-to-run"
 DEFAULT_LIGHT_IMAGE = "alpine:3.20"
 # Job names of notebooks: asset names are [A-Za-z0-9_], so they never clash with NOTHING_TO_RUN_JOB.
@@ -67,33 +73,40 @@ def child_pipeline(
     runners: Runners,
     *,
     image: str,
+    source: str = "push",
+    merge_request_iid: str | None = None,
     light_image: str = DEFAULT_LIGHT_IMAGE,
     results_dir: str = "results",
     artifacts_expire_in: str = "30 days",
 ) -> dict[str, Any]:
-    """The child pipeline's configuration; ``specs`` by notebook path, holding every planned notebook."""
-    config: dict[str, Any] = {"stages": [STAGE]}
+    """The child pipeline's configuration; ``specs`` by notebook path, holding every planned notebook.
+    ``source`` is the parent pipeline's (a child's own is ``parent_pipeline``): merge requests get the metrics
+    comment (on ``merge_request_iid``), every pipeline the wiki and the Slack alert."""
     if plan.skip:
-        config[NOTHING_TO_RUN_JOB] = _tagged({
+        return {"stages": [STAGE], NOTHING_TO_RUN_JOB: _tagged({
             "stage": STAGE,
             "image": light_image,
             "script": [_echo(f"Nothing to run: {plan.skip_reason}.")],
-        }, runners.light)
-        return config
-    planned = {notebook.path for notebook in plan.notebooks}
-    for notebook in plan.notebooks:  # in run order: upstream jobs come first in the file too
-        spec = specs[notebook.path]
-        output = f"{results_dir.rstrip('/')}/{spec.name}"
+        }, runners.light)}
+    # What the parent pipeline knew: its runs and pages name the push, merge request or schedule.
+    variables = {CHILD_SOURCE_ENV: source}
+    if merge_request_iid:
+        variables[CHILD_MERGE_REQUEST_ENV] = merge_request_iid
+    config: dict[str, Any] = {"stages": [STAGE, NOTIFY_STAGE], "variables": variables}
+    planned = [specs[notebook.path] for notebook in plan.notebooks]  # in run order: upstream jobs come first
+    for notebook, spec in zip(plan.notebooks, planned):
+        output = _results_folder(results_dir, spec)
         config[job_name(spec)] = _tagged({
             "stage": STAGE,
             "image": image,
             # A newer commit on the branch cancels it (workflow:auto_cancel in .gitlab-ci.yml).
             "interruptible": True,
             "needs": [{"job": job_name(specs[upstream]), "artifacts": False}
-                      for upstream in spec.after if upstream in planned],
+                      for upstream in spec.after if upstream in {s.path for s in planned}],
             "variables": {"DSP_NOTEBOOK": spec.path, "DSP_REASON": notebook.reason, "RESULTS_DIR": output},
             "before_script": list(_BEFORE_SCRIPT),
-            "script": list(_RUN_AND_MASK),
+            # The publishing jobs link the executed notebook in this job's artifacts.
+            "script": [f'echo "{_job_url_variable(spec)}=$CI_JOB_URL" > {JOB_URL_DOTENV}', *_RUN_AND_MASK],
             "artifacts": {
                 "when": "always",
                 # Executed notebooks show data and whatever the code printed (masked).
@@ -101,9 +114,52 @@ def child_pipeline(
                 "name": f"{spec.name}-$CI_COMMIT_REF_SLUG-$CI_COMMIT_SHORT_SHA",
                 "expire_in": artifacts_expire_in,
                 "paths": [f"{output}/"],
+                "reports": {"dotenv": JOB_URL_DOTENV},
             },
         }, runners.for_device(spec.device))
+    publish = _publish_job(planned, results_dir, image, runners.light)
+    if source == "merge_request_event" and merge_request_iid:
+        # Failed notebooks are reported too; a GitLab outage does not fail the pipeline.
+        config["publish-metrics-comment"] = {**publish("publish mr", f"--mr {merge_request_iid}"),
+                                             "when": "always", "allow_failure": True}
+    # A wiki page is read, a row added, then written back: two pipelines at once would drop one's row.
+    config["write-to-wiki"] = {**publish("publish wiki"), "when": "always", "allow_failure": True,
+                               "resource_group": "wiki"}
+    # Only after a failure; without SLACK_WEBHOOK_URL (or a bot token) it says what to set and passes.
+    config["notify-slack"] = {**publish("notify slack", with_job_urls=False), "when": "on_failure",
+                              "allow_failure": True}
     return config
+
+
+def _results_folder(results_dir: str, spec: NotebookSpec) -> str:
+    return f"{results_dir.rstrip('/')}/{spec.name}"
+
+
+def _job_url_variable(spec: NotebookSpec) -> str:
+    return f"DSP_JOB_URL_{spec.name}"
+
+
+def _publish_job(planned: list[NotebookSpec], results_dir: str, image: str, runner: str | None):
+    """A job that publishes the results folders the notebook jobs kept, after all of them.
+
+    A notebook whose upstream failed never ran and kept no folder: the command gets the folders that exist.
+    """
+
+    def job(command: str, *options: str, with_job_urls: bool = True) -> dict[str, Any]:
+        collect = ["set --"]
+        for spec in planned:
+            folder = _results_folder(results_dir, spec)
+            job_url = f' --job-url "${_job_url_variable(spec)}"' if with_job_urls else ""
+            collect.append(f'if [ -f {folder}/results.json ]; then set -- "$@" --results {folder}{job_url}; fi')
+        return _tagged({
+            "stage": NOTIFY_STAGE,
+            "image": image,
+            "needs": [{"job": job_name(spec), "artifacts": True} for spec in planned],
+            "before_script": list(_BEFORE_SCRIPT),
+            "script": [*collect, " ".join(["ds-pipelines", command, *options, '"$@"'])],
+        }, runner)
+
+    return job
 
 
 def _tagged(job: dict[str, Any], tag: str | None) -> dict[str, Any]:
