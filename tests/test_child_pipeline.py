@@ -165,7 +165,7 @@ def test_a_skipped_plan_pulls_no_big_image_and_takes_no_gpu(repo, tmp_path):
     jobs = jobs_of(config)
     assert [name for name, job in config.items() if isinstance(job, dict)] == [NOTHING_TO_RUN_JOB]
     nothing = jobs[NOTHING_TO_RUN_JOB]
-    assert (nothing["image"], nothing["tags"]) == ("alpine:3.20", ["light"])
+    assert (nothing["image"], nothing["tags"]) == ("python:3.11-alpine", ["light"])
     assert nothing["script"] == ["echo 'Nothing to run: [skip run] in the commit message.'"]
     assert IMAGE not in json.dumps(config) and "gpu" not in json.dumps(config)
 

@@ -264,7 +264,7 @@ def test_skip_run_commit_runs_no_notebook(project):
     # The child pipeline is one job in the small image: no notebook job, no publishing, no big image.
     child = yaml.safe_load((project.artifacts("detect-notebooks") / CHILD_PIPELINE).read_text())
     assert [name for name, job in child.items() if isinstance(job, dict)] == ["no-notebook-to-run"]
-    assert child["no-notebook-to-run"]["image"] == "alpine:3.20"
+    assert child["no-notebook-to-run"]["image"] == "python:3.11-alpine"
     assert "Nothing to run: [skip run] in the commit message." in project.log("no-notebook-to-run")
     assert not (project.artifacts("no-notebook-to-run") / "results").exists()
 

@@ -6,12 +6,10 @@ import os
 from pathlib import Path
 
 import click
-import yaml
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.files import write_atomically
 from ds_pipelines.project import defaults
-from ds_pipelines.triggers import child_pipeline, rules
+from ds_pipelines.triggers import rules
 
 _BAD_INPUT = 2
 _CHILD_HEADER = ("# Written by `ds-pipelines detect --child-pipeline` (ds_pipelines/triggers/child_pipeline.py): the\n"
@@ -50,7 +48,7 @@ _CHILD_HEADER = ("# Written by `ds-pipelines detect --child-pipeline` (ds_pipeli
               "a plan that runs nothing has one job, on $LIGHT_RUNNER in --light-image.")
 @click.option("--image", envvar="IMAGE", show_envvar=True, default="$CI_REGISTRY_IMAGE:latest", show_default=True,
               help="Image of the child pipeline's notebook jobs (ds-pipelines' environment).")
-@click.option("--light-image", envvar="LIGHT_IMAGE", show_envvar=True, default=child_pipeline.DEFAULT_LIGHT_IMAGE,
+@click.option("--light-image", envvar="LIGHT_IMAGE", show_envvar=True, default=defaults.LIGHT_IMAGE,
               show_default=True, help="Image of the child pipeline's job when nothing runs.")
 @click.option("--results-dir", envvar="RESULTS_DIR", show_envvar=True, default="results", show_default=True,
               help="Folder under which each notebook job of the child pipeline keeps its results (DIR/<name>).")
@@ -81,8 +79,12 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
     Upstream notebooks run first (training before inference).
     Exit status: 0 with a plan (even an empty one), 2 for bad input.
     """
+    import yaml
+
+    from ds_pipelines.files import write_atomically
     from ds_pipelines.project import Project
     from ds_pipelines.project.settings import GITLAB_CI
+    from ds_pipelines.triggers import child_pipeline
     from ds_pipelines.triggers.git_changes import changed_files
 
     if source == "merge_request_event":
@@ -115,7 +117,7 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
             deferred=deferred,
         )
         if dotenv:
-            write_atomically(dotenv, lambda tmp: tmp.write_text(result.to_dotenv(), encoding="utf-8"))
+            dotenv.write_text(result.to_dotenv(), encoding="utf-8")
         if child_pipeline_file:
             config = child_pipeline.child_pipeline(
                 result, {spec.path: spec for spec in project.notebooks()},

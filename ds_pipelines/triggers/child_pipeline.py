@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ds_pipelines.project import NotebookSpec
+from ds_pipelines.project.defaults import LIGHT_IMAGE
 from ds_pipelines.results.origin import CHILD_MERGE_REQUEST_ENV, CHILD_SOURCE_ENV
 from ds_pipelines.triggers.rules import Plan
 
@@ -32,7 +33,6 @@ STAGE = "execute"
 NOTIFY_STAGE = "notify"
 JOB_URL_DOTENV = "job-url.env"
 NOTHING_TO_RUN_JOB = "no-notebook-to-run"
-DEFAULT_LIGHT_IMAGE = "alpine:3.20"
 # Job names of notebooks: asset names are [A-Za-z0-9_], so they never clash with NOTHING_TO_RUN_JOB.
 _JOB_PREFIX = "run-"
 # The checkout's project and ds_pipelines, not the image's copies (as templates/notebooks.yml's jobs do).
@@ -75,7 +75,7 @@ def child_pipeline(
     image: str,
     source: str = "push",
     merge_request_iid: str | None = None,
-    light_image: str = DEFAULT_LIGHT_IMAGE,
+    light_image: str = LIGHT_IMAGE,
     results_dir: str = "results",
     artifacts_expire_in: str = "30 days",
 ) -> dict[str, Any]:
