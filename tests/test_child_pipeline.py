@@ -17,7 +17,14 @@ import pytest
 import yaml
 from ci_helpers import CiProject, job_environment, missing_tools
 from click.testing import CliRunner
-from gitrepo import INFERENCE, INFERENCE_CONFIG, TRAINING, GitRepo, make_project
+from gitrepo import (
+    INFERENCE,
+    INFERENCE_CONFIG,
+    TRAINING,
+    GitRepo,
+    make_project,
+    notebook_json,
+)
 from required import require
 
 from ds_pipelines.cli.detect import detect
@@ -79,17 +86,26 @@ def test_each_notebook_runs_on_the_runner_of_its_device_after_its_upstream(repo,
     }
     assert {name: job["needs"] for name, job in jobs.items()} == {
         "run-training_example": [],
-        "run-inference_example": [{"job": "run-training_example", "artifacts": False}],
+        "run-inference_example": [{"job": "run-training_example", "artifacts": True}],
         "run-report": [],
     }
+    # Inference starts whatever training did, and runs only when training says it succeeded.
+    assert {name: job.get("when", "on_success") for name, job in jobs.items()} == {
+        "run-training_example": "on_success", "run-inference_example": "always", "run-report": "on_success",
+    }
+    assert jobs["run-inference_example"]["script"][1] == (
+        'if [ "${DSP_SUCCEEDED_training_example:-}" != true ]; then '
+        "echo 'Not run: notebooks/training_example.ipynb did not succeed.'; exit 0; fi")
+    assert jobs["run-training_example"]["script"][-2:] == [
+        'if [ "$status" = 0 ]; then echo "DSP_SUCCEEDED_training_example=true" >> notebook-job.env; fi', 'exit "$status"']
     assert {job["image"] for job in jobs.values()} == {IMAGE}
     inference = jobs["run-inference_example"]
     assert inference["variables"] == {"DSP_NOTEBOOK": INFERENCE, "DSP_REASON": "override",
                                       "RESULTS_DIR": "results/inference_example"}
     assert inference["artifacts"]["paths"] == ["results/inference_example/"]
     # Its URL, for the publishing jobs' links into its artifacts.
-    assert inference["artifacts"]["reports"] == {"dotenv": "job-url.env"}
-    assert inference["script"][0] == 'echo "DSP_JOB_URL_inference_example=$CI_JOB_URL" > job-url.env'
+    assert inference["artifacts"]["reports"] == {"dotenv": "notebook-job.env"}
+    assert inference["script"][0] == 'echo "DSP_JOB_URL_inference_example=$CI_JOB_URL" > notebook-job.env'
     assert inference["artifacts"]["access"] == "developer" and inference["artifacts"]["when"] == "always"
     assert inference["interruptible"] is True
     script = "\n".join(inference["script"])
@@ -232,3 +248,45 @@ def test_the_child_pipeline_runs_the_notebooks_in_order(tmp_path):
         summary = json.loads((results / "results.json").read_text())
         assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [(notebook, "success")]
         assert (results / summary["notebooks"][0]["executed_notebook"]).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_failed_notebook_stops_its_downstream_and_is_still_published(tmp_path, fake_gitlab, fake_slack):
+    missing = missing_tools()
+    if missing:
+        require("cannot run the child pipeline offline; install: " + "; ".join(missing))
+    project = CiProject.create(tmp_path)
+    broken, downstream = "notebooks/broken.ipynb", "notebooks/after_broken.ipynb"
+    project.write(broken, notebook_json("raise ValueError('broken on purpose')"))
+    project.write(downstream, notebook_json("print('never runs')"))
+    project.edit_yaml("configs/notebooks.yaml", lambda registry: registry["notebooks"].update({downstream: {"after": [broken]}}))
+    project.push("A notebook that fails, and one after it")
+    child_file = project.root / "child-pipeline.yml"
+    detect = subprocess.run(
+        [str(Path(sys.executable).parent / "ds-pipelines"), "detect", "--child-pipeline", str(child_file)],
+        cwd=project.root, capture_output=True, text=True, timeout=120,
+        env=job_environment(CI_PIPELINE_SOURCE="push", CI_COMMIT_BEFORE_SHA=project.head(),
+                            CI_COMMIT_MESSAGE=f"[run {downstream}] [run {broken}]"),
+    )
+    assert detect.returncode == 0, detect.stderr
+
+    run = project.gitlab_ci_local("--file", child_file.name, timeout=540,
+                                  variables={"CI_SERVER_URL": fake_gitlab.url, "CI_PROJECT_ID": str(fake_gitlab.project_id)},
+                                  env=job_environment(GITLAB_TOKEN=fake_gitlab.token, **fake_slack.webhook_environ()))
+
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output[-3000:]  # the failed notebook fails the (child) pipeline
+    assert re.search(r"FAIL\s+run-broken", output), output[-3000:]
+    # Its downstream starts (so that publishing starts after it) and stops at once, keeping nothing.
+    assert "Not run: notebooks/broken.ipynb did not succeed." in project.log("run-after_broken")
+    assert "never runs" not in project.log("run-after_broken")
+    assert not (project.artifacts("run-after_broken") / "results").exists()
+    assert re.search(r"PASS\s+write-to-wiki", output) and re.search(r"PASS\s+notify-slack", output), output[-3000:]
+    # The wiki records the failed run from the one folder there is, linked in the failed job's artifacts.
+    page = fake_gitlab.wiki["model-runs/broken"]["content"]
+    assert "failed" in page or "❌" in page
+    assert "/artifacts/file/results/broken/broken/broken.ipynb" in page
+    assert "model-runs/after_broken" not in fake_gitlab.wiki
+    [alert] = fake_slack.texts
+    assert "broken" in alert and "ValueError" in alert

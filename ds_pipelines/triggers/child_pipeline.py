@@ -7,7 +7,10 @@ it; GitLab runs it with ``trigger: include: artifact``, or gitlab-ci-local as a 
 - A ``device: gpu`` notebook's job carries the GPU runner's tag, a ``device: cpu`` one the CPU runner's.
 - ``needs:`` follows ``after:`` between planned notebooks (training before inference); a notebook whose
   upstream is not planned starts at once. Notebooks share results through MLflow (``MLFLOW_TRACKING_URI``),
-  as Dagster's assets do (``deps``, no data passed), so a job downloads no other job's artifacts.
+  as Dagster's assets do (``deps``, no data passed). A notebook whose upstream did not succeed does not run:
+  its job still starts (``when: always``, so that every job finishes and the publishing jobs after them all
+  start, whatever a runner makes of skipped jobs), sees no ``DSP_SUCCEEDED_<upstream>`` from the upstream's
+  dotenv report and stops at once, successfully, keeping nothing.
 - Each job runs ``ds-pipelines run <notebook> --output-dir <results-dir>/<name>``, then masks secrets in
   what it keeps (also after a failure; nothing unmasked is kept if masking fails), and keeps that folder for
   members with the Developer role or more.
@@ -31,7 +34,8 @@ from ds_pipelines.triggers.rules import Plan
 
 STAGE = "execute"
 NOTIFY_STAGE = "notify"
-JOB_URL_DOTENV = "job-url.env"
+JOB_DOTENV = "notebook-job.env"
+"""Each notebook job's dotenv report: its URL (``DSP_JOB_URL_<name>``), and ``DSP_SUCCEEDED_<name>=true``."""
 NOTHING_TO_RUN_JOB = "no-notebook-to-run"
 # Job names of notebooks: asset names are [A-Za-z0-9_], so they never clash with NOTHING_TO_RUN_JOB.
 _JOB_PREFIX = "run-"
@@ -96,17 +100,25 @@ def child_pipeline(
     planned = [specs[notebook.path] for notebook in plan.notebooks]  # in run order: upstream jobs come first
     for notebook, spec in zip(plan.notebooks, planned):
         output = _results_folder(results_dir, spec)
+        upstreams = [specs[path] for path in spec.after if path in {planned_spec.path for planned_spec in planned}]
         config[job_name(spec)] = _tagged({
             "stage": STAGE,
             "image": image,
             # A newer commit on the branch cancels it (workflow:auto_cancel in .gitlab-ci.yml).
             "interruptible": True,
-            "needs": [{"job": job_name(specs[upstream]), "artifacts": False}
-                      for upstream in spec.after if upstream in {s.path for s in planned}],
+            # Artifacts: for the upstream's dotenv report, which says whether it succeeded.
+            "needs": [{"job": job_name(upstream), "artifacts": True} for upstream in upstreams],
             "variables": {"DSP_NOTEBOOK": spec.path, "DSP_REASON": notebook.reason, "RESULTS_DIR": output},
             "before_script": list(_BEFORE_SCRIPT),
-            # The publishing jobs link the executed notebook in this job's artifacts.
-            "script": [f'echo "{_job_url_variable(spec)}=$CI_JOB_URL" > {JOB_URL_DOTENV}', *_RUN_AND_MASK],
+            "script": [
+                # The publishing jobs link the executed notebook in this job's artifacts.
+                f'echo "{_job_url_variable(spec)}=$CI_JOB_URL" > {JOB_DOTENV}',
+                *(f'if [ "${{{_succeeded_variable(upstream)}:-}}" != true ]; then '
+                  f"{_echo(f'Not run: {upstream.path} did not succeed.')}; exit 0; fi" for upstream in upstreams),
+                *_RUN_AND_MASK,
+                f'if [ "$status" = 0 ]; then echo "{_succeeded_variable(spec)}=true" >> {JOB_DOTENV}; fi',
+                'exit "$status"',
+            ],
             "artifacts": {
                 "when": "always",
                 # Executed notebooks show data and whatever the code printed (masked).
@@ -114,8 +126,9 @@ def child_pipeline(
                 "name": f"{spec.name}-$CI_COMMIT_REF_SLUG-$CI_COMMIT_SHORT_SHA",
                 "expire_in": artifacts_expire_in,
                 "paths": [f"{output}/"],
-                "reports": {"dotenv": JOB_URL_DOTENV},
+                "reports": {"dotenv": JOB_DOTENV},
             },
+            **({"when": "always"} if upstreams else {}),
         }, runners.for_device(spec.device))
     publish = _publish_job(planned, results_dir, image, runners.light)
     if source == "merge_request_event" and merge_request_iid:
@@ -137,6 +150,10 @@ def _results_folder(results_dir: str, spec: NotebookSpec) -> str:
 
 def _job_url_variable(spec: NotebookSpec) -> str:
     return f"DSP_JOB_URL_{spec.name}"
+
+
+def _succeeded_variable(spec: NotebookSpec) -> str:
+    return f"DSP_SUCCEEDED_{spec.name}"
 
 
 def _publish_job(planned: list[NotebookSpec], results_dir: str, image: str, runner: str | None):
@@ -178,5 +195,4 @@ _RUN_AND_MASK = [
     'ds-pipelines run "$DSP_NOTEBOOK" --output-dir "$RESULTS_DIR" || status=$?',
     'if ! ds-pipelines mask-secrets "$RESULTS_DIR"; then echo "error: masking secrets in $RESULTS_DIR failed: '
     'the executed notebooks are not kept" >&2; rm -rf "$RESULTS_DIR"; exit 1; fi',
-    'exit "$status"',
 ]
