@@ -28,6 +28,7 @@ from gitrepo import (
 from required import require
 
 from ds_pipelines.cli.detect import detect
+from ds_pipelines.results.origin import Provenance
 from ds_pipelines.triggers.child_pipeline import NOTHING_TO_RUN_JOB
 
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
@@ -144,6 +145,11 @@ def test_a_merge_request_gets_its_comment(repo, tmp_path):
     assert (comment["when"], comment["allow_failure"], comment["tags"]) == ("always", True, ["light"])
     assert comment["script"][-1] == 'ds-pipelines publish mr --mr 7 "$@"'
     assert config["variables"] == {"DSP_PIPELINE_SOURCE": "merge_request_event", "DSP_MERGE_REQUEST_IID": "7"}
+    # In the child, whose own source is parent_pipeline, runs and pages name the merge request.
+    origin = Provenance.from_gitlab_ci({"CI_PIPELINE_SOURCE": "parent_pipeline", **config["variables"],
+                                        "CI_PROJECT_URL": "https://gitlab.example.com/g/p"})
+    assert (origin.trigger, origin.merge_request) == ("merge_request_event", "7")
+    assert origin.merge_request_url == "https://gitlab.example.com/g/p/-/merge_requests/7"
 
 
 def test_a_notebook_whose_upstream_is_not_planned_starts_at_once(repo, tmp_path):
