@@ -111,8 +111,16 @@ class CiProject(GitRepo):
 
     def gitlab_ci_local(self, *args: str, variables: dict[str, str], env: dict[str, str] | None = None,
                         unset: tuple[str, ...] = (), timeout: float = 600) -> subprocess.CompletedProcess:
-        """gitlab-ci-local in this repository; ``variables`` as pipeline variables (--variable)."""
-        command = [str(GITLAB_CI_LOCAL), "--home", str(self.root.parent / "gcl-home"),
+        """gitlab-ci-local in this repository; ``variables`` as pipeline variables (--variable).
+
+        They reach the child pipeline too, as GitLab forwards them (``trigger: forward: pipeline_variables``,
+        which gitlab-ci-local ignores): its child pipelines get only the trigger job's variables, but read
+        the variables file of --home, as every pipeline it runs does."""
+        home = self.root.parent / "gcl-home"
+        forwarded = {name: {"type": "variable", "values": {"*": value}} for name, value in variables.items()}
+        (home / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        (home / STATE_DIR / "variables.yml").write_text(yaml.safe_dump({"global": forwarded}))
+        command = [str(GITLAB_CI_LOCAL), "--home", str(home),
                    "--force-shell-executor", "--shell-isolation", "--no-color", "--max-job-name-padding", "0"]
         for name, value in variables.items():
             command += ["--variable", f"{name}={value}"]
@@ -138,6 +146,10 @@ class CiProject(GitRepo):
 
     def artifacts(self, job: str) -> Path:
         return self.root / STATE_DIR / "artifacts" / job
+
+    def child_results(self, name: str) -> Path:
+        """The results folder that the child pipeline's job of notebook ``name`` kept."""
+        return self.artifacts(f"run-{name}") / "results" / name
 
     def dotenv(self, job: str, name: str) -> dict[str, str]:
         """A job's ``artifacts:reports:dotenv`` file, as the jobs that need it receive it."""

@@ -1,7 +1,7 @@
 """A notebook that a GitLab CI job runs is a run of the deployment's Dagster instance, seen in its UI.
 
 The real ``.gitlab-ci.yml`` runs through gitlab-ci-local with ``DAGSTER_POSTGRES_URL`` set as a (masked) CI
-variable: the execute job's ``ds-pipelines run`` records its run, GitLab tags and materialization in a real
+variable: the child pipeline's notebook job's ``ds-pipelines run`` records its run, GitLab tags and materialization in a real
 PostgreSQL database. A ``dagster-webserver`` on the same database, as the deployment runs it, then serves them
 over GraphQL, with the executed notebook's link into the job's artifacts (the job's own disk is gone by then).
 """
@@ -57,11 +57,12 @@ def test_a_ci_run_is_a_run_of_the_shared_instance(tmp_path: Path, postgres):
     url = postgres.url(postgres.new_database())
     variables = {**OFFLINE, **pushed, POSTGRES_URL_ENV: url}
 
-    result = project.gitlab_ci_local("execute-notebook", "--needs", variables=variables)
+    # The whole pipeline: gitlab-ci-local hands a job name given here on to the child pipeline, which has none.
+    result = project.gitlab_ci_local(variables=variables)
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    assert re.search(r"PASS\s+execute-notebook", output), output[-3000:]
+    assert re.search(r"PASS\s+\[run-notebooks\] -> run-training_example", output), output[-3000:]
     assert SUPERUSER_PASSWORD not in output, "the database password stays out of the job log"
 
     port = free_port()
@@ -100,8 +101,8 @@ def test_a_ci_run_is_a_run_of_the_shared_instance(tmp_path: Path, postgres):
     [materialization] = materializations
     assert materialization["runId"] == run["runId"]
     entries = {entry["label"]: entry for entry in materialization["metadataEntries"]}
-    notebook_url = f"{job_url}/artifacts/file/results/training_example/training_example.ipynb"
+    notebook_url = f"{job_url}/artifacts/file/results/training_example/training_example/training_example.ipynb"
     assert entries["executed_notebook_url"] == {"label": "executed_notebook_url", "__typename": "UrlMetadataEntry", "url": notebook_url}
     assert 0.9 < entries["roc_auc"]["floatValue"] <= 1.0  # the asset's metric history mixes CI and Dagster runs
     # The link points at the file the job keeps as artifacts.
-    assert (project.artifacts("execute-notebook") / "results/training_example/training_example.ipynb").is_file()
+    assert (project.child_results("training_example") / "training_example/training_example.ipynb").is_file()

@@ -1,10 +1,12 @@
 """The GitLab pipeline (.gitlab-ci.yml and the component templates/notebooks.yml), offline.
 
 Schema checks with check-jsonschema (GitLab's schema, bundled), and real pipelines run by gitlab-ci-local
-(see tests/ci_helpers.py): a push that changes the training notebook trains it and keeps the executed
-notebook with secrets masked, ``[skip run]`` runs nothing, a schedule runs the scoring notebook (also when it
-targets a production tag, where it records the run and releases nothing), a ``v1.2.3`` tag runs auto-release
-(GitLab release, MLflow alias ``production``), and only production tags plan a release.
+(see tests/ci_helpers.py), child pipelines included (``run-notebooks`` triggers the one detect wrote): a push
+that changes the training notebook trains it and keeps the executed notebook with secrets masked, ``[skip run]``
+runs nothing and its child pulls no big image, a schedule runs the scoring notebook (also when it targets a
+production tag, where it records the run and releases nothing), a ``v1.2.3`` tag runs auto-release (GitLab
+release, MLflow alias ``production``), and only production tags plan a release. The child pipeline's own jobs
+(tags by device, needs, publishing) are checked in tests/test_child_pipeline.py.
 """
 
 from __future__ import annotations
@@ -37,10 +39,8 @@ from ds_pipelines.project import defaults
 from ds_pipelines.tracking.baselines import BRANCH_TAG, COMMIT_TAG
 
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
-JOB_NAMES = {
-    "build-container", "detect-notebooks", "execute-notebook", "execute-scheduled", "publish-metrics-comment",
-    "write-to-wiki", "notify-slack", "release-image", "auto-release", "secret_detection",
-}
+JOB_NAMES = {"build-container", "detect-notebooks", "run-notebooks", "release-image", "auto-release", "secret_detection"}
+CHILD_PIPELINE = "notebooks-pipeline.yml"
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +121,10 @@ def test_push_pipeline_plan(project):
     jobs = project.jobs(OFFLINE)
     assert set(jobs) == JOB_NAMES
     assert when(jobs) == {
-        "build-container": "never", "detect-notebooks": "on_success", "execute-notebook": "on_success",
-        "execute-scheduled": "never", "publish-metrics-comment": "never", "write-to-wiki": "always",
-        "notify-slack": "on_failure", "release-image": "never", "auto-release": "never", "secret_detection": "never",
+        "build-container": "never", "detect-notebooks": "on_success", "run-notebooks": "on_success",
+        "release-image": "never", "auto-release": "never", "secret_detection": "never",
     }
-    assert jobs["write-to-wiki"]["allow_failure"] is True and jobs["notify-slack"]["allow_failure"] is True
-    assert [n["job"] for n in jobs["execute-notebook"]["needs"]] == ["build-container", "detect-notebooks"]
+    assert [n["job"] for n in jobs["run-notebooks"]["needs"]] == ["detect-notebooks"]
 
 
 @pytest.mark.slow
@@ -152,25 +150,38 @@ def test_merge_request_pipelines_are_scanned_for_secrets(project):
 def test_only_notebook_runs_are_cancelled_and_shared_state_is_written_one_pipeline_at_a_time(project):
     config = project.preview(OFFLINE)
     assert config["workflow"]["auto_cancel"] == {"on_new_commit": "interruptible"}
-    jobs = {name: job for name, job in config.items() if isinstance(job, dict) and "script" in job}
-    assert {name for name, job in jobs.items() if job.get("interruptible")} == {"execute-notebook", "execute-scheduled"}
-    # Executed notebooks show data: only members with the Developer role or more download them.
-    assert {name: job["artifacts"].get("access") for name, job in jobs.items() if "paths" in job.get("artifacts", {})} == {
-        "execute-notebook": "developer", "execute-scheduled": "developer",
+    jobs = {name: job for name, job in config.items() if isinstance(job, dict) and ("script" in job or "trigger" in job)}
+    # The notebook jobs (interruptible, results for Developers only, the wiki's resource group) are the
+    # child's: tests/test_child_pipeline.py. Here: nothing is cancelled, the child decides the pipeline's status.
+    assert not any(job.get("interruptible") for job in jobs.values())
+    assert jobs["run-notebooks"]["trigger"] == {
+        "include": [{"artifact": CHILD_PIPELINE, "job": "detect-notebooks"}], "strategy": "depend",
+        "forward": {"pipeline_variables": True},
     }
+    assert jobs["detect-notebooks"]["artifacts"]["paths"] == [CHILD_PIPELINE]
     assert {name: job["resource_group"] for name, job in jobs.items() if "resource_group" in job} == {
-        "write-to-wiki": "wiki", "release-image": "release-image", "auto-release": "production",
+        "release-image": "release-image", "auto-release": "production",
     }
+
+
+@pytest.mark.slow
+def test_detect_publishing_and_releases_run_on_the_light_runner(project):
+    config = project.preview(OFFLINE)
+    tags = {name: job.get("tags") for name, job in config.items() if isinstance(job, dict) and "script" in job}
+    assert tags == {
+        "build-container": ["$COMMIT_RUNNER"], "detect-notebooks": ["$LIGHT_RUNNER"], "release-image": ["$COMMIT_RUNNER"],
+        "auto-release": ["$LIGHT_RUNNER"], "secret_detection": None,
+    }
+    variables = yaml.safe_load((PROJECT / ".gitlab-ci.yml").read_text())["variables"]
+    # Compatibility: COMMIT_RUNNER alone still moves every job (device runners default to it in detect).
+    assert variables["LIGHT_RUNNER"]["value"] == "$COMMIT_RUNNER"
+    assert variables["GPU_RUNNER"]["value"] == variables["CPU_RUNNER"]["value"] == ""
 
 
 @pytest.mark.slow
 def test_merge_request_pipeline_plan(project):
     jobs = project.jobs({**OFFLINE, "CI_PIPELINE_SOURCE": "merge_request_event"})
-    assert jobs["execute-notebook"]["when"] == "on_success"
-    # The comment reports failed notebooks too, and a GitLab outage does not fail the pipeline.
-    assert jobs["publish-metrics-comment"]["when"] == "always"
-    assert jobs["publish-metrics-comment"]["allow_failure"] is True
-    assert jobs["publish-metrics-comment"]["stage"] == "notify"
+    assert jobs["run-notebooks"]["when"] == "on_success"  # its child comments (tests/test_child_pipeline.py)
 
 
 @pytest.mark.slow
@@ -184,7 +195,7 @@ def test_only_production_tags_plan_a_release(project, tag, release):
     jobs = project.jobs({**OFFLINE, **variables}, **tag_pipeline)
     assert jobs["detect-notebooks"]["when"] == "on_success"
     assert jobs["auto-release"]["when"] == deployed
-    assert jobs["execute-notebook"]["when"] == "never" and jobs["write-to-wiki"]["when"] == "never"
+    assert jobs["run-notebooks"]["when"] == "never"
     with_docker = project.jobs({**variables, "SECRET_DETECTION_DISABLED": "true"}, **tag_pipeline)
     assert with_docker["release-image"]["when"] == image_tagged  # :vX.Y.Z + :production, or :staging-...
     assert with_docker["build-container"]["when"] == "on_success"
@@ -214,11 +225,12 @@ def test_push_changing_the_training_notebook_trains_it_and_keeps_it_masked(proje
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    assert re.search(r"PASS\s+detect-notebooks", output) and re.search(r"PASS\s+execute-notebook", output), output[-3000:]
+    assert re.search(r"PASS\s+detect-notebooks", output) and re.search(r"PASS\s+run-notebooks", output), output[-3000:]
+    assert re.search(r"PASS\s+\[run-notebooks\] -> run-training_example", output), output[-3000:]
     plan = project.dotenv("detect-notebooks", "plan.env")
     assert (plan["DSP_NOTEBOOKS"], plan["DSP_SKIP"]) == (TRAINING, "false")
 
-    results = project.artifacts("execute-notebook") / "results"
+    results = project.child_results("training_example")
     summary = json.loads((results / "results.json").read_text())
     assert summary["status"] == "success"
     assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [(TRAINING, "success")]
@@ -230,9 +242,11 @@ def test_push_changing_the_training_notebook_trains_it_and_keeps_it_masked(proje
     assert fake_gitlab.token not in executed  # ...with the token masked before GitLab keeps the artifact
     assert fake_gitlab.token not in (results / "results.json").read_text()
 
-    # write-to-wiki recorded the run, from the artifacts, without the token.
+    # The child's write-to-wiki recorded the run, from the notebook job's artifacts, without the token, and
+    # links the executed notebook in that job's artifacts.
     page = fake_gitlab.wiki[f"model-runs/{training['name']}"]
     assert pushed["CI_COMMIT_SHA"][:7] in page["content"]
+    assert "/artifacts/file/results/training_example/training_example/training_example.ipynb" in page["content"]
     assert fake_gitlab.token not in json.dumps(fake_gitlab.wiki)
 
 
@@ -247,9 +261,12 @@ def test_skip_run_commit_runs_no_notebook(project):
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     plan = project.dotenv("detect-notebooks", "plan.env")
     assert (plan["DSP_NOTEBOOKS"], plan["DSP_SKIP"]) == ("", "true")
-    assert "Nothing to run: [skip run] in the commit message." in project.log("execute-notebook")
-    assert not (project.artifacts("execute-notebook") / "results").exists()
-    assert "nothing to record" in project.log("write-to-wiki")
+    # The child pipeline is one job in the small image: no notebook job, no publishing, no big image.
+    child = yaml.safe_load((project.artifacts("detect-notebooks") / CHILD_PIPELINE).read_text())
+    assert [name for name, job in child.items() if isinstance(job, dict)] == ["no-notebook-to-run"]
+    assert child["no-notebook-to-run"]["image"] == "python:3.11-alpine"
+    assert "Nothing to run: [skip run] in the commit message." in project.log("no-notebook-to-run")
+    assert not (project.artifacts("no-notebook-to-run") / "results").exists()
 
 
 def commit_scoring_inputs(project: CiProject) -> None:
@@ -266,8 +283,8 @@ def commit_scoring_inputs(project: CiProject) -> None:
 
 
 def scored_rows(project: CiProject) -> tuple[dict, pd.DataFrame]:
-    """execute-scheduled's one notebook entry in results.json, and the scores it kept."""
-    results = project.artifacts("execute-scheduled") / "results"
+    """The scoring notebook job's one notebook entry in results.json, and the scores it kept."""
+    results = project.child_results("inference_example")
     summary = json.loads((results / "results.json").read_text())
     assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [(INFERENCE, "success")]
     scoring = summary["notebooks"][0]
@@ -282,15 +299,14 @@ def test_schedule_runs_the_scoring_notebook(project, fake_gitlab):
 
     # A schedule's commit message belongs to an old push: its [skip run] does not apply.
     schedule = {**OFFLINE, "CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_MESSAGE": "old push [skip run]"}
-    jobs = project.jobs(schedule)
-    assert (jobs["execute-scheduled"]["when"], jobs["execute-notebook"]["when"]) == ("on_success", "never")
+    assert project.jobs(schedule)["run-notebooks"]["when"] == "on_success"
 
     result = project.gitlab_ci_local(variables={**schedule, **gitlab_variables(fake_gitlab)},
                                      env=job_environment(GITLAB_TOKEN=fake_gitlab.token))
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    assert re.search(r"PASS\s+execute-scheduled", output), output[-3000:]
+    assert re.search(r"PASS\s+\[run-notebooks\] -> run-inference_example", output), output[-3000:]
     assert project.dotenv("detect-notebooks", "plan.env")["DSP_NOTEBOOKS"] == INFERENCE
     scoring, scores = scored_rows(project)
     assert len(scores) == 60 and list(scores.columns) == ["id", "probability", "label"]
@@ -319,7 +335,7 @@ def test_jobs_and_notebook_kernels_run_the_commits_ds_pipelines(project):
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    for job in ("detect-notebooks", "execute-scheduled"):
+    for job in ("detect-notebooks", "run-inference_example"):
         assert re.search(rf"ds-pipelines of this commit: \S*/{job}/ds_pipelines/cli/__init__\.py", project.log(job)), project.log(job)[-3000:]
     scoring, _ = scored_rows(project)
     assert scoring["metrics"]["code_of_this_commit"] == 1.0  # reported by the kernel, through the commit's notebook API
@@ -334,9 +350,8 @@ def test_a_schedule_on_a_production_tag_scores_records_and_releases_nothing(proj
     schedule = {"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_NAME": "v1.2.3"}
     on_the_tag = ("CI_COMMIT_BRANCH",)  # GitLab sets no branch when a schedule targets a tag
     assert when(project.jobs({**OFFLINE, **schedule}, unset=on_the_tag)) == {
-        "build-container": "never", "detect-notebooks": "on_success", "execute-notebook": "never",
-        "execute-scheduled": "on_success", "publish-metrics-comment": "never", "write-to-wiki": "always",
-        "notify-slack": "on_failure", "release-image": "never", "auto-release": "never", "secret_detection": "never",
+        "build-container": "never", "detect-notebooks": "on_success", "run-notebooks": "on_success",
+        "release-image": "never", "auto-release": "never", "secret_detection": "never",
     }
     with_docker = project.jobs({**schedule, "SECRET_DETECTION_DISABLED": "true"}, unset=on_the_tag)
     assert (with_docker["build-container"]["when"], with_docker["release-image"]["when"]) == ("on_success", "never")
@@ -346,7 +361,8 @@ def test_a_schedule_on_a_production_tag_scores_records_and_releases_nothing(proj
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    assert re.search(r"PASS\s+execute-scheduled", output) and re.search(r"PASS\s+write-to-wiki", output), output[-3000:]
+    assert re.search(r"PASS\s+\[run-notebooks\] -> run-inference_example", output), output[-3000:]
+    assert re.search(r"PASS\s+\[run-notebooks\] -> write-to-wiki", output), output[-3000:]
     assert "auto-release" not in output and "release-image" not in output
     plan = project.dotenv("detect-notebooks", "plan.env")
     assert (plan["DSP_NOTEBOOKS"], plan["DSP_TAG"]) == (INFERENCE, "v1.2.3")

@@ -12,6 +12,8 @@ from ds_pipelines.project import defaults
 from ds_pipelines.triggers import rules
 
 _BAD_INPUT = 2
+_CHILD_HEADER = ("# Written by `ds-pipelines detect --child-pipeline` (ds_pipelines/triggers/child_pipeline.py): the\n"
+                 "# notebooks this pipeline runs, one job each, on the runner of its device.\n")
 
 
 @click.command()
@@ -39,10 +41,24 @@ _BAD_INPUT = 2
 @click.option("--dotenv", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan to FILE for GitLab's artifacts:reports:dotenv (DSP_NOTEBOOKS, DSP_SKIP, "
               "DSP_SKIP_REASON, DSP_RELEASE, DSP_TAG, DSP_DEFERRED).")
+@click.option("--child-pipeline", "child_pipeline_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the plan's child pipeline to FILE (GitLab CI YAML for trigger:include:artifact): one job "
+              "per planned notebook, tagged $GPU_RUNNER or $CPU_RUNNER by its device (each defaults to "
+              "$SCHEDULED_RUNNER in schedules, else $COMMIT_RUNNER), then the publishing jobs on $LIGHT_RUNNER; "
+              "a plan that runs nothing has one job, on $LIGHT_RUNNER in --light-image.")
+@click.option("--image", envvar="IMAGE", show_envvar=True, default="$CI_REGISTRY_IMAGE:latest", show_default=True,
+              help="Image of the child pipeline's notebook jobs (ds-pipelines' environment).")
+@click.option("--light-image", envvar="LIGHT_IMAGE", show_envvar=True, default=defaults.LIGHT_IMAGE,
+              show_default=True, help="Image of the child pipeline's job when nothing runs.")
+@click.option("--results-dir", envvar="RESULTS_DIR", show_envvar=True, default="results", show_default=True,
+              help="Folder under which each notebook job of the child pipeline keeps its results (DIR/<name>).")
+@click.option("--artifacts-expire-in", metavar="DURATION", default="30 days", show_default=True,
+              help="How long GitLab keeps the child pipeline's results (artifacts:expire_in).")
 def detect(repo: Path, source: str, before: str | None, after: str, message: str, tag: str | None,
            default_branch: str | None, scoring_notebook: str | None, production_tag: str | None,
            development_tag: str | None,
-           as_json: bool, dotenv: Path | None) -> None:
+           as_json: bool, dotenv: Path | None, child_pipeline_file: Path | None, image: str, light_image: str,
+           results_dir: str, artifacts_expire_in: str) -> None:
     """Decide which notebooks a CI pipeline runs, from git changes and the commit message.
 
     \b
@@ -63,8 +79,12 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
     Upstream notebooks run first (training before inference).
     Exit status: 0 with a plan (even an empty one), 2 for bad input.
     """
+    import yaml
+
+    from ds_pipelines.files import write_atomically
     from ds_pipelines.project import Project
     from ds_pipelines.project.settings import GITLAB_CI
+    from ds_pipelines.triggers import child_pipeline
     from ds_pipelines.triggers.git_changes import changed_files
 
     if source == "merge_request_event":
@@ -98,6 +118,15 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
         )
         if dotenv:
             dotenv.write_text(result.to_dotenv(), encoding="utf-8")
+        if child_pipeline_file:
+            config = child_pipeline.child_pipeline(
+                result, {spec.path: spec for spec in project.notebooks()},
+                child_pipeline.Runners.from_env(os.environ, source),
+                image=image, source=source, merge_request_iid=os.environ.get("CI_MERGE_REQUEST_IID") or None,
+                light_image=light_image, results_dir=results_dir, artifacts_expire_in=artifacts_expire_in,
+            )
+            text = _CHILD_HEADER + yaml.safe_dump(config, sort_keys=False, width=120)
+            write_atomically(child_pipeline_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     except (DsPipelinesError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(_BAD_INPUT) from None

@@ -17,14 +17,15 @@ def notify() -> None:
 
 
 @notify.command()
-@click.option("--results", "results_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The results folder of the run (`ds-pipelines run --output-dir DIR`).")
+@click.option("--results", "results_dirs", required=True, multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The results folder of the run (`ds-pipelines run --output-dir DIR`); several folders of one "
+              "pipeline (one per notebook job) are one run.")
 @click.option("--always", is_flag=True, help="Post successful runs too (by default only failures are posted).")
 @click.option("--project", metavar="NAME", envvar="CI_PROJECT_PATH", show_envvar=True,
               help="Project name shown in the message.")
 @click.option("--strict", is_flag=True,
               help="Fail when Slack is not configured (exit 2) or the message cannot be delivered (exit 1).")
-def slack(results_dir: Path, always: bool, project: str | None, strict: bool) -> None:
+def slack(results_dirs: tuple[Path, ...], always: bool, project: str | None, strict: bool) -> None:
     """Post a failed run to Slack: each failed notebook with its cell, error and links.
 
     \b
@@ -50,7 +51,7 @@ def slack(results_dir: Path, always: bool, project: str | None, strict: bool) ->
         alert_from_results,
         render_failure_alert,
     )
-    from ds_pipelines.results.folder import load_results
+    from ds_pipelines.results.folder import load_results, merge_runs
     from ds_pipelines.results.origin import Provenance
 
     missing = slack_delivery.not_configured_message(os.environ)
@@ -60,7 +61,8 @@ def slack(results_dir: Path, always: bool, project: str | None, strict: bool) ->
             raise SystemExit(_BAD_INPUT)
         click.echo(f"{missing}: nothing posted.")
         return
-    results = load_results(results_dir)  # bad input: DsPipelinesError, exit 2 through main()
+    # Bad input: DsPipelinesError, exit 2 through main().
+    results = merge_runs([load_results(directory) for directory in results_dirs])
     if results.status == "success" and not always:
         click.echo("The run succeeded: nothing posted to Slack (--always posts successes too).")
         return

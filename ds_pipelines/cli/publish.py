@@ -21,13 +21,21 @@ from ds_pipelines.errors import DsPipelinesError
 MR_IID_ENV = "CI_MERGE_REQUEST_IID"
 PROJECT_DIR_CI_ENV = "CI_PROJECT_DIR"
 
-results_option = click.option(
-    "--results", "results_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-    help="The results folder of the run (`ds-pipelines run --output-dir DIR`).",
-)
 job_url_option = click.option(
     "--job-url", metavar="URL", envvar="CI_JOB_URL", show_envvar=True,
     help="CI job whose artifacts hold the results folder: executed notebooks are linked there.",
+)
+
+# publish mr|wiki: a child pipeline's notebook jobs keep one results folder each; they publish as one run.
+results_folders_option = click.option(
+    "--results", "results_dirs", required=True, multiple=True, type=click.Path(file_okay=False, path_type=Path),
+    help="The results folder of the run (`ds-pipelines run --output-dir DIR`); several folders of one pipeline "
+    "(one per notebook job) publish as one run.",
+)
+job_urls_option = click.option(
+    "--job-url", "job_urls", metavar="URL", multiple=True, envvar="CI_JOB_URL", show_envvar=True,
+    help="CI job whose artifacts hold the results folder: executed notebooks are linked there. With several "
+    "--results: one URL for all, or one per folder, in the same order.",
 )
 
 
@@ -111,6 +119,25 @@ def job_artifacts(job_url: str | None):
     return JobArtifacts(job_url, Path(checkout) if checkout and Path(checkout).is_dir() else Path.cwd())
 
 
+def load_run(results_dirs: tuple[Path, ...]):
+    """The run of one or more results folders (``results.folder.merge_runs``)."""
+    from ds_pipelines.results.folder import load_results, merge_runs
+
+    return merge_runs([load_results(directory) for directory in results_dirs])
+
+
+def artifacts_of(results_dirs: tuple[Path, ...], job_urls: tuple[str, ...]):
+    """Where each results folder's files are linked: one job for all folders, or one job per folder."""
+    from ds_pipelines.publishing.links import ArtifactsOfJobs
+
+    if len(job_urls) <= 1:
+        return job_artifacts(job_urls[0] if job_urls else None)
+    if len(job_urls) != len(results_dirs):
+        raise DsPipelinesError(f"{len(job_urls)} --job-url for {len(results_dirs)} --results: expected one job URL, "
+                               "or one per results folder in the same order")
+    return ArtifactsOfJobs(tuple((directory, job_artifacts(url)) for directory, url in zip(results_dirs, job_urls)))
+
+
 def merge_request_iid(explicit: int | None, env: Mapping[str, str]) -> int:
     """``explicit`` (``--mr``), else ``CI_MERGE_REQUEST_IID``; NotConfiguredError when neither is set."""
     from ds_pipelines.publishing.outcome import NotConfiguredError
@@ -133,15 +160,15 @@ def publish() -> None:
 
 
 @publish.command("mr")
-@results_option
+@results_folders_option
 @click.option("--mr", "mr_iid", type=click.IntRange(min=1), metavar="IID",
               help="Merge request to comment on. Default: $CI_MERGE_REQUEST_IID.")
 @click.option("--default-branch", metavar="BRANCH", envvar="CI_DEFAULT_BRANCH", show_envvar=True, default="main",
               show_default=True, help="Baselines are the latest successful MLflow runs on this branch.")
-@job_url_option
+@job_urls_option
 @strict_option("the comment")
 @project_dir_option
-def merge_request(results_dir: Path, mr_iid: int | None, default_branch: str, job_url: str | None, strict: bool,
+def merge_request(results_dirs: tuple[Path, ...], mr_iid: int | None, default_branch: str, job_urls: tuple[str, ...], strict: bool,
                   project_dir: Path | None) -> None:
     """Comment a run's results on its merge request, one comment updated in place.
 
@@ -164,16 +191,16 @@ def merge_request(results_dir: Path, mr_iid: int | None, default_branch: str, jo
     """
     from ds_pipelines.masking import Masker
     from ds_pipelines.publishing.merge_request import publish_merge_request_comment
-    from ds_pipelines.results.folder import load_results
     from ds_pipelines.results.origin import Provenance
 
     console = Console()
     with console.policy("merge-request comment not published", strict=strict):
-        results = load_results(results_dir)
+        results = load_run(results_dirs)
         outcome = publish_merge_request_comment(
             results, mr_iid=merge_request_iid(mr_iid, os.environ), client=gitlab_client(),
             masker=Masker.from_env(os.environ), origin=Provenance.from_gitlab_ci(os.environ),
-            tracking_uri=tracking_uri(project_dir), default_branch=default_branch, artifacts=job_artifacts(job_url),
+            tracking_uri=tracking_uri(project_dir), default_branch=default_branch,
+            artifacts=artifacts_of(results_dirs, job_urls),
             warn=console.warn,
         )
         plots = f", {outcome.plots} plot{'s' if outcome.plots != 1 else ''}" if outcome.plots else ""
@@ -181,11 +208,11 @@ def merge_request(results_dir: Path, mr_iid: int | None, default_branch: str, jo
 
 
 @publish.command("wiki")
-@results_option
-@job_url_option
+@results_folders_option
+@job_urls_option
 @strict_option("the wiki pages")
 @project_dir_option
-def wiki(results_dir: Path, job_url: str | None, strict: bool, project_dir: Path | None) -> None:
+def wiki(results_dirs: tuple[Path, ...], job_urls: tuple[str, ...], strict: bool, project_dir: Path | None) -> None:
     """Add a run to the project wiki: a page per notebook and an index.
 
     \b
@@ -199,16 +226,15 @@ def wiki(results_dir: Path, job_url: str | None, strict: bool, project_dir: Path
     """
     from ds_pipelines.masking import Masker
     from ds_pipelines.publishing.wiki import publish_wiki_pages
-    from ds_pipelines.results.folder import load_results
     from ds_pipelines.results.origin import Provenance
 
     console = Console()
     with console.policy("wiki not published", strict=strict):
-        results = load_results(results_dir)
+        results = load_run(results_dirs)
         written = publish_wiki_pages(
             results, client=gitlab_client(), masker=Masker.from_env(os.environ),
             origin=Provenance.from_gitlab_ci(os.environ), tracking_uri=tracking_uri(project_dir),
-            artifacts=job_artifacts(job_url), warn=console.warn,
+            artifacts=artifacts_of(results_dirs, job_urls), warn=console.warn,
         )
         for page in written:
             console.echo(f"Wiki page {page.slug} {page.action}.")

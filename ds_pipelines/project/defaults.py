@@ -24,6 +24,10 @@ DEVELOPMENT_TAG = r"dev-[0-9]+\.[0-9]+\.[0-9]+"
 SCORING_NOTEBOOK = "notebooks/inference_example.ipynb"
 """The notebook a ``schedule`` pipeline runs when ``triggers.schedule.notebook`` is unset."""
 
+LIGHT_IMAGE = "python:3.11-alpine"
+"""The small image of CI's detect-notebooks and of a child pipeline that runs no notebook (the component's
+``light-image`` input)."""
+
 
 class TagPatternError(DsPipelinesError):
     """A release tag pattern that is not a regular expression."""

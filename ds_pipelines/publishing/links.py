@@ -35,8 +35,28 @@ class JobArtifacts:
         return job_artifact_url(self.job_url, path.relative_to(checkout).as_posix()) if path.is_relative_to(checkout) else None
 
 
+@dataclass(frozen=True)
+class ArtifactsOfJobs:
+    """Results folders kept by different CI jobs (a child pipeline's notebook jobs, one folder each): a file is
+    linked in the artifacts of the job that kept its folder."""
+
+    jobs: tuple[tuple[Path, JobArtifacts | None], ...]
+    """Each results folder, as this checkout holds it, and the job that kept it."""
+
+    def url(self, path: Path) -> str | None:
+        """The artifact URL of ``path``; None for a file in none of the folders."""
+        path = path.resolve()
+        for folder, job in self.jobs:
+            if job is not None and path.is_relative_to(folder.resolve()):
+                return job.url(path)
+        return None
+
+
+Artifacts = JobArtifacts | ArtifactsOfJobs
+
+
 def run_links(
-    results: RunResults, origin: Provenance, *, tracking_uri: str | None, artifacts: JobArtifacts | None, warn: Warn,
+    results: RunResults, origin: Provenance, *, tracking_uri: str | None, artifacts: Artifacts | None, warn: Warn,
 ) -> Links:
     """Every link of ``results`` that can be made from its origin, the tracking server and the artifacts."""
     ui_url = mlflow_ui_url(tracking_uri)

@@ -18,7 +18,7 @@ from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab import GitLabAuthError, GitLabClient, GitLabError
 from ds_pipelines.masking import Masker
 from ds_pipelines.publishing.failures import describe_failures
-from ds_pipelines.publishing.links import JobArtifacts, Warn, first_line, run_links
+from ds_pipelines.publishing.links import Artifacts, Warn, first_line, run_links
 from ds_pipelines.publishing.render.comment import MR_MARKER, render_mr_comment
 from ds_pipelines.results.folder import RunResults
 from ds_pipelines.results.origin import Provenance
@@ -47,7 +47,7 @@ def publish_merge_request_comment(
     origin: Provenance,
     tracking_uri: str | None,
     default_branch: str,
-    artifacts: JobArtifacts | None,
+    artifacts: Artifacts | None,
     warn: Warn,
 ) -> CommentOutcome:
     """Create or update the results comment of merge request ``!mr_iid``."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ds_pipelines.gitlab import GitLabClient
 from ds_pipelines.masking import Masker
-from ds_pipelines.publishing.links import JobArtifacts, Warn, run_links
+from ds_pipelines.publishing.links import Artifacts, Warn, run_links
 from ds_pipelines.publishing.render.wiki import INDEX_SLUG, render_wiki_pages, wiki_slug
 from ds_pipelines.results.folder import RunResults
 from ds_pipelines.results.origin import Provenance
@@ -31,7 +31,7 @@ def publish_wiki_pages(
     masker: Masker,
     origin: Provenance,
     tracking_uri: str | None,
-    artifacts: JobArtifacts | None,
+    artifacts: Artifacts | None,
     warn: Warn,
 ) -> list[WikiOutcome]:
     """Add the run to the wiki: one page per notebook that ran, then the index."""

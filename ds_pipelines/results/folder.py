@@ -134,6 +134,36 @@ def run_status(notebooks: list[NotebookResult]) -> str:
     return "success" if all(nb.status == "success" for nb in notebooks) else "failed"
 
 
+def merge_runs(runs: list[RunResults]) -> RunResults:
+    """One run of several results folders of one commit, as a child pipeline's notebook jobs leave them (one
+    folder each): notebooks in the given order, failed when any run failed, from the first start to the last
+    finish. Folders of different commits, or two with the same notebook, are a ResultsError."""
+    if len(runs) == 1:
+        return runs[0]
+    if not runs:
+        raise ResultsError("no results folder given")
+    commits = {run.commit_sha for run in runs}
+    if len(commits) > 1:
+        raise ResultsError(f"the results folders are of different commits ({', '.join(sorted(map(str, commits)))}): "
+                           "expected the folders of one pipeline")
+    notebooks = [nb for run in runs for nb in run.notebooks]
+    names = [nb.name for nb in notebooks]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        folders = ", ".join(str(run.directory) for run in runs if any(nb.name in twice for nb in run.notebooks))
+        raise ResultsError(f"notebook {', '.join(twice)} is in more than one results folder ({folders}): "
+                           "expected each notebook once")
+    failed = any(run.status == "failed" for run in runs)
+    return RunResults(
+        status="failed" if failed else run_status(notebooks),
+        started_at=min(run.started_at for run in runs),
+        finished_at=max(run.finished_at for run in runs),
+        commit_sha=runs[0].commit_sha,
+        branch=runs[0].branch,
+        notebooks=notebooks,
+    )
+
+
 def executed_notebook_file(output_dir: Path, name: str) -> Path:
     """Where ``write_results`` keeps the executed notebook of the notebook asset ``name``."""
     return output_dir / name / f"{name}.ipynb"

@@ -22,6 +22,9 @@ RUN_TAGS_ENV = "DS_PIPELINES_RUN_TAGS"
 """JSON object of extra run tags that ``ds-pipelines run`` adds (how a sensor's run hands its tags on)."""
 RUNNER_ENV = "DSP_RUNNER"
 """``cpu`` or ``gpu``: the runner kind, when CI_RUNNER_TAGS does not tell."""
+CHILD_SOURCE_ENV = "DSP_PIPELINE_SOURCE"
+CHILD_MERGE_REQUEST_ENV = "DSP_MERGE_REQUEST_IID"
+"""The parent pipeline's source and merge request, in the child pipeline of ``ds-pipelines detect``."""
 IMAGE_ENV = "DSP_IMAGE"
 """The image the notebooks ran in (default: GitLab's ``CI_JOB_IMAGE``)."""
 
@@ -50,7 +53,8 @@ class Provenance:
         env = os.environ if environ is None else environ
         project_url = env.get("CI_PROJECT_URL")
         sha = env.get("CI_COMMIT_SHA") or None
-        iid = env.get("CI_MERGE_REQUEST_IID") or None
+        # A child pipeline's own source is parent_pipeline: ds-pipelines' child pipeline passes the parent's on.
+        iid = env.get("CI_MERGE_REQUEST_IID") or env.get(CHILD_MERGE_REQUEST_ENV) or None
         return cls(
             commit=sha,
             branch=env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME") or env.get("CI_COMMIT_BRANCH") or None,
@@ -59,7 +63,7 @@ class Provenance:
             merge_request_url=f"{project_url}/-/merge_requests/{iid}" if project_url and iid else None,
             pipeline_url=env.get("CI_PIPELINE_URL") or None,
             job_url=env.get("CI_JOB_URL") or None,
-            trigger=env.get("CI_PIPELINE_SOURCE") or None,
+            trigger=env.get(CHILD_SOURCE_ENV) or env.get("CI_PIPELINE_SOURCE") or None,
             tag=env.get("CI_COMMIT_TAG") or None,
             runner=_runner(env),
             image=env.get(IMAGE_ENV) or env.get("CI_JOB_IMAGE") or None,

@@ -1,9 +1,9 @@
 """The scoring schedule: the seed's scheduled pipeline, run by Dagster (cron from configs/notebooks.yaml).
 
-Like CI's ``execute-scheduled`` and ``write-to-wiki``, a tick runs the scoring notebook (its asset is
-materialized by the inner ``ds-pipelines run``) and logs the run on the notebook's wiki page. With
-``triggers.orchestrator: gitlab-ci`` (the default) GitLab's pipeline schedule scores instead, and each tick
-skips, saying so.
+Like the scoring job and ``write-to-wiki`` of a CI schedule's child pipeline, a tick runs the scoring
+notebook (its asset is materialized by the inner ``ds-pipelines run``) and logs the run on the notebook's
+wiki page. With ``triggers.orchestrator: gitlab-ci`` (the default) GitLab's pipeline schedule scores
+instead, and each tick skips, saying so.
 """
 
 from __future__ import annotations
