@@ -97,13 +97,17 @@ def test_each_notebook_runs_on_the_runner_of_its_device_after_its_upstream(repo,
     assert jobs["run-inference_example"]["script"][1] == (
         'if [ "${DSP_SUCCEEDED_training_example:-}" != true ]; then '
         "echo 'Not run: notebooks/training_example.ipynb did not succeed.'; exit 0; fi")
-    assert jobs["run-training_example"]["script"][-2:] == [
-        'if [ "$status" = 0 ]; then echo "DSP_SUCCEEDED_training_example=true" >> notebook-job.env; fi', 'exit "$status"']
+    # What training wrote in its checkout (the model, the held-out set) is copied into inference's.
+    assert jobs["run-inference_example"]["script"][2] == "cp -a results/training_example.files/. ."
+    success, last = jobs["run-training_example"]["script"][-2:]
+    assert success.startswith('if [ "$status" = 0 ]; then mkdir -p results/training_example.files && find . -type f')
+    assert success.endswith('echo "DSP_SUCCEEDED_training_example=true" >> notebook-job.env; fi') and last == 'exit "$status"'
+    assert jobs["run-training_example"]["artifacts"]["paths"] == ["results/training_example/", "results/training_example.files/"]
     assert {job["image"] for job in jobs.values()} == {IMAGE}
     inference = jobs["run-inference_example"]
     assert inference["variables"] == {"DSP_NOTEBOOK": INFERENCE, "DSP_REASON": "override",
                                       "RESULTS_DIR": "results/inference_example"}
-    assert inference["artifacts"]["paths"] == ["results/inference_example/"]
+    assert inference["artifacts"]["paths"] == ["results/inference_example/", "results/inference_example.files/"]
     # Its URL, for the publishing jobs' links into its artifacts.
     assert inference["artifacts"]["reports"] == {"dotenv": "notebook-job.env"}
     assert inference["script"][0] == 'echo "DSP_JOB_URL_inference_example=$CI_JOB_URL" > notebook-job.env'
@@ -229,10 +233,9 @@ def test_the_child_pipeline_runs_the_notebooks_in_order(tmp_path):
     missing = missing_tools()
     if missing:
         require("cannot run the child pipeline offline; install: " + "; ".join(missing))
+    # Each job in its own copy of the repository (--shell-isolation): inference scores with the model and the
+    # held-out set training wrote under outputs/ in its job, which only the jobs' artifacts carry over.
     project = CiProject.create(tmp_path)
-    # Scoring reads a committed model, so inference does not need training's job-local MLflow store.
-    from test_gitlab_ci import commit_scoring_inputs
-    commit_scoring_inputs(project)
     child_file = project.root / "child-pipeline.yml"
     result = subprocess.run(
         [str(Path(sys.executable).parent / "ds-pipelines"), "detect", "--child-pipeline", str(child_file)],
@@ -254,6 +257,9 @@ def test_the_child_pipeline_runs_the_notebooks_in_order(tmp_path):
         summary = json.loads((results / "results.json").read_text())
         assert [(n["notebook"], n["status"]) for n in summary["notebooks"]] == [(notebook, "success")]
         assert (results / summary["notebooks"][0]["executed_notebook"]).is_file()
+    trained = project.artifacts("run-training_example") / "results" / "training_example.files" / "outputs" / "training"
+    assert {"xgb_model.json", "holdout.csv"} <= {path.name for path in trained.iterdir()}
+    assert not list((project.artifacts("run-training_example") / "results" / "training_example.files").rglob("__pycache__"))
 
 
 @pytest.mark.slow

@@ -6,8 +6,10 @@ it; GitLab runs it with ``trigger: include: artifact``, or gitlab-ci-local as a 
 
 - A ``device: gpu`` notebook's job carries the GPU runner's tag, a ``device: cpu`` one the CPU runner's.
 - ``needs:`` follows ``after:`` between planned notebooks (training before inference); a notebook whose
-  upstream is not planned starts at once. Notebooks share results through MLflow (``MLFLOW_TRACKING_URI``),
-  as Dagster's assets do (``deps``, no data passed). A notebook whose upstream did not succeed does not run:
+  upstream is not planned starts at once. Each job runs in its own checkout, where one job running both
+  notebooks had one folder: the files a notebook job writes in the project (inference reads the model and
+  held-out set training wrote under ``outputs/``) are kept as ``<results-dir>/<name>.files/`` and copied into
+  the checkouts of the jobs that need it. A notebook whose upstream did not succeed does not run:
   its job still starts (``when: always``, so that every job finishes and the publishing jobs after them all
   start, whatever a runner makes of skipped jobs), sees no ``DSP_SUCCEEDED_<upstream>`` from the upstream's
   dotenv report and stops at once, successfully, keeping nothing.
@@ -100,6 +102,7 @@ def child_pipeline(
     planned = [specs[notebook.path] for notebook in plan.notebooks]  # in run order: upstream jobs come first
     for notebook, spec in zip(plan.notebooks, planned):
         output = _results_folder(results_dir, spec)
+        written = _written_folder(results_dir, spec)
         upstreams = [specs[path] for path in spec.after if path in {planned_spec.path for planned_spec in planned}]
         config[job_name(spec)] = _tagged({
             "stage": STAGE,
@@ -115,8 +118,11 @@ def child_pipeline(
                 f'echo "{_job_url_variable(spec)}=$CI_JOB_URL" > {JOB_DOTENV}',
                 *(f'if [ "${{{_succeeded_variable(upstream)}:-}}" != true ]; then '
                   f"{_echo(f'Not run: {upstream.path} did not succeed.')}; exit 0; fi" for upstream in upstreams),
+                *(f"cp -a {_written_folder(results_dir, upstream)}/. ." for upstream in upstreams),
+                "started=$(mktemp)",
                 *_RUN_AND_MASK,
-                f'if [ "$status" = 0 ]; then echo "{_succeeded_variable(spec)}=true" >> {JOB_DOTENV}; fi',
+                f'if [ "$status" = 0 ]; then {_keep_written_files(results_dir, written)}; '
+                f'echo "{_succeeded_variable(spec)}=true" >> {JOB_DOTENV}; fi',
                 'exit "$status"',
             ],
             "artifacts": {
@@ -125,7 +131,7 @@ def child_pipeline(
                 "access": "developer",
                 "name": f"{spec.name}-$CI_COMMIT_REF_SLUG-$CI_COMMIT_SHORT_SHA",
                 "expire_in": artifacts_expire_in,
-                "paths": [f"{output}/"],
+                "paths": [f"{output}/", f"{written}/"],
                 "reports": {"dotenv": JOB_DOTENV},
             },
             **({"when": "always"} if upstreams else {}),
@@ -146,6 +152,18 @@ def child_pipeline(
 
 def _results_folder(results_dir: str, spec: NotebookSpec) -> str:
     return f"{results_dir.rstrip('/')}/{spec.name}"
+
+
+def _written_folder(results_dir: str, spec: NotebookSpec) -> str:
+    return f"{results_dir.rstrip('/')}/{spec.name}.files"
+
+
+def _keep_written_files(results_dir: str, written: str) -> str:
+    """A shell command copying every file the run wrote in the checkout (newer than ``$started``) into
+    ``written``, paths kept; git's, ds-pipelines' own folder, the results and Python's caches excepted."""
+    return (f"mkdir -p {written} && find . -type f -newer \"$started\" ! -path './.git/*' ! -path './.ds-pipelines/*' "
+            f"! -path './{results_dir.strip('/')}/*' ! -path '*/__pycache__/*' ! -name {JOB_DOTENV} "
+            f"-exec cp --parents -t {written} {{}} +")
 
 
 def _job_url_variable(spec: NotebookSpec) -> str:
