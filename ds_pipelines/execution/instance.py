@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
+# SQLAlchemy (about 0.3 s) is imported by the functions that read Postgres URLs, not here: ``ds-pipelines run``
+# imports this module before it starts the first notebook's kernel, and every import before that delays the notebook.
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
 
@@ -85,14 +85,27 @@ def use_local_defaults(project: Project) -> Path:
     home = os.environ.get(DAGSTER_HOME_ENV)
     if home:
         return Path(home)
-    shared = bool(os.environ.get(POSTGRES_URL_ENV))
-    home_dir = project.state_dir / ("dagster-postgres" if shared else "dagster")
+    home_dir = local_instance_home(project)
     home_dir.mkdir(parents=True, exist_ok=True)
     settings = home_dir / "dagster.yaml"
     if not settings.exists():
-        settings.write_text(INSTANCE_SETTINGS + (POSTGRES_STORAGE if shared else ""))
+        settings.write_text(INSTANCE_SETTINGS + (POSTGRES_STORAGE if os.environ.get(POSTGRES_URL_ENV) else ""))
     os.environ[DAGSTER_HOME_ENV] = str(home_dir)
     return home_dir
+
+
+def local_defaults_env(project: Project) -> dict[str, str]:
+    """The variables ``use_local_defaults`` sets, without setting them or creating anything: for a kernel
+    started before the project is checked."""
+    return {PROJECT_DIR_ENV: str(project.root), DAGSTER_HOME_ENV: str(local_instance_home(project))}
+
+
+def local_instance_home(project: Project) -> Path:
+    """The instance folder: ``DAGSTER_HOME``, else the project's on SQLite, or on ``DAGSTER_POSTGRES_URL``'s database."""
+    home = os.environ.get(DAGSTER_HOME_ENV)
+    if home:
+        return Path(home)
+    return project.state_dir / ("dagster-postgres" if os.environ.get(POSTGRES_URL_ENV) else "dagster")
 
 
 def pool_limits(project: Project) -> dict[str, int]:
@@ -143,6 +156,8 @@ def open_instance(project: Project) -> dg.DagsterInstance:
 
 def shown_postgres_url(url: str) -> str:
     """``url`` with its password hidden, fit for logs and error messages."""
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -150,6 +165,8 @@ def check_postgres(url: str) -> None:
     """Connect to ``url`` once, briefly: a DsPipelinesError naming ``DAGSTER_POSTGRES_URL`` when it is not a
     Postgres URL or the database cannot be reached or logged into."""
     import psycopg2
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
         parsed = make_url(url)
@@ -209,6 +226,8 @@ def _lost_creation_race(exc: BaseException) -> bool:
 
 
 def _postgres_problem(url: str, exc: BaseException) -> str:
+    from sqlalchemy.engine import make_url
+
     cause = getattr(exc, "orig", None) or exc.__cause__ or exc
     reason = " ".join(str(cause).split()) or type(cause).__name__
     password = make_url(url).password
