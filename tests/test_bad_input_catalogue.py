@@ -381,7 +381,8 @@ ENV_CASES = [
     Case("project-dir-missing-run", None, ("run", "training_example", "--output-dir", "<root>/out"),
          ("DS_PIPELINES_PROJECT_DIR=<root>/gone", "is not a folder"), env={"DS_PIPELINES_PROJECT_DIR": "<root>/gone"}),
     Case("project-dir-missing-detect", None, ("detect", "--dotenv", "<root>/plan.env"),
-         ("error: '<root>/gone' is not a git repository",), env={"DS_PIPELINES_PROJECT_DIR": "<root>/gone"}),
+         ("error: DS_PIPELINES_PROJECT_DIR=<root>/gone: the folder does not exist",),
+         env={"DS_PIPELINES_PROJECT_DIR": "<root>/gone"}),
 ]
 
 

@@ -321,3 +321,17 @@ def test_an_unknown_orchestrator_is_named(repo):
     result = invoke(repo, CI_PIPELINE_SOURCE="schedule")
     assert result.exit_code == 2
     assert "triggers.orchestrator" in result.stderr and "'gitlab-ci' or 'dagster'" in result.stderr
+
+
+@pytest.mark.parametrize("by_env", [True, False])
+def test_a_project_folder_that_does_not_exist_is_named_with_where_it_came_from(tmp_path, by_env):
+    missing = tmp_path / "missing"
+    if by_env:
+        result = CliRunner(env={"DS_PIPELINES_PROJECT_DIR": str(missing)}).invoke(detect, ["--before", "HEAD"])
+        named_by = f"DS_PIPELINES_PROJECT_DIR={missing}"
+    else:
+        result = CliRunner(env={"DS_PIPELINES_PROJECT_DIR": None}).invoke(detect, ["--repo", str(missing), "--before", "HEAD"])
+        named_by = f"--repo {missing}"
+    assert result.exit_code == 2
+    assert f"error: {named_by}: the folder does not exist" in result.stderr
+    assert "git repository" not in result.stderr

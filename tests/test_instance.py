@@ -23,6 +23,8 @@ from ds_pipelines.execution.instance import (
     INSTANCE_SETTINGS,
     POSTGRES_STORAGE,
     POSTGRES_URL_ENV,
+    RUN_EVENT_LOG_INDEX,
+    RUN_EVENT_LOGS,
     open_instance,
 )
 from ds_pipelines.project import Project
@@ -80,3 +82,26 @@ def test_a_dagster_home_that_is_not_a_folder_is_named(tmp_path: Path, monkeypatc
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "missing"))
     with pytest.raises(DsPipelinesError, match=r"DAGSTER_HOME=.*missing is not a folder"):
         open_instance(Project(tmp_path))
+
+
+def test_a_runs_event_log_commits_without_waiting_for_the_disk_and_the_rest_as_dagster_writes_it(tmp_path: Path,
+                                                                                                  monkeypatch):
+    import sqlalchemy
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE_SETTINGS)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv(POSTGRES_URL_ENV, raising=False)
+    with open_instance(Project(tmp_path)) as instance:
+        # Where Dagster's SQLite storage puts a run's event log: the folder the setting applies to.
+        assert Path(instance.event_log_storage.path_for_shard("some-run")).parent == home / RUN_EVENT_LOGS
+
+    def synchronous(database: Path) -> int:
+        with sqlalchemy.create_engine(f"sqlite:///{database}").connect() as connection:
+            return connection.execute(sqlalchemy.text("PRAGMA synchronous")).scalar()
+
+    assert synchronous(home / RUN_EVENT_LOGS / "some-run.db") == 0  # OFF
+    assert synchronous(home / RUN_EVENT_LOGS / RUN_EVENT_LOG_INDEX) == 2  # SQLite's default, FULL
+    assert synchronous(home / "history" / "runs.db") == 2
+    assert synchronous(tmp_path / "elsewhere.db") == 2

@@ -122,3 +122,24 @@ def test_an_installed_ds_pipelines_runs_the_notebooks_of_the_project_it_stands_i
     assert result["metrics"] == {"window_days": 30.0, "segments": 2.0}
     # The project's own state folder holds the embedded Dagster instance: nothing went to ds-pipelines' checkout.
     assert (project / ".ds-pipelines" / "dagster" / "dagster.yaml").is_file()
+
+
+def test_a_dependency_cycle_names_every_notebook_in_it(tmp_path: Path):
+    from ds_pipelines.errors import ConfigError
+    from ds_pipelines.project import Project
+
+    project = make_project(tmp_path / "project")
+    for name in ("a", "b", "c", "d"):
+        nbformat.write(nbformat.v4.new_notebook(), project / "notebooks" / f"{name}.ipynb")
+    (project / "configs" / "notebooks.yaml").write_text(
+        "notebooks:\n"
+        "  notebooks/a.ipynb: {after: [notebooks/b.ipynb]}\n"
+        "  notebooks/b.ipynb: {after: [notebooks/c.ipynb]}\n"
+        "  notebooks/c.ipynb: {after: [notebooks/a.ipynb, notebooks/d.ipynb]}\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        Project(project).notebooks()
+    assert str(raised.value) == (
+        "configs/notebooks.yaml: notebooks.notebooks/a.ipynb.after: dependency cycle: notebooks/a.ipynb -> "
+        "notebooks/b.ipynb -> notebooks/c.ipynb -> notebooks/a.ipynb (each needs the next to run first)"
+    )

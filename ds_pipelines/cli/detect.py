@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.project import defaults
+from ds_pipelines.project import PROJECT_DIR_ENV, defaults
 from ds_pipelines.triggers import rules
 
 _BAD_INPUT = 2
@@ -18,7 +19,7 @@ _CHILD_HEADER = ("# Written by `ds-pipelines detect --child-pipeline` (ds_pipeli
 
 @click.command()
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
-              envvar="DS_PIPELINES_PROJECT_DIR", show_envvar=True, help="Project folder, inside a git checkout.")
+              envvar=PROJECT_DIR_ENV, show_envvar=True, help="Project folder, inside a git checkout.")
 @click.option("--source", default="push", show_default=True, envvar="CI_PIPELINE_SOURCE", show_envvar=True,
               help="Pipeline source: push, merge_request_event, schedule, web, ...")
 @click.option("--before", metavar="REV", help="Compare from this commit. Default: $CI_MERGE_REQUEST_DIFF_BASE_SHA "
@@ -96,6 +97,10 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
             raise rules.TriggerError(
                 "merge-request pipeline without a base: pass --before or set CI_MERGE_REQUEST_DIFF_BASE_SHA"
             )
+        if not repo.is_dir():
+            from_env = click.get_current_context().get_parameter_source("repo") == ParameterSource.ENVIRONMENT
+            named_by = f"{PROJECT_DIR_ENV}={repo}" if from_env else f"--repo {repo}"
+            raise DsPipelinesError(f"{named_by}: the folder does not exist (expected the project, inside a git checkout)")
         # The same settings a Dagster deployment's sensors and schedule read: one answer for both.
         project = Project(root=repo.resolve())
         triggers = project.triggers

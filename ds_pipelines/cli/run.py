@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,8 +22,10 @@ from ds_pipelines.errors import (
     NotebookNotFoundError,
     ProjectProblemsError,
 )
-from ds_pipelines.project import Project
-from ds_pipelines.project.notebook_file import notebook_problem, parameter_problem
+from ds_pipelines.project import NotebookSpec, Project
+
+if TYPE_CHECKING:
+    from ds_pipelines.results.origin import Provenance
 
 NOTEBOOKS_JOB = ("ds_pipelines.defs.notebooks.definitions", "notebooks_job")
 """Where the job that runs the notebooks is defined (module, function): dagstermill's kernels rebuild it."""
@@ -63,12 +66,64 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     input (unknown notebook, invalid config or configs/notebooks.yaml, broken notebook file), listing
     every problem.
     """
-    from ds_pipelines.project.check import project_problems
+    from ds_pipelines.execution import kernels
+    from ds_pipelines.execution.instance import local_defaults_env, use_local_defaults
+    from ds_pipelines.project.notebook_file import kernel_for
+    from ds_pipelines.results.origin import current
 
     project = load_project(project_dir)
     overrides = _config_overrides(config_overrides)
     if not notebooks and not run_all:
         raise click.UsageError("give at least one notebook, or --all")
+    origin = current()
+    # The first notebook's kernel starts up and loads Dagster while the project is checked and the run set up
+    # (ds_pipelines.execution.kernels), in the environment this process takes on once the checks pass. Bad
+    # input kills it at once: nothing ran in it.
+    notebook_env = {**local_defaults_env(project), **_notebook_env(origin)}
+    first = _first_notebook(project, notebooks, run_all)
+    if first is not None:
+        kernels.start_early(project.root / first.path, kernels.JobPointer(*NOTEBOOKS_JOB),
+                            kernel_name=kernel_for(first), cwd=project.root, env={**os.environ, **notebook_env})
+    try:
+        specs, configs = _checked_inputs(project, notebooks, run_all, overrides)
+        use_local_defaults(project)
+        os.environ.update(notebook_env)
+        _run_checked(project, specs, configs, origin=origin, output_dir=output_dir, as_json=as_json)
+    finally:
+        kernels.discard_waiting()
+
+
+def _notebook_env(origin: Provenance) -> dict[str, str]:
+    """What the notebooks' kernels get in their environment on top of this process's."""
+    from ds_pipelines.tracking.baselines import mlflow_run_context_env, run_tags
+
+    return {
+        "TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1"),  # papermill's bar would garble the per-cell progress lines
+        # The notebooks' MLflow runs get the same origin (mlflow.start_run reads MLFLOW_RUN_CONTEXT): the
+        # merge-request comment finds its baseline by branch.
+        **mlflow_run_context_env(
+            run_tags(origin.commit, origin.branch, origin.merge_request, origin.pipeline_url, origin.job_url), os.environ,
+        ),
+    }
+
+
+def _first_notebook(project: Project, notebooks: tuple[str, ...], run_all: bool) -> NotebookSpec | None:
+    """The notebook that will run first, or None where the arguments or the registry have problems (the
+    checks report them)."""
+    try:
+        specs = project.notebooks() if run_all else project.in_run_order([project.find(nb) for nb in notebooks])
+    except DsPipelinesError:
+        return None
+    return specs[0] if specs else None
+
+
+def _checked_inputs(
+    project: Project, notebooks: tuple[str, ...], run_all: bool, overrides: dict[str, Path],
+) -> tuple[list[NotebookSpec], dict[str, dict]]:
+    """The notebooks to run, in order, and their validated configs; ProjectProblemsError listing every problem."""
+    from ds_pipelines.project.check import project_problems
+    from ds_pipelines.project.notebook_file import notebook_problem, parameter_problem
+
     # Every problem before anything starts, unknown notebooks included: one failed run says all that is wrong.
     problems: list[DsPipelinesError] = []
     targets = {}
@@ -94,30 +149,25 @@ def run(notebooks, run_all, output_dir, as_json, config_overrides, project_dir) 
     ]
     if problems:
         raise ProjectProblemsError(problems)
+    return specs, configs
 
+
+def _run_checked(project: Project, specs: list[NotebookSpec], configs: dict[str, dict], *, origin: Provenance,
+                 output_dir: Path | None, as_json: bool) -> None:
+    """Run the checked notebooks, write and print the results; exit 1 when one failed, 128+N on signal N."""
     from ds_pipelines.execution import interrupts
-    from ds_pipelines.execution.instance import use_local_defaults
     from ds_pipelines.execution.kernels import JobPointer
     from ds_pipelines.execution.runner import run_notebooks
     from ds_pipelines.masking import LineMasker, Masker, mask_json
     from ds_pipelines.results.folder import RunResults, run_status, write_results
-    from ds_pipelines.results.origin import current, run_commit
-    from ds_pipelines.tracking.baselines import mlflow_run_context_env, run_tags
+    from ds_pipelines.results.origin import run_commit
 
-    use_local_defaults(project)
-    os.environ.setdefault("TQDM_DISABLE", "1")  # papermill's bar would garble the per-cell progress lines
     warnings.filterwarnings("ignore", message=r".*is currently in beta")  # dagstermill's own API notices
     started_at = datetime.now(timezone.utc)
-    origin = current()
     commit_sha, branch = run_commit(project.root, origin) or (None, None)
     # Branch too: the notebooks' reproducibility records name it (``results.reproducibility``).
     tags = {key: value for key, value in (("ds-pipelines/commit", commit_sha), ("ds-pipelines/branch", branch)) if value}
     tags.update(origin.run_tags())
-    # The notebooks' MLflow runs get the same origin (mlflow.start_run reads MLFLOW_RUN_CONTEXT): the
-    # merge-request comment finds its baseline by branch. Set before the first kernel starts.
-    os.environ.update(mlflow_run_context_env(
-        run_tags(origin.commit, origin.branch, origin.merge_request, origin.pipeline_url, origin.job_url), os.environ,
-    ))
     # The console is a CI job's log, readable by the project's members: what the notebooks print, their cells'
     # first lines and their errors are masked like everything ds-pipelines stores.
     secrets = Masker.from_env().env_values

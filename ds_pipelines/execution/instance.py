@@ -17,6 +17,12 @@
   lock only orders the processes of one machine; for those of other machines, opening the instance is tried
   again when it lost a race to create a table or a pool row (dagster-postgres' own retries do not cover
   every table: ``relation "instance_info" already exists`` got through them).
+- Dagster's SQLite storage keeps each run's event log in a database of its own, created when the run starts
+  (``history/runs/<run id>.db``) and written at every event. Waiting for the disk at each of the ~200 commits
+  that makes for a one-cell notebook cost ``ds-pipelines run`` about half a second; so in this process those
+  databases do not wait (``PRAGMA synchronous=OFF``: a crash of the process loses nothing, a power cut or an
+  operating-system crash during a run can lose that run's event log). The run list, the asset index
+  (``index.db``), schedules and sensor state are written as Dagster writes them.
 """
 
 from __future__ import annotations
@@ -24,12 +30,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
+# SQLAlchemy (about 0.3 s) is imported by the functions that read Postgres URLs, not here: ``ds-pipelines run``
+# imports this module before it starts the first notebook's kernel, and every import before that delays the notebook.
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
 
@@ -72,6 +78,9 @@ runs with a ``gpu`` step the GPUs (``execution.docker_launcher``)."""
 GPU = "gpu"
 COMMIT_RUNS_POOL = "commit_runs"
 """Pool of the commit sensor's runs: one at a time, so a push's notebooks run one after another."""
+RUN_EVENT_LOGS = Path("history", "runs")
+"""Where Dagster's SQLite storage keeps a database per run, in the instance folder (and ``RUN_EVENT_LOG_INDEX``)."""
+RUN_EVENT_LOG_INDEX = "index.db"
 SETUP_LOCK_FILE = "ds-pipelines-setup.lock"
 SETUP_LOCK_TIMEOUT_S = 120
 """Setting up a fresh instance takes a few seconds; a lock held this long belongs to a stuck process."""
@@ -85,14 +94,27 @@ def use_local_defaults(project: Project) -> Path:
     home = os.environ.get(DAGSTER_HOME_ENV)
     if home:
         return Path(home)
-    shared = bool(os.environ.get(POSTGRES_URL_ENV))
-    home_dir = project.state_dir / ("dagster-postgres" if shared else "dagster")
+    home_dir = local_instance_home(project)
     home_dir.mkdir(parents=True, exist_ok=True)
     settings = home_dir / "dagster.yaml"
     if not settings.exists():
-        settings.write_text(INSTANCE_SETTINGS + (POSTGRES_STORAGE if shared else ""))
+        settings.write_text(INSTANCE_SETTINGS + (POSTGRES_STORAGE if os.environ.get(POSTGRES_URL_ENV) else ""))
     os.environ[DAGSTER_HOME_ENV] = str(home_dir)
     return home_dir
+
+
+def local_defaults_env(project: Project) -> dict[str, str]:
+    """The variables ``use_local_defaults`` sets, without setting them or creating anything: for a kernel
+    started before the project is checked."""
+    return {PROJECT_DIR_ENV: str(project.root), DAGSTER_HOME_ENV: str(local_instance_home(project))}
+
+
+def local_instance_home(project: Project) -> Path:
+    """The instance folder: ``DAGSTER_HOME``, else the project's on SQLite, or on ``DAGSTER_POSTGRES_URL``'s database."""
+    home = os.environ.get(DAGSTER_HOME_ENV)
+    if home:
+        return Path(home)
+    return project.state_dir / ("dagster-postgres" if os.environ.get(POSTGRES_URL_ENV) else "dagster")
 
 
 def pool_limits(project: Project) -> dict[str, int]:
@@ -130,6 +152,7 @@ def open_instance(project: Project) -> dg.DagsterInstance:
     postgres_url = os.environ.get(POSTGRES_URL_ENV)
     if postgres_url:
         check_postgres(postgres_url)
+    _event_logs_without_disk_waits(Path(home) / RUN_EVENT_LOGS)
     lock = FileLock(Path(home) / SETUP_LOCK_FILE, timeout=SETUP_LOCK_TIMEOUT_S)
     try:
         with lock:
@@ -141,8 +164,35 @@ def open_instance(project: Project) -> dg.DagsterInstance:
         ) from None
 
 
+def _event_logs_without_disk_waits(folder: Path) -> None:
+    """SQLite connections this process opens to a run's event log database in ``folder`` (not its
+    ``RUN_EVENT_LOG_INDEX``) commit without waiting for the disk (see the module docstring)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not _unsynced_folders:
+        event.listen(Engine, "connect", _unsynced_if_run_event_log)
+    _unsynced_folders.add(folder.resolve())
+
+
+_unsynced_folders: set[Path] = set()
+
+
+def _unsynced_if_run_event_log(connection: Any, _record: Any) -> None:
+    import sqlite3
+
+    if not isinstance(connection, sqlite3.Connection):
+        return
+    file = connection.execute("PRAGMA database_list").fetchone()[2]
+    database = Path(file).resolve() if file else None
+    if database is not None and database.parent in _unsynced_folders and database.name != RUN_EVENT_LOG_INDEX:
+        connection.execute("PRAGMA synchronous=OFF")
+
+
 def shown_postgres_url(url: str) -> str:
     """``url`` with its password hidden, fit for logs and error messages."""
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -150,6 +200,8 @@ def check_postgres(url: str) -> None:
     """Connect to ``url`` once, briefly: a DsPipelinesError naming ``DAGSTER_POSTGRES_URL`` when it is not a
     Postgres URL or the database cannot be reached or logged into."""
     import psycopg2
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
         parsed = make_url(url)
@@ -209,6 +261,8 @@ def _lost_creation_race(exc: BaseException) -> bool:
 
 
 def _postgres_problem(url: str, exc: BaseException) -> str:
+    from sqlalchemy.engine import make_url
+
     cause = getattr(exc, "orig", None) or exc.__cause__ or exc
     reason = " ".join(str(cause).split()) or type(cause).__name__
     password = make_url(url).password

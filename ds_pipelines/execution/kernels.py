@@ -6,6 +6,8 @@ setting up the run. Done one after the other that is seconds for nothing: ``ds-p
 kernel first (``start_early``), the kernel imports what dagstermill's injected cell needs meanwhile
 (``WARM_UP``), and the notebook's Dagster step takes that kernel (``take``) instead of starting its own.
 Runs started elsewhere (the Dagster UI, ``dagster asset materialize``) find none and start one as usual.
+``ds-pipelines run`` starts the first notebook's kernel even before it checks the project; when the checks
+find bad input, the kernel is killed at once (``discard_waiting``).
 
 Free of Dagster imports on purpose: the kernel must be on its way before the CLI imports Dagster.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +58,10 @@ def warm_up(module: str, attribute: str) -> None:
     """
     import gc
 
+    from ds_pipelines.execution.lean_imports import import_papermill
+
     try:
+        import_papermill()  # before dagstermill imports it
         import dagster as dg
         import dagstermill  # noqa: F401
 
@@ -90,17 +96,19 @@ class _ClientTrackingKernelManager(QuietKernelManager):
 class EarlyKernel:
     """A kernel started for one notebook before its Dagster run, warming up while the run is set up."""
 
-    def __init__(self, notebook: Path, kernel_name: str, job: JobPointer, cwd: Path):
+    def __init__(self, notebook: Path, kernel_name: str, job: JobPointer, cwd: Path, env: Mapping[str, str] | None):
         self.notebook = notebook
         self.job = job
         self.cwd = cwd
+        self.env = env
         self.manager = _ClientTrackingKernelManager(kernel_name=kernel_name)
 
     def start(self) -> None:
         run_sync(self._start)()
 
     async def _start(self) -> None:
-        await self.manager.start_kernel(extra_arguments=list(KERNEL_ARGUMENTS), cwd=str(self.cwd))
+        await self.manager.start_kernel(extra_arguments=list(KERNEL_ARGUMENTS), cwd=str(self.cwd),
+                                        **({"env": dict(self.env)} if self.env is not None else {}))
         warm_up = self.manager.client()
         # The request waits in ZeroMQ's queue until the kernel is up; nothing here waits for the kernel.
         warm_up.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
@@ -139,13 +147,27 @@ class EarlyKernel:
             await self.manager.finish_shutdown()
         await self.manager.cleanup_resources()
 
+    def kill(self) -> None:
+        """Kill the kernel now and free its resources: for a kernel whose notebook never started."""
+        try:
+            run_sync(self._kill)()
+        finally:
+            for client in self.manager.__dict__.get("handed_out", []):
+                client.stop_channels()
+
+    async def _kill(self) -> None:
+        if self.manager.has_kernel:
+            await self.manager.shutdown_kernel(now=True)
+
 
 _waiting: dict[Path, EarlyKernel] = {}
 _exiting: list[EarlyKernel] = []
 
 
-def start_early(notebook: Path, job: JobPointer, *, kernel_name: str, cwd: Path) -> None:
+def start_early(notebook: Path, job: JobPointer, *, kernel_name: str, cwd: Path,
+                env: Mapping[str, str] | None = None) -> None:
     """Start the ``kernel_name`` kernel ``notebook`` will run in, in ``cwd``, unless one is already waiting for it.
+    Its environment is ``env``, by default this process's.
 
     Best effort: when the kernel cannot be started here, the notebook's step starts one as usual and
     reports the problem itself.
@@ -153,7 +175,7 @@ def start_early(notebook: Path, job: JobPointer, *, kernel_name: str, cwd: Path)
     notebook = notebook.resolve()
     if notebook in _waiting:
         return
-    kernel = EarlyKernel(notebook, kernel_name, job, cwd)
+    kernel = EarlyKernel(notebook, kernel_name, job, cwd, env)
     try:
         kernel.start()
     except Exception as exc:  # noqa: BLE001 - the usual start in the step reports the problem properly
@@ -176,6 +198,13 @@ def wait_for_exits() -> None:
     """Reap the kernels asked to exit so far."""
     while _exiting:
         _exiting.pop().wait_for_exit()
+
+
+def discard_waiting() -> None:
+    """Kill the kernels that no step took, without waiting for their warm-up: the run ended before their
+    notebooks started (bad input, found while they started up), so nothing ran in them."""
+    while _waiting:
+        _waiting.popitem()[1].kill()
 
 
 def shutdown_all() -> None:

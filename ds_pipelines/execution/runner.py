@@ -18,6 +18,7 @@ from typing import Any
 
 from ds_pipelines.execution import interrupts, kernels
 from ds_pipelines.execution.instance import open_instance
+from ds_pipelines.execution.lean_imports import import_papermill
 from ds_pipelines.project import NotebookSpec, Project
 from ds_pipelines.project.notebook_file import kernel_for
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG, NotebookResult
@@ -100,6 +101,7 @@ def _run_in_order(
     executed_notebook_urls: Mapping[str, str],
 ) -> list[NotebookResult]:
     with _long_lived_objects():
+        import_papermill()  # before the job's definitions import dagstermill, which imports it
         import dagster as dg
         import nbformat
 

@@ -258,18 +258,20 @@ class Project:
         chosen = {spec.path: spec for spec in specs}
         ordered: list[NotebookSpec] = []
         done: set[str] = set()
-        visiting: set[str] = set()
+        visiting: list[str] = []  # the chain of `after:` being followed, downstream first
 
         def visit(spec: NotebookSpec) -> None:
             if spec.path in done:
                 return
             if spec.path in visiting:
-                raise ConfigError(REGISTRY_FILE, f"notebooks.{spec.path}.after", "dependency cycle")
-            visiting.add(spec.path)
+                cycle = [*visiting[visiting.index(spec.path):], spec.path]
+                raise ConfigError(REGISTRY_FILE, f"notebooks.{spec.path}.after",
+                                  "dependency cycle: " + " -> ".join(cycle) + " (each needs the next to run first)")
+            visiting.append(spec.path)
             for upstream in sorted(spec.after):
                 if upstream in chosen:
                     visit(chosen[upstream])
-            visiting.discard(spec.path)
+            visiting.pop()
             done.add(spec.path)
             ordered.append(spec)
 

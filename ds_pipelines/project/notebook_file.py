@@ -26,12 +26,13 @@ import keyword
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from ds_pipelines.errors import ConfigError
 from ds_pipelines.project.folder import REGISTRY_FILE, NotebookSpec
+
+if TYPE_CHECKING:
+    import nbformat
 
 PARAMETERS_TAG = "parameters"
 PROJECT_KERNEL = "python3"
@@ -111,6 +112,10 @@ def _override_problem(spec: NotebookSpec) -> str | None:
 
 def read_notebook(file: Path, *, display: str) -> nbformat.NotebookNode:
     """The notebook in ``file`` (as nbformat 4), or a ConfigError naming ``display`` and what is wrong."""
+    # nbformat is imported only to read a notebook: ``ds-pipelines run`` starts the first notebook's kernel
+    # (``kernel_for``) before it reads any.
+    import nbformat
+
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
