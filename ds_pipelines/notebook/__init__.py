@@ -22,7 +22,12 @@ from pydantic import BaseModel
 
 from ds_pipelines.errors import DsPipelinesError, NotebookInputError
 from ds_pipelines.files import write_atomically, write_json
-from ds_pipelines.notebook.tables import read_chunks, read_table, write_table
+from ds_pipelines.notebook.tables import (
+    read_batches,
+    read_table,
+    table_writer,
+    write_table,
+)
 from ds_pipelines.project import Project, find_project_root
 from ds_pipelines.results.handover import report
 from ds_pipelines.tracking import tracking_uri
@@ -35,8 +40,8 @@ _VSCODE_NOTEBOOK_PATH = "__vsc_ipynb_file__"
 """Set by VS Code in the notebook's namespace."""
 
 __all__ = [
-    "NotebookInputError", "load_config", "path", "progress", "project", "read_chunks", "read_table", "report",
-    "require_columns", "setup_mlflow", "write_atomically", "write_json", "write_table",
+    "NotebookInputError", "load_config", "path", "progress", "project", "read_batches", "read_table", "report",
+    "require_columns", "setup_mlflow", "table_writer", "write_atomically", "write_json", "write_table",
 ]
 
 
