@@ -111,7 +111,7 @@ class ScoreSummary:
                 row = int(np.flatnonzero(bad)[0])
                 raise NotebookInputError(
                     f"{source}: data row {rows_before + row + 1}, column {outcome_column!r} (from fields.outcome_column): "
-                    f"outcome {outcome[row]!r}; expected 0 or 1"
+                    f"outcome {outcome[row].item()!r}; expected 0 or 1"
                 )
             self.positive_histogram += np.bincount(bins[positive], minlength=self.BINS)
             self.actual_positive += int(positive.sum())
