@@ -6,6 +6,7 @@ memory depends on the batch size, not on the input's row count.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def score_table(booster, source: Path, target: Path, *, fields: FieldMapping, co
     feature_columns = [wanted[f"fields.features.{feature}"] for feature in features]
     matrix = np.empty((0, len(features)))
     with table_writer(target, schema, what="output.path") as writer:
-        for batch in _chain(first, batches):
+        for batch in itertools.chain([first], batches):
             if matrix.shape[0] != batch.num_rows:  # one buffer for every batch of the same size
                 matrix = np.empty((batch.num_rows, len(features)))
             for position, column in enumerate(feature_columns):
@@ -64,11 +65,6 @@ def score_table(booster, source: Path, target: Path, *, fields: FieldMapping, co
     return summary
 
 
-def _chain(first, rest):
-    yield first
-    yield from rest
-
-
 class ScoreSummary:
     """Score statistics and, for labelled rows, AUC and confusion counts, accumulated batch by batch in a
     fixed amount of memory.
@@ -77,8 +73,8 @@ class ScoreSummary:
     histograms of the scores of each class in BINS equal bins over [0, 1]: a positive and a negative whose
     scores share a bin count as a tie (½), so the AUC differs from the exact one (scikit-learn's
     ``roc_auc_score``) by at most half the share of positive-negative pairs that share a bin,
-    ``auc_error_bound()``: at most 1/(2·BINS) when scores spread evenly, more when many scores crowd into one
-    bin of width 1/BINS.
+    ``auc_error_bound()``: about 1/(2·BINS) when scores spread evenly over [0, 1], more when many scores crowd
+    into bins of width 1/BINS.
     """
 
     BINS = 100_000  # a multiple of 10: the ten score_bin_* counts are sums of whole bins

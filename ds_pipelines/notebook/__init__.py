@@ -6,7 +6,7 @@ config comes from the run (the validated YAML, or whatever the run overrode); in
 YAML that ``configs/notebooks.yaml`` maps to the running notebook.
 
 Model helpers for the reference notebooks (XGBoost, Optuna) are not part of this API: they are in
-``ds_pipelines.examples.xgboost``.
+``ds_pipelines.examples`` (``xgboost``, ``scoring``).
 """
 
 from __future__ import annotations
