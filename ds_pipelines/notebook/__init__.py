@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +24,7 @@ from ds_pipelines.files import write_atomically, write_json
 from ds_pipelines.notebook.tables import (
     read_batches,
     read_table,
+    require_columns,
     table_writer,
     write_table,
 )
@@ -131,12 +131,3 @@ def setup_mlflow(experiment_name: str):
         artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment_name
         mlflow.create_experiment(experiment_name, artifact_location=artifacts.as_uri())
     return mlflow.set_experiment(experiment_name)
-
-
-def require_columns(frame_columns: Iterable[str], required: dict[str, str], *, source: str) -> None:
-    """Fail with a message naming each missing column and the config key that asked for it."""
-    present = set(frame_columns)
-    missing = {key: column for key, column in required.items() if column not in present}
-    if missing:
-        listing = ", ".join(f"{column!r} (from {key})" for key, column in missing.items())
-        raise NotebookInputError(f"{source} is missing column(s) {listing}; it has: {', '.join(sorted(present)[:20])}")

@@ -7,7 +7,7 @@ time (``read_batches``, ``table_writer``), so memory depends on the batch size, 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -85,8 +85,10 @@ def read_batches(path: Path, *, columns: Mapping[str, str], numeric: Collection[
         raise NotebookInputError(f"{source} cannot be read: {str(exc).splitlines()[0]}") from None
 
 
-def _require_columns(present: list[str], columns: Mapping[str, str], source: str) -> None:
-    missing = {key: column for key, column in columns.items() if column not in present}
+def require_columns(frame_columns: Iterable[str], required: Mapping[str, str], *, source: str) -> None:
+    """Fail with a message naming each missing column and the config key that asked for it."""
+    present = set(frame_columns)
+    missing = {key: column for key, column in required.items() if column not in present}
     if missing:
         listing = ", ".join(f"{column!r} (from {key})" for key, column in missing.items())
         raise NotebookInputError(f"{source} is missing column(s) {listing}; it has: {', '.join(sorted(present)[:20])}")
@@ -101,12 +103,12 @@ def _csv_batches(path: Path, columns: Mapping[str, str], wanted: list[str], as_n
     import pyarrow.csv as pacsv
 
     header = _csv_header(path, source)
-    _require_columns(header, columns, source)
+    require_columns(header, columns, source=source)
     types = {column: pa.float64() if column in as_numbers else pa.string() for column in wanted}
     convert = pacsv.ConvertOptions(include_columns=wanted, column_types=types, strings_can_be_null=True)
     try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES), convert_options=convert)
-        yield from _rebatched(reader, batch_size)
+        with pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES), convert_options=convert) as reader:
+            yield from _rebatched(reader, batch_size)
     except pa.ArrowInvalid as exc:
         found = _CSV_CONVERSION_ERROR.search(str(exc))
         if found is None:
@@ -167,7 +169,7 @@ def _parquet_batches(path: Path, columns: Mapping[str, str], wanted: list[str], 
     except pa.ArrowInvalid as exc:
         raise NotebookInputError(f"{source} is not a readable Parquet file: {str(exc).splitlines()[0]}") from None
     schema = file.schema_arrow
-    _require_columns(schema.names, columns, source)
+    require_columns(schema.names, columns, source=source)
     for column in sorted(as_numbers):
         kind = schema.field(column).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
