@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ def write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
     When writing fails for a reason of the system (a full disk, a quota, no permission), the temporary file
     is removed and ``target`` keeps what it held: a FileWriteError names it and says so.
     """
+    with atomic_target(target) as tmp:
+        write(tmp)
+
+
+@contextmanager
+def atomic_target(target: Path) -> Iterator[Path]:
+    """A temporary file beside ``target`` to fill inside the ``with`` block; it replaces ``target`` in one
+    rename when the block ends without an error, and is removed when it raises (the error passes through)."""
     existed = target.exists()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +49,7 @@ def write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        write(tmp)
+        yield tmp
         tmp.chmod(_FILE_MODE)  # mkstemp creates 0600; results are meant to be read by others
         tmp.replace(target)
     except OSError as exc:

@@ -427,7 +427,75 @@ DATA_CASES = [  # the notebook runs and fails (exit 1), naming the file
          ("training data (<root>/data.csv): column(s) 'mean radius' are not numeric",), code=1),
 ]
 
-CASES = [*CONFIG_CASES, *REGISTRY_CASES, *NOTEBOOK_CASES, *COMMIT_CASES, *TAG_CASES, *RESULTS_CASES, *ENV_CASES, *DATA_CASES]
+
+
+def inference_data(write: Callable[[Path], None], name: str = "data.csv", **changes) -> Callable[[Ctx], None]:
+    """A small model at <root>/model.json, input data that ``write`` puts at <root>/NAME, and an inference config
+    at <root>/bad.yaml that scores it into <root>/artifacts (which must stay absent)."""
+
+    def setup(ctx: Ctx) -> None:
+        from xgboost import XGBClassifier
+
+        data = breast_cancer()
+        model = XGBClassifier(n_estimators=3, max_depth=2).fit(data.drop(columns=["target"]), data["target"])
+        model.save_model(ctx.root / "model.json")
+        write(ctx.root / name)
+        config = {
+            "model": {"path": str(ctx.root / "model.json")},
+            "input": {"path": str(ctx.root / name), "chunk_size": 25},
+            "fields": {"id_column": "row_id", "outcome_column": "target"},
+            "output": {"path": str(ctx.root / "artifacts" / "scores.csv"),
+                       "metrics_path": str(ctx.root / "artifacts" / "metrics.json")},
+        }
+        config.update(changes)
+        (ctx.root / "bad.yaml").write_text(ctx.fill(yaml.safe_dump(config)))
+    return setup
+
+
+def scoring_input(change: Callable = lambda data: data) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        data = change(breast_cancer().rename_axis("row_id").reset_index())
+        if path.suffix == ".csv":
+            data.to_csv(path, index=False)
+        else:
+            data.to_parquet(path, index=False)
+    return write
+
+
+def text_in_row_4(data):
+    data = data.astype({"mean radius": object})
+    data.loc[3, "mean radius"] = "large"
+    return data
+
+
+RUN_INFERENCE_DATA = ("run", "inference_example", "--project-dir", "<project>", "--config", "inference_example=<root>/bad.yaml",
+                      "--output-dir", "<root>/out")
+SCORING_CASES = [  # the notebook runs and fails (exit 1), naming the file, the row or column and the config key
+    Case("scoring-text-in-a-numeric-column", inference_data(scoring_input(text_in_row_4)), RUN_INFERENCE_DATA,
+         ("input data <root>/data.csv (input.path): data row 4, column 'mean radius' (from fields.features.mean radius): "
+          "'large' is not a number",), code=1),
+    Case("scoring-missing-feature-column", inference_data(scoring_input(lambda data: data.drop(columns=["mean radius"]))),
+         RUN_INFERENCE_DATA, ("input data <root>/data.csv (input.path) is missing column(s) 'mean radius' (from fields.features.mean radius)",),
+         code=1),
+    Case("scoring-empty-csv", inference_data(lambda path: path.write_bytes(b"")), RUN_INFERENCE_DATA,
+         ("input data <root>/data.csv (input.path) is empty: expected a header row and rows to score",), code=1),
+    Case("scoring-empty-parquet", inference_data(lambda path: path.write_bytes(b""), name="data.parquet"), RUN_INFERENCE_DATA,
+         ("input data <root>/data.parquet (input.path) is empty: expected a header row and rows to score",), code=1),
+    Case("scoring-header-only", inference_data(scoring_input(lambda data: data.head(0))), RUN_INFERENCE_DATA,
+         ("input data <root>/data.csv (input.path) has no rows to score",), code=1),
+    # an output format the notebook cannot write is refused before anything runs
+    Case("scoring-output-unknown-extension",
+         inference_data(scoring_input(), output={"path": "<root>/artifacts/scores.xlsx"}), RUN_INFERENCE_DATA,
+         ("error: <root>/bad.yaml: output.path: Value error, expected a file ending in .csv or .parquet (the format follows "
+          "the extension), got '<root>/artifacts/scores.xlsx'",)),
+    Case("inference-output-unknown-extension", yaml_edit(INFERENCE_CONFIG, nested("output", path="outputs/inference/scores.txt")),
+         CHECK, (INFER + "output.path: Value error, expected a file ending in .csv or .parquet", "got 'outputs/inference/scores.txt'")),
+    Case("inference-input-unknown-extension", yaml_edit(INFERENCE_CONFIG, nested("input", path="data/holdout.json")),
+         CHECK, (INFER + "input.path: Value error, expected a file ending in .csv or .parquet", "got 'data/holdout.json'")),
+]
+
+CASES = [*CONFIG_CASES, *REGISTRY_CASES, *NOTEBOOK_CASES, *COMMIT_CASES, *TAG_CASES, *RESULTS_CASES, *ENV_CASES, *DATA_CASES,
+         *SCORING_CASES]
 
 
 def test_the_catalogue_is_large_and_its_names_distinct():

@@ -246,13 +246,15 @@ def test_reproduce_needs_exactly_one_source():
 
 def test_the_table_readers_record_what_they_read(tmp_path):
     from ds_pipelines.notebook import recorded
-    from ds_pipelines.notebook.tables import read_chunks, read_table
+    from ds_pipelines.notebook.tables import read_batches, read_table
 
     whole, chunked = tmp_path / "whole.csv", tmp_path / "chunked.csv"
     whole.write_text("a\n1\n")
     chunked.write_text("a\n1\n2\n3\n")
     read_table(whole, what="input.path")
-    assert sum(len(chunk) for chunk in read_chunks(chunked, chunk_size=2, what="input.path")) == 3
+    batches = read_batches(chunked, columns={"fields.features.a": "a"}, numeric=["fields.features.a"], batch_size=2,
+                           what="input.path")
+    assert sum(batch.num_rows for batch in batches) == 3
     inputs = recorded.recorded_inputs()
     assert file_input(whole) in inputs and file_input(chunked) in inputs
 

@@ -125,51 +125,6 @@ def _resolve_alias(uri: str) -> str:
     return f"models:/{name}/{version}"
 
 
-class ScoreSummary:
-    """Score statistics accumulated chunk by chunk."""
-
-    BINS = np.linspace(0.0, 1.0, 11)
-
-    def __init__(self, threshold: float):
-        self.threshold = threshold
-        self.rows = 0
-        self.histogram = np.zeros(len(self.BINS) - 1, dtype=np.int64)
-        self.total = 0.0
-        self.positives = 0
-        # Labelled rows need every score for AUC: kept only when the outcome column is present.
-        self.labelled: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def add(self, probability: np.ndarray, outcome=None) -> None:
-        self.rows += len(probability)
-        self.total += float(probability.sum())
-        self.positives += int((probability >= self.threshold).sum())
-        self.histogram += np.histogram(probability, bins=self.BINS)[0]
-        if outcome is not None:
-            self.labelled.append((np.asarray(outcome), probability))
-
-    def metrics(self) -> dict[str, float]:
-        result = {
-            "row_count": float(self.rows),
-            "mean_probability": self.total / self.rows,
-            "positive_rate": self.positives / self.rows,
-        }
-        for i, count in enumerate(self.histogram):
-            result[f"score_bin_{i / 10:.1f}_{(i + 1) / 10:.1f}"] = float(count)
-        if self.labelled:
-            from sklearn import metrics as skm
-
-            truth = np.concatenate([t for t, _ in self.labelled])
-            probability = np.concatenate([p for _, p in self.labelled])
-            predicted = (probability >= self.threshold).astype(int)
-            if len(np.unique(truth)) > 1:
-                result["roc_auc"] = skm.roc_auc_score(truth, probability)
-            result["accuracy"] = skm.accuracy_score(truth, predicted)
-            result["precision"] = skm.precision_score(truth, predicted, zero_division=0)
-            result["recall"] = skm.recall_score(truth, predicted, zero_division=0)
-            result["f1"] = skm.f1_score(truth, predicted, zero_division=0)
-        return {k: float(v) for k, v in result.items()}
-
-
 def training_plots(model, truth, probability, folder: Path) -> dict[str, Path]:
     """ROC curve, feature importance and score histogram as PNGs (for MLflow and merge-request comments)."""
     import matplotlib

@@ -6,14 +6,13 @@ config comes from the run (the validated YAML, or whatever the run overrode); in
 YAML that ``configs/notebooks.yaml`` maps to the running notebook.
 
 Model helpers for the reference notebooks (XGBoost, Optuna) are not part of this API: they are in
-``ds_pipelines.examples.xgboost``.
+``ds_pipelines.examples`` (``xgboost``, ``scoring``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +27,13 @@ from ds_pipelines.notebook.recorded import (
     recorded_device,
     recorded_inputs,
 )
-from ds_pipelines.notebook.tables import read_chunks, read_table, write_table
+from ds_pipelines.notebook.tables import (
+    read_batches,
+    read_table,
+    require_columns,
+    table_writer,
+    write_table,
+)
 from ds_pipelines.project import Project, find_project_root
 from ds_pipelines.results import handover
 from ds_pipelines.results.reproducibility import for_handover
@@ -42,8 +47,9 @@ _VSCODE_NOTEBOOK_PATH = "__vsc_ipynb_file__"
 """Set by VS Code in the notebook's namespace."""
 
 __all__ = [
-    "NotebookInputError", "load_config", "path", "progress", "project", "read_chunks", "read_table", "record_data",
-    "record_device", "report", "require_columns", "setup_mlflow", "write_atomically", "write_json", "write_table",
+    "NotebookInputError", "load_config", "path", "progress", "project", "read_batches", "read_table", "record_data",
+    "record_device", "report", "require_columns", "setup_mlflow", "table_writer", "write_atomically", "write_json",
+    "write_table",
 ]
 
 
@@ -143,12 +149,3 @@ def setup_mlflow(experiment_name: str):
         artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment_name
         mlflow.create_experiment(experiment_name, artifact_location=artifacts.as_uri())
     return mlflow.set_experiment(experiment_name)
-
-
-def require_columns(frame_columns: Iterable[str], required: dict[str, str], *, source: str) -> None:
-    """Fail with a message naming each missing column and the config key that asked for it."""
-    present = set(frame_columns)
-    missing = {key: column for key, column in required.items() if column not in present}
-    if missing:
-        listing = ", ".join(f"{column!r} (from {key})" for key, column in missing.items())
-        raise NotebookInputError(f"{source} is missing column(s) {listing}; it has: {', '.join(sorted(present)[:20])}")

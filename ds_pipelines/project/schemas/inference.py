@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from ds_pipelines.project.schemas.base import MLflowSettings, StrictModel
+from ds_pipelines.project.schemas.base import MLflowSettings, StrictModel, TablePath
 
 
 class ModelSource(StrictModel):
@@ -21,10 +21,10 @@ class ModelSource(StrictModel):
 
 
 class InputData(StrictModel):
-    path: str = "outputs/training/holdout.csv"
+    path: TablePath = "outputs/training/holdout.csv"
     """CSV or Parquet file to score, relative to the project root."""
     chunk_size: int = Field(50_000, ge=1)
-    """Rows scored at a time, so memory stays bounded for large inputs."""
+    """Rows scored at a time: memory depends on it, not on the input's row count."""
 
 
 class FieldMapping(StrictModel):
@@ -43,7 +43,7 @@ class OutputColumns(StrictModel):
 
 
 class ScoredOutput(StrictModel):
-    path: str = "outputs/inference/scores.csv"
+    path: TablePath = "outputs/inference/scores.csv"
     """Where the scores go (CSV or Parquet by extension), relative to the project root."""
     metrics_path: str = "outputs/inference/metrics.json"
     columns: OutputColumns = OutputColumns()
