@@ -15,6 +15,7 @@ from sklearn.model_selection import train_test_split
 
 from ds_pipelines.examples import uncertainty as uncx
 from ds_pipelines.publishing.render.comment import render_mr_comment
+from ds_pipelines.publishing.render.wiki import render_wiki_pages
 from ds_pipelines.results.folder import (
     NotebookResult,
     ResultsError,
@@ -22,6 +23,7 @@ from ds_pipelines.results.folder import (
     load_results,
     write_results,
 )
+from ds_pipelines.results.origin import Provenance
 from ds_pipelines.results.uncertainty import (
     BETTER,
     WITHIN_NOISE,
@@ -179,3 +181,19 @@ def test_without_any_interval_the_table_is_as_before_and_has_no_legend():
     table, body = comment_table(notebook(uncertainty={}), baseline({"roc_auc": 0.99}))
     assert table[1] == ["roc_auc", "0.95", "0.99", "-0.04"]
     assert "±" not in body
+
+
+def test_the_wiki_shows_plus_minus_and_classes_each_run_against_the_run_below_it():
+    older = run(notebook(dagster_run_id="r1"))
+    first = {page.slug: page.content for page in render_wiki_pages(older, origin=Provenance())}
+    newer = RunResults(**{**vars(run(notebook(dagster_run_id="r2", metrics={"roc_auc": 0.951, "log_loss": 0.5, "n_trials": 4.0},
+                                              uncertainty={"roc_auc": Interval(0.94, 0.96, "bootstrap 95%"),
+                                                           "log_loss": Interval(0.45, 0.55, "bootstrap 95%")}))),
+                          "finished_at": "2026-01-02T10:01:00+00:00"})
+    pages = {page.slug: page.content for page in render_wiki_pages(newer, origin=Provenance(), existing=first)}
+    page = pages["model-runs/training_example"]
+    header, *rows = Rendered(page).tables[0]
+    columns = {name: header.index(name) for name in ("roc_auc", "log_loss")}
+    assert [rows[0][columns[name]] for name in columns] == ["0.951 ± 0.01 (≈ within noise)", "0.5 ± 0.05 (worse)"]
+    assert [rows[1][columns[name]] for name in columns] == ["0.95 ± 0.02", "0.2 ± 0.05"]  # nothing below it
+    assert "each value is classed against the run below it: a delta is better or worse only when" in page
