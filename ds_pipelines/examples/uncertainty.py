@@ -62,7 +62,8 @@ def log_loss(y_true: np.ndarray, score: np.ndarray) -> float:
 
 BINARY_METRICS = {"roc_auc": roc_auc, "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1, "log_loss": log_loss}
 """The training notebook's held-out metrics of a binary classifier's probability (threshold 0.5), equal to
-scikit-learn's (zero_division=0) but some 60 times faster (benchmarks/uncertainty_cost.py): the bootstrap computes each 1,000 times."""
+scikit-learn's (zero_division=0) but some 60 times faster (``benchmarks/uncertainty_cost.py``): the bootstrap
+computes each 1,000 times."""
 
 
 def bootstrap_intervals(
