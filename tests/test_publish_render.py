@@ -305,7 +305,8 @@ def test_comment_for_a_real_run_without_then_with_a_baseline_on_main(trained, tm
     assert body.startswith(MR_MARKER + "\n") and body.count(MR_MARKER) == 1
     rows = table_with(body, "metric")
     assert rows[0] == ["metric", "this commit", "baseline (main)", "Δ"]
-    assert ["roc_auc", f"{results.notebooks[0].metrics['roc_auc']:.4g}", "no baseline yet", "—"] in rows
+    auc = f"{results.notebooks[0].metrics['roc_auc']:.4g} ± {results.notebooks[0].uncertainty['roc_auc'].half_width:.2g}"
+    assert ["roc_auc", auc, "no baseline yet", "—"] in rows
     assert "No baseline yet" in body
 
     training = results.notebooks[0]
@@ -317,7 +318,8 @@ def test_comment_for_a_real_run_without_then_with_a_baseline_on_main(trained, tm
     assert baselines["training_example"].run_id == earlier
     body = render_mr_comment(results, default_branch="main", failures=describe_failures(results), baselines=baselines, masker=NO_SECRETS)
     rows = {row[0]: row[1:] for row in table_with(body, "metric")[1:]}
-    assert rows["roc_auc"][2] == "+0.0125"
+    assert rows["roc_auc"][2] == "+0.0125"  # the made-up baseline has no interval: a plain delta, and the legend says so
+    assert "The baseline has no intervals" in body
     assert rows["accuracy"][2] == "0"
     assert rows["f1"][1:] == ["—", "new"]  # not in the baseline
     assert rows["retired"] == ["—", "1", "removed"]  # in the baseline only

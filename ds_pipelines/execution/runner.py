@@ -23,6 +23,7 @@ from ds_pipelines.project import NotebookSpec, Project
 from ds_pipelines.project.notebook_file import kernel_for
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG, NotebookResult
 from ds_pipelines.results.reproducibility import CONFIG_METADATA_KEY, METADATA_KEY
+from ds_pipelines.results.uncertainty import checked
 
 # Progress and errors are printed by ds-pipelines itself; the full Dagster log is in the instance.
 QUIET_DAGSTER_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -141,6 +142,7 @@ def _run_in_order(
             handed_over = read_report(executed)
             results[index] = replace(
                 ran, status="success", executed_notebook=executed, metrics=handed_over.get("metrics", {}),
+                uncertainty=checked(handed_over.get("uncertainty", {}), handed_over.get("metrics", {}), str(executed)),
                 mlflow_run_id=handed_over.get("mlflow_run_id"),
                 artifacts={name: Path(path) for name, path in handed_over.get("artifacts", {}).items()},
                 reproducibility=metadata[METADATA_KEY].value if METADATA_KEY in metadata else None,

@@ -37,6 +37,7 @@ from ds_pipelines.notebook.tables import (
 from ds_pipelines.project import Project, find_project_root
 from ds_pipelines.results import handover
 from ds_pipelines.results.reproducibility import for_handover
+from ds_pipelines.results.uncertainty import Interval, checked
 from ds_pipelines.tracking import tracking_uri
 from ds_pipelines.tracking.uri import require_reachable
 
@@ -47,9 +48,9 @@ _VSCODE_NOTEBOOK_PATH = "__vsc_ipynb_file__"
 """Set by VS Code in the notebook's namespace."""
 
 __all__ = [
-    "NotebookInputError", "load_config", "path", "progress", "project", "read_batches", "read_table", "record_data",
-    "record_device", "report", "require_columns", "setup_mlflow", "table_writer", "write_atomically", "write_json",
-    "write_table",
+    "Interval", "NotebookInputError", "load_config", "path", "progress", "project", "read_batches", "read_table",
+    "record_data", "record_device", "report", "require_columns", "setup_mlflow", "table_writer", "write_atomically",
+    "write_json", "write_table",
 ]
 
 
@@ -118,13 +119,19 @@ def _notebook_path_or_fail() -> str:
 
 
 def report(*, metrics: dict[str, float], mlflow_run_id: str | None = None, artifacts: dict[str, Path] | None = None,
-           device: str | None = None) -> None:
+           device: str | None = None, uncertainty: dict[str, tuple[float, float, str]] | None = None) -> None:
     """Hand the notebook's results back (metrics, its MLflow run, artifact files), with what it read (the
-    table readers' and ``record_data``'s inputs) and its device (``device=``, else ``record_device``'s)."""
+    table readers' and ``record_data``'s inputs) and its device (``device=``, else ``record_device``'s).
+
+    ``uncertainty``: for any metric, its interval as ``(low, high, kind)`` (``dsp.Interval`` is one), e.g.
+    ``{"roc_auc": (0.97, 0.99, "bootstrap 95%"), "cv_roc_auc": (0.985, 0.995, "CV fold ±1 sd")}``. The
+    merge-request comment then tells a delta within noise from a real one (``ds_pipelines.results.uncertainty``).
+    """
+    intervals = checked(uncertainty or {}, metrics, "dsp.report")
     if device is not None:
         record_device(device)
     handover.report(metrics=metrics, mlflow_run_id=mlflow_run_id, artifacts=artifacts, data=for_handover(recorded_inputs()),
-                    device=recorded_device())
+                    device=recorded_device(), uncertainty={name: interval.to_dict() for name, interval in intervals.items()})
 
 
 def path(relative: str) -> Path:

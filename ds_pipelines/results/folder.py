@@ -8,7 +8,8 @@ CI jobs and the publishing commands read it, so its layout only changes with ``F
     DIR/<name>/artifacts/<file>           copies of the files the notebook reported (model, plots, scores)
 
 A successful notebook's entry also holds its ``reproducibility`` record (``results.reproducibility``) and the
-resolved ``config`` it ran with; both are null in folders written before they were recorded.
+resolved ``config`` it ran with; both are null in folders written before they were recorded. Its
+``uncertainty`` maps metrics to ``{"low", "high", "kind"}`` (``results.uncertainty``), empty when none was reported.
 
 ``<name>`` is the notebook's asset name (its file stem). Paths inside ``results.json`` are relative to DIR.
 
@@ -31,6 +32,7 @@ from typing import Any
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.files import write_json
 from ds_pipelines.results.reproducibility import Reproducibility, ReproducibilityError
+from ds_pipelines.results.uncertainty import Interval, UncertaintyError, checked
 
 FORMAT = "ds-pipelines-results/1"
 RESULTS_FILE = "results.json"
@@ -59,6 +61,8 @@ class NotebookResult:
     dagster_run_id: str | None = None
     mlflow_run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    uncertainty: dict[str, Interval] = field(default_factory=dict)
+    """Metric name to its interval, for the metrics the notebook reported one for."""
     executed_notebook: Path | None = None
     metrics_file: Path | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -90,6 +94,7 @@ class NotebookResult:
             "dagster_run_id": self.dagster_run_id,
             "mlflow_run_id": self.mlflow_run_id,
             "metrics": dict(self.metrics),
+            "uncertainty": {name: interval.to_dict() for name, interval in self.uncertainty.items()},
             "executed_notebook": shown(self.executed_notebook),
             "metrics_file": shown(self.metrics_file),
             "artifacts": {name: shown(path) for name, path in self.artifacts.items()},
@@ -273,6 +278,7 @@ class _Reader:
             dagster_run_id=self.optional_str(entry, "dagster_run_id", key),
             mlflow_run_id=self.optional_str(entry, "mlflow_run_id", key),
             metrics={metric: float(value) for metric, value in metrics.items()},
+            uncertainty=self.uncertainty(entry, metrics, key),
             executed_notebook=self.path(entry.get("executed_notebook"), f"{key}.executed_notebook"),
             metrics_file=self.path(entry.get("metrics_file"), f"{key}.metrics_file"),
             artifacts={artifact: self.path(path, f"{key}.artifacts.{artifact}", required=True) for artifact, path in artifacts.items()},
@@ -281,6 +287,15 @@ class _Reader:
             reproducibility=self.reproducibility(entry, key),
             config=self.optional_object(entry, "config", key),
         )
+
+    def uncertainty(self, entry: dict, metrics: dict, key: str) -> dict[str, Interval]:
+        value = entry.get("uncertainty") or {}
+        if not isinstance(value, dict):
+            raise self.fail(f"{key}.uncertainty", f"expected an object of metric name to interval, got {value!r}")
+        try:
+            return checked(value, metrics, f"{self.file}: {key}")
+        except UncertaintyError as exc:
+            raise ResultsError(str(exc)) from None
 
     def reproducibility(self, entry: dict, key: str) -> dict[str, Any] | None:
         record = entry.get("reproducibility")

@@ -15,9 +15,11 @@ MIME_TYPE = "application/vnd.ds-pipelines.result+json"
 
 
 def report(*, metrics: dict[str, float], mlflow_run_id: str | None = None, artifacts: dict[str, Path] | None = None,
-           data: list[dict[str, str]] | None = None, device: str | None = None) -> None:
+           data: list[dict[str, str]] | None = None, device: str | None = None,
+           uncertainty: dict[str, dict[str, Any]] | None = None) -> None:
     """Record the notebook's results; in plain Jupyter this shows them as text. ``data`` and ``device`` go
-    into the run's reproducibility record (``ds_pipelines.results.reproducibility``)."""
+    into the run's reproducibility record (``ds_pipelines.results.reproducibility``); ``uncertainty`` is
+    metric name to ``{"low", "high", "kind"}`` (``ds_pipelines.results.uncertainty``)."""
     from IPython.display import display
 
     result = {
@@ -26,6 +28,7 @@ def report(*, metrics: dict[str, float], mlflow_run_id: str | None = None, artif
         "artifacts": {name: str(Path(p).resolve()) for name, p in (artifacts or {}).items()},
         "data": list(data or []),
         "device": device,
+        "uncertainty": dict(uncertainty or {}),
     }
     display({MIME_TYPE: result, "text/plain": json.dumps(result, indent=2)}, raw=True)
 

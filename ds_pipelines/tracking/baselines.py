@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.tracking.links import shown_uri
+from ds_pipelines.tracking.uncertainty import uncertainty_from_tags
 
 TAG_PREFIX = "ds-pipelines."
 BRANCH_TAG = TAG_PREFIX + "branch"
@@ -53,6 +54,8 @@ class Baseline:
     commit_sha: str | None = None
     started_at: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    uncertainty: dict[str, dict] = field(default_factory=dict)
+    """Metric name to ``{"low", "high", "kind"}``, from the run's uncertainty tags (``tracking.uncertainty``)."""
 
 
 def run_tags(
@@ -132,6 +135,7 @@ def find_baseline(run_id: str, default_branch: str, *, tracking_uri: str | None 
                     commit_sha=tags.get(COMMIT_TAG),
                     started_at=_iso(run.info.start_time),
                     tags={key: value for key, value in tags.items() if key.startswith(TAG_PREFIX)},
+                    uncertainty=uncertainty_from_tags(tags),
                 )
         scanned += len(page)
         page_token = page.token

@@ -101,6 +101,7 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
         run_id = result.get("mlflow_run_id")
         if run_id:
             mlflow.log_executed_notebook(run_id=run_id, path=executed)
+            mlflow.log_uncertainty(run_id=run_id, uncertainty=result.get("uncertainty", {}))
             mlflow.log_reproducibility(run_id=run_id, payload={
                 "notebook": spec.path, "name": spec.name, "metrics": result.get("metrics", {}), "config": config,
                 "reproducibility": record,

@@ -42,3 +42,9 @@ class MLflowResource(dg.ConfigurableResource):
         from ds_pipelines.tracking.reproducibility import log_record
 
         log_record(run_id, payload, tracking_uri=self.resolved_uri())
+
+    def log_uncertainty(self, *, run_id: str, uncertainty: dict) -> None:
+        """The notebook's metric uncertainties as run tags, for later baselines (``tracking.uncertainty``)."""
+        from ds_pipelines.tracking.uncertainty import log_uncertainty
+
+        log_uncertainty(run_id, uncertainty, tracking_uri=self.resolved_uri())

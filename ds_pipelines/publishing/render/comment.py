@@ -19,6 +19,7 @@ from ds_pipelines.publishing.render.numbers import (
     format_delta,
     format_duration,
     format_time,
+    format_uncertain,
     format_value,
     key_metrics,
     ordered_metrics,
@@ -27,6 +28,14 @@ from ds_pipelines.publishing.render.numbers import (
 from ds_pipelines.publishing.render.reproducibility import details_block
 from ds_pipelines.publishing.render.safe import SafeText
 from ds_pipelines.results.folder import NotebookResult, RunResults
+from ds_pipelines.results.uncertainty import (
+    RULE,
+    WITHIN_NOISE,
+    Interval,
+    UncertaintyError,
+    checked,
+    classify,
+)
 from ds_pipelines.tracking.baselines import Baseline
 
 MR_MARKER = "<!-- ds-pipelines:metrics -->"
@@ -156,7 +165,7 @@ def _notebook_section(
     if nb.status == "failed":
         lines.append(_failure(failure, safe))
     if nb.metrics:
-        lines.append(_metrics_table(nb.metrics, baseline, default_branch, safe))
+        lines.append(_metrics_table(nb.metrics, nb.uncertainty, baseline, default_branch, safe))
     notebook_links = " · ".join(md_link(label, url) for label, url in links.of_notebook(nb.name))
     if notebook_links:
         lines.append(notebook_links)
@@ -176,24 +185,28 @@ def _failure(failure: Failure, safe: SafeText) -> str:
     return "\n".join(text)
 
 
-def _metrics_table(metrics: Mapping[str, float], baseline: Baseline | None, default_branch: str, safe: SafeText) -> str:
+def _metrics_table(metrics: Mapping[str, float], uncertainty: Mapping[str, Interval], baseline: Baseline | None,
+                   default_branch: str, safe: SafeText) -> str:
     header = f"| metric | this commit | baseline ({md_code(default_branch)}) | Δ |"
     rows = [header, "|:--|--:|--:|--:|"]
     names = ordered_metrics(list(metrics) + (list(baseline.metrics) if baseline else []))
+    base_uncertainty = _baseline_intervals(baseline)
     for name in names:
         current = metrics.get(name)
+        interval = uncertainty.get(name)
         if baseline is None:
             base_cell, delta = "no baseline yet", "—"
         else:
             previous = baseline.metrics.get(name)
-            base_cell = format_value(previous)
+            base_interval = base_uncertainty.get(name)
+            base_cell = format_uncertain(previous, base_interval.half_width if base_interval else None)
             if current is None:
                 delta = "removed"
             elif previous is None:
                 delta = "new"
             else:
-                delta = format_delta(current, previous)
-        rows.append(f"| {safe.code(name)} | {format_value(current)} | {base_cell} | {delta} |")
+                delta = _classed_delta(format_delta(current, previous), classify(name, interval, base_interval))
+        rows.append(f"| {safe.code(name)} | {format_uncertain(current, interval.half_width if interval else None)} | {base_cell} | {delta} |")
     note = (
         f"Baseline: MLflow run {md_text(baseline.run_id)}"
         + (f", commit {md_code(short_sha(baseline.commit_sha), in_table=False)}" if baseline.commit_sha else "")
@@ -202,7 +215,44 @@ def _metrics_table(metrics: Mapping[str, float], baseline: Baseline | None, defa
         if baseline
         else f"No baseline yet: no successful run on {md_code(default_branch, in_table=False)} in this notebook's MLflow experiment."
     )
-    return "\n".join(rows) + "\n\n" + note
+    legend = _legend(uncertainty, base_uncertainty, baseline is not None, safe)
+    return "\n".join(rows) + "\n\n" + note + (f"  \n{legend}" if legend else "")
+
+
+def _baseline_intervals(baseline: Baseline | None) -> dict[str, Interval]:
+    """The baseline's intervals; ones its MLflow tags hold in a form this version cannot read are left out
+    (their deltas stay plain)."""
+    intervals = {}
+    for name, value in (baseline.uncertainty if baseline else {}).items():
+        try:
+            intervals.update(checked({name: value}, baseline.metrics, f"baseline run {baseline.run_id}"))
+        except UncertaintyError:
+            continue
+    return intervals
+
+
+def _classed_delta(delta: str, verdict: str | None) -> str:
+    if verdict is None:
+        return delta
+    return f"{delta} {verdict}" if verdict == WITHIN_NOISE else f"{delta} **{verdict}**"
+
+
+def _legend(current: Mapping[str, Interval], baseline: Mapping[str, Interval], compared: bool, safe: SafeText) -> str:
+    """What ± means and the rule the Δ column follows; nothing when no metric has an interval."""
+    intervals = {**baseline, **current}
+    if not intervals:
+        return ""
+    kinds: dict[str, list[str]] = {}
+    for name, interval in intervals.items():
+        kinds.setdefault(interval.kind, []).append(name)
+    what = "; ".join(f"{safe.md(kind, limit=80)} for {', '.join(safe.code(name, in_table=False) for name in names)}"
+                     for kind, names in kinds.items())
+    line = f"± is half the width of the metric's interval ({what})."
+    if not compared:
+        return line
+    if not baseline:
+        return line + " The baseline has no intervals (it ran before they were recorded): Δ is a plain difference."
+    return line + f" Δ: {RULE}."
 
 
 def _history_section(history: list[dict[str, Any]]) -> str:

@@ -18,6 +18,12 @@ def format_value(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def format_uncertain(value: float | None, half_width: float | None) -> str:
+    """``0.9934 ± 0.0071`` (the interval's half width), or the plain value without one."""
+    shown = format_value(value)
+    return shown if value is None or half_width is None else f"{shown} ± {half_width:.2g}"
+
+
 def format_delta(current: float, baseline: float) -> str:
     """``+0.0123`` / ``-0.004`` / ``0``; differences within float noise count as none."""
     if any(math.isnan(v) or math.isinf(v) for v in (current, baseline)):

@@ -22,7 +22,7 @@ from ds_pipelines.publishing.render.links import Links
 from ds_pipelines.publishing.render.numbers import (
     format_duration,
     format_time,
-    format_value,
+    format_uncertain,
     key_metrics,
     short_sha,
 )
@@ -30,6 +30,13 @@ from ds_pipelines.publishing.render.reproducibility import details_inline, maske
 from ds_pipelines.publishing.render.safe import SafeText
 from ds_pipelines.results.folder import NotebookResult, RunResults
 from ds_pipelines.results.origin import Provenance
+from ds_pipelines.results.uncertainty import (
+    RULE,
+    Interval,
+    UncertaintyError,
+    checked,
+    classify,
+)
 
 WIKI_MARKER = "<!-- ds-pipelines:wiki -->"
 INDEX_SLUG = "model-runs"
@@ -72,6 +79,8 @@ def wiki_row(nb: NotebookResult, results: RunResults, *, origin: Provenance, lin
         "image": origin.image_tag,
         "duration_s": nb.duration_s,
         "metrics": {safe.masked(name): value for name, value in key_metrics(nb.metrics, limit=MAX_METRIC_COLUMNS).items()},
+        "uncertainty": {safe.masked(name): interval.to_dict() for name, interval in nb.uncertainty.items()
+                        if name in key_metrics(nb.metrics, limit=MAX_METRIC_COLUMNS)},
         "links": {
             key: url
             for key, url in (
@@ -133,8 +142,11 @@ def render_notebook_page(name: str, row: Mapping[str, Any], existing: str | None
         "Written by ds-pipelines after every run: edits to this page are overwritten.",
         "| " + " | ".join(header) + " |\n|" + ":--|" * 7 + "--:|" * len(columns) + ":--|",
     ]
-    table = "\n".join(_row_markdown(r, columns) for r in rows)
+    table = "\n".join(_row_markdown(r, columns, older=rows[i + 1] if i + 1 < len(rows) else None) for i, r in enumerate(rows))
     lines[-1] += "\n" + table
+    if any(_intervals(r) for r in rows):
+        lines.append(f"± is half the width of the metric's interval (as the notebook reported it); each value is classed "
+                     f"against the run below it: {RULE}.")
     lines.append(datablock.embed(PAGE_KIND, {"version": 1, "rows": rows}))
     return "\n\n".join(lines) + "\n"
 
@@ -202,7 +214,26 @@ def _metric_columns(rows: list[Mapping[str, Any]]) -> list[str]:
     return list(columns)[:MAX_METRIC_COLUMNS]
 
 
-def _row_markdown(row: Mapping[str, Any], columns: list[str]) -> str:
+def _intervals(row: Mapping[str, Any]) -> dict[str, Interval]:
+    """A stored row's intervals; one this version cannot read is left out (its value is shown plain)."""
+    found = {}
+    stored = row.get("uncertainty")
+    for name, value in (stored if isinstance(stored, dict) else {}).items():
+        try:
+            found.update(checked({name: value}, row["metrics"], "wiki row"))
+        except UncertaintyError:
+            continue
+    return found
+
+
+def _metric_cell(name: str, row: Mapping[str, Any], older: Mapping[str, Any] | None) -> str:
+    interval = _intervals(row).get(name)
+    cell = format_uncertain(row["metrics"].get(name), interval.half_width if interval else None)
+    verdict = classify(name, interval, _intervals(older).get(name)) if older and row["metrics"].get(name) is not None else None
+    return md_text(f"{cell} ({verdict})" if verdict else cell)
+
+
+def _row_markdown(row: Mapping[str, Any], columns: list[str], *, older: Mapping[str, Any] | None = None) -> str:
     links = row.get("links", {})
     named = (("pipeline", "pipeline"), ("job", "job"), ("mlflow_run", "MLflow"), ("executed_notebook", "notebook"))
     cells = [
@@ -213,7 +244,7 @@ def _row_markdown(row: Mapping[str, Any], columns: list[str]) -> str:
         md_code(row["image"]) if row.get("image") else "—",
         md_text(format_duration(row.get("duration_s"))),
         f"{STATUS_ICONS.get(row['status'], '')} {md_text(row['status'])}",
-        *(md_text(format_value(row["metrics"].get(column))) for column in columns),
+        *(_metric_cell(column, row, older) for column in columns),
         (" · ".join(md_link(label, links.get(key)) for key, label in named if links.get(key)) or "—")
         + details_inline(row.get("reproducibility"), _STORED, results_url=row.get("results_file")),
     ]
