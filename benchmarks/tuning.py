@@ -10,6 +10,7 @@ each fold's best round on that fold, which flatters its own CV score a little; t
     uv run python benchmarks/tuning.py                      # 100k rows x 30 features, 50 trials, 5-fold
     uv run python benchmarks/tuning.py --rows 20000 --trials 20 --folds 3     # a quick run
     uv run python benchmarks/tuning.py --parallel-trials 2  # also: the plain loop with 2 parallel 1-thread trials
+    uv run python benchmarks/tuning.py --sequential-folds   # also: the tuner fitting one fold at a time, all cores
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--early-stopping-rounds", type=int, default=30)
     parser.add_argument("--parallel-trials", type=int, default=1,
                         help="also time the plain loop with this many parallel single-threaded trials")
+    parser.add_argument("--sequential-folds", action="store_true",
+                        help="also time the tuner training one fold at a time on every core")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -82,6 +85,11 @@ def main() -> None:
         X, y, settings, fixed_params={}, device="cpu", random_state=args.seed))
     print(f"  best CV AUC {tuned.value:.5f} (trial {tuned.best_trial + 1}), {tuned.completed} complete, "
           f"{tuned.pruned} pruned; {tuned.params}", flush=True)
+    if args.sequential_folds:
+        sequential, sequential_wall, sequential_cpu = timed("tuner, one fold at a time on every core", lambda: tune_xgboost(
+            X, y, settings, fixed_params={}, device="cpu", random_state=args.seed, parallel_folds=1))
+        print(f"  best CV AUC {sequential.value:.5f}; wall {sequential_wall / tuned_wall:.2f}x, "
+              f"CPU {sequential_cpu / tuned_cpu:.2f}x the parallel folds'", flush=True)
     folds = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
     rescored = cross_val_score(XGBClassifier(**tuned.params, random_state=args.seed), X, y, cv=folds,
                                scoring="roc_auc").mean()

@@ -173,10 +173,13 @@ def tune_xgboost(
     device: str,
     random_state: int,
     callbacks: Sequence[Callable] = (),
+    parallel_folds: int | None = None,
 ) -> Tuned:
     """Tune an ``XGBClassifier`` by k-fold CV under the notebook config's ``optuna`` section (``settings``:
     ``n_trials``, ``timeout``, ``direction``, ``metric``, ``cv_folds``, ``sampler_seed``, ``search_space``,
-    ``pruner``, ``early_stopping_rounds``); ``fixed_params`` (``model.params``) apply to every trial."""
+    ``pruner``, ``early_stopping_rounds``); ``fixed_params`` (``model.params``) apply to every trial.
+    ``parallel_folds``: folds trained at once, the cores shared among them (default: one per core on the CPU,
+    one on a GPU)."""
     started = time.monotonic()
     labels = _binary_labels(y)
     folds = _folds(X, labels, settings.cv_folds, random_state, int(fixed_params.get("max_bin", 256)))
@@ -189,7 +192,7 @@ def tune_xgboost(
         max_rounds = int(fixed_params.get("n_estimators", XGBOOST_DEFAULT_ROUNDS))
     skip = ("n_estimators",) if early_stopping else ()
 
-    workers = _parallel_folds(device, settings.cv_folds)
+    workers = parallel_folds or _parallel_folds(device, settings.cv_folds)
     threads = max(1, _cores() // workers)
 
     def objective(trial) -> float:
