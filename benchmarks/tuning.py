@@ -2,8 +2,8 @@
 ``cross_val_score(XGBClassifier(...))``, side by side in one run, on ``make_classification`` data.
 
 Both get the same data, folds (StratifiedKFold, shuffled, same seed), metric (ROC AUC), search space (the
-training config's default), trial budget and TPE sampler seed; the plain loop samples ``n_estimators``, the
-tuner finds it by early stopping. Printed: wall and CPU seconds, best CV AUC, trials pruned, and the tuner's
+training config's default), trial budget and TPE sampler seed; the tuner's early stopping may end a fold
+before the sampled ``n_estimators``. Printed: wall and CPU seconds, best CV AUC, trials pruned, and the tuner's
 best parameters scored again by ``cross_val_score`` with its ``n_estimators`` fixed (early stopping picks
 each fold's best round on that fold, which flatters its own CV score a little; the rescore does not).
 

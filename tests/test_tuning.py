@@ -55,19 +55,18 @@ def test_another_seed_samples_other_trials(data):
     assert [t.params for t in tune(data, n_trials=3).study.trials] != [t.params for t in tune(data, n_trials=3, sampler_seed=8).study.trials]
 
 
-def test_early_stopping_finds_the_round_count_within_the_search_spaces_cap(data):
-    tuned = tune(data, early_stopping_rounds=5, pruner="none")
-    assert all("n_estimators" not in trial.params for trial in tuned.study.trials)  # not sampled
-    assert 1 <= tuned.params["n_estimators"] <= 60
-    rounds = [trial.user_attrs["n_estimators"] for trial in tuned.study.trials]
-    assert min(rounds) < 60, "early stopping never stopped before the cap"
+def test_early_stopping_ends_folds_before_the_trials_n_estimators(data):
+    tuned = tune(data, early_stopping_rounds=3, pruner="none")
+    trials = tuned.study.trials
+    assert all(t.user_attrs["n_estimators"] <= t.params["n_estimators"] for t in trials)
+    assert any(t.user_attrs["n_estimators"] < t.params["n_estimators"] for t in trials), "early stopping never stopped"
+    assert tuned.params["n_estimators"] == tuned.study.best_trial.user_attrs["n_estimators"]
 
 
-def test_without_early_stopping_n_estimators_is_sampled(data):
-    tuned = tune(data, early_stopping_rounds=None)
-    sampled = [trial.params["n_estimators"] for trial in tuned.study.trials]
-    assert all(10 <= value <= 60 for value in sampled) and len(set(sampled)) > 1
-    assert tuned.params["n_estimators"] == tuned.study.best_trial.params["n_estimators"]
+def test_without_early_stopping_each_fold_trains_the_sampled_rounds(data):
+    tuned = tune(data, early_stopping_rounds=None, pruner="none")
+    assert all(t.user_attrs["n_estimators"] == t.params["n_estimators"] for t in tuned.study.trials)
+    assert all(10 <= t.params["n_estimators"] <= 60 for t in tuned.study.trials)
 
 
 def test_the_median_pruner_stops_worse_trials_and_none_stops_none(data):

@@ -6,8 +6,8 @@ budget, with the same folds, metric and search space:
 - Each fold's data is quantized once (``xgboost.QuantileDMatrix``) and reused by every trial, instead of
   every fit building its own matrix again.
 - With ``early_stopping_rounds``, each fold trains until its validation score stops improving, up to the
-  search space's highest ``n_estimators``; the folds' mean number of rounds becomes the final model's
-  ``n_estimators``. The round count is still searched, by early stopping rather than by the sampler.
+  trial's sampled ``n_estimators``; the folds' mean number of rounds becomes the final model's
+  ``n_estimators``. So a trial never trains more rounds than the plain loop's trial would.
 - After each fold the trial reports its mean score so far; the pruner stops trials that are clearly worse
   than earlier ones at the same fold. Per-round reports (optuna-integration's ``XGBoostPruningCallback``)
   would compare trials at equal round numbers, where a small learning rate always looks worse early on.
@@ -151,12 +151,10 @@ def make_pruner(name: str, n_folds: int):
     return pruners[name]()
 
 
-def suggest(trial, search_space: Mapping[str, Any], skip: Sequence[str] = ()) -> dict[str, Any]:
+def suggest(trial, search_space: Mapping[str, Any]) -> dict[str, Any]:
     """One value per search-space dimension (``type``, ``low``, ``high``, ``log`` as in the config)."""
     params: dict[str, Any] = {}
     for name, space in search_space.items():
-        if name in skip:
-            continue
         if space.type == "int":
             params[name] = trial.suggest_int(name, int(space.low), int(space.high), log=space.log)
         else:
@@ -185,19 +183,16 @@ def tune_xgboost(
     folds = _folds(X, labels, settings.cv_folds, random_state, int(fixed_params.get("max_bin", 256)))
     early_stopping = settings.early_stopping_rounds
     space = settings.search_space
-    # With early stopping the round count is found per fold: the search space's n_estimators is its cap.
-    if "n_estimators" in space:
-        max_rounds = int(space["n_estimators"].high)
-    else:
-        max_rounds = int(fixed_params.get("n_estimators", XGBOOST_DEFAULT_ROUNDS))
-    skip = ("n_estimators",) if early_stopping else ()
+    default_rounds = int(fixed_params.get("n_estimators", XGBOOST_DEFAULT_ROUNDS))
 
     workers = parallel_folds or _parallel_folds(device, settings.cv_folds)
     threads = max(1, _cores() // workers)
 
     def objective(trial) -> float:
-        sampled = suggest(trial, space, skip)
-        rounds_cap = max_rounds if early_stopping else int(sampled.get("n_estimators", max_rounds))
+        sampled = suggest(trial, space)
+        # The sampled n_estimators caps the rounds; early stopping may end a fold sooner, so a trial never
+        # trains more than the plain cross_val_score trial with the same parameters would.
+        rounds_cap = int(sampled.get("n_estimators", default_rounds))
         # The sklearn wrapper's own translation (n_jobs -> nthread, random_state -> seed, objective), so a
         # trial trains exactly what the final XGBClassifier will.
         model = xgboost.XGBClassifier(**{**fixed_params, **sampled}, device=device, random_state=random_state)

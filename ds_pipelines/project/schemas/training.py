@@ -58,9 +58,8 @@ class OptunaSettings(StrictModel):
     """Stops trials that are clearly worse after a fold: ``median`` (worse than the median of earlier trials at
     that fold, after 5 complete trials), ``hyperband``, or ``none``."""
     early_stopping_rounds: int | None = Field(30, ge=1)
-    """Each fold trains until its validation score has not improved for this many rounds, up to the search
-    space's highest ``n_estimators``; the folds' mean round count becomes the final model's ``n_estimators``.
-    ``null``: ``n_estimators`` is sampled like the other parameters."""
+    """Each fold trains until its validation score has not improved for this many rounds, up to the trial's
+    ``n_estimators``; the folds' mean round count becomes the final model's ``n_estimators``. ``null``: off."""
     search_space: dict[str, Parameter] = Field(default_factory=_default_search_space)
 
 
