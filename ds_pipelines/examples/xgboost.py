@@ -63,7 +63,11 @@ def optuna_progress(n_trials: int, metric: str):
     """An Optuna callback printing one line per trial with the best score so far."""
 
     def callback(study, trial) -> None:
-        value = "pruned/failed" if trial.value is None else f"{trial.value:.4f}"
+        # A pruned trial's value is its last report, not a result: say where it stopped instead.
+        if trial.state.name == "PRUNED":
+            value = f"pruned after step {len(trial.intermediate_values)}"
+        else:
+            value = "failed" if trial.value is None else f"{trial.value:.4f}"
         print(
             f"trial {trial.number + 1}/{n_trials}: {metric}={value} (best {study.best_value:.4f} at trial {study.best_trial.number + 1})",
             flush=True,
