@@ -57,6 +57,30 @@ def test_notebook_without_config_gets_an_empty_one(tmp_path: Path):
     assert job.graph.node_named("explore_data").definition.config_schema.as_field().default_value == {}
 
 
+def test_the_notebooks_job_is_built_again_only_when_its_files_change(tmp_path: Path, monkeypatch):
+    """Dagster asks for the job several times per run: it is reused until a notebook, the registry or a config changes."""
+    from ds_pipelines.defs.notebooks.definitions import notebooks_job
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "configs").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / "train.ipynb")
+    (tmp_path / "configs" / "notebooks.yaml").write_text("notebooks:\n  notebooks/train.ipynb: {config: configs/t.yaml}\n")
+    (tmp_path / "configs" / "t.yaml").write_text("rows: 10\n")
+    monkeypatch.setenv("DS_PIPELINES_PROJECT_DIR", str(tmp_path))
+
+    def config_default(job: dg.JobDefinition) -> int:
+        return job.run_config_schema.config_type.fields["ops"].config_type.fields["train"].config_type.fields[
+            "config"].default_value["rows"]
+
+    first = notebooks_job()
+    assert notebooks_job() is first and config_default(first) == 10
+    (tmp_path / "configs" / "t.yaml").write_text("rows: 200\n")
+    changed = notebooks_job()
+    assert changed is not first and config_default(changed) == 200
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "notebooks" / "score.ipynb")
+    assert sorted(key.to_user_string() for key in notebooks_job().asset_layer.executable_asset_keys) == ["score", "train"]
+
+
 def test_gpu_notebooks_share_the_gpu_pool():
     assets = {a.key.to_user_string(): a for a in defs().resolve_asset_graph().assets_defs}
     assert assets["training_example"].op.pool == "gpu"

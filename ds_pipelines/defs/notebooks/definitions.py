@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import dagster as dg
 
 from ds_pipelines.defs.notebooks.assets import GROUP, notebook_assets
 from ds_pipelines.defs.notebooks.resources import MLflowResource
-from ds_pipelines.project import Project
+from ds_pipelines.project import NOTEBOOKS_DIR, REGISTRY_FILE, Project
 
 NOTEBOOKS_JOB = "notebooks"
 
@@ -39,10 +42,33 @@ def build_definitions(project: Project) -> dg.Definitions:
 
 
 def notebooks_job() -> dg.JobDefinition:
-    """The job ``ds-pipelines run`` executes; module-level so dagstermill's kernel can reconstruct it."""
-    return build_definitions(Project()).resolve_job_def(NOTEBOOKS_JOB)
+    """The job ``ds-pipelines run`` executes; module-level so dagstermill's kernel can reconstruct it.
+
+    Dagster asks for it several times per run (``ds-pipelines run`` five times for one notebook), and building
+    it reads and validates every notebook and config: it is built again only when a file it is built from
+    changed, or for another project.
+    """
+    project = Project()
+    return _notebooks_job(project.root, _source_files(project.root))
 
 
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build_definitions(Project())
+@functools.lru_cache(maxsize=8)
+def _notebooks_job(root: Path, _source_files: tuple[tuple[str, int, int], ...]) -> dg.JobDefinition:
+    return build_definitions(Project(root)).resolve_job_def(NOTEBOOKS_JOB)
+
+
+def _source_files(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """Path, modification time and size of the files the job is built from: the notebooks, the registry, and
+    each notebook's config and schema file."""
+    paths = {root / REGISTRY_FILE, *(root / NOTEBOOKS_DIR).rglob("*")}
+    for spec in Project(root).notebooks():
+        if spec.config:
+            paths.add(root / spec.config)
+        if spec.schema and ".py:" in spec.schema:  # FILE.py:Class, a file of the project
+            paths.add(root / spec.schema.partition(":")[0])
+    files = []
+    for path in sorted(paths):
+        if path.is_file():
+            stat = path.stat()
+            files.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(files)
