@@ -7,6 +7,8 @@
    The Dagster instance has the settings ``ds-pipelines run`` gives the project's own (telemetry off).
    Without cached bytecode (``PYTHONDONTWRITEBYTECODE`` and no ``uv sync --compile-bytecode``) every
    process compiles Dagster again: both figures about double; the benchmark says when that is the case.
+   Masking (issue 12: it must not slow a normal run noticeably): what masking the executed notebook costs a
+   fresh process, detect-secrets' import included, printed beside the run it is part of.
 2. The training notebook at the default trial budget (configs/training_config.yaml): tuning wall time and
    best cross-validated AUC, as the notebook reports them.
 
@@ -85,8 +87,29 @@ def overhead(root: Path, rounds: int) -> None:
               f"ds-pipelines run {dagster[-1][0]:.1f} s ({dagster[-1][1]:.1f} s CPU)", flush=True)
     wall = [statistics.median(w for w, _ in runs) for runs in (bare, dagster)]
     cpu = [statistics.median(c for _, c in runs) for runs in (bare, dagster)]
-    print(f"trivial notebook, median of {rounds}: papermill {wall[0]:.1f} s, ds-pipelines run {wall[1]:.1f} s, "
-          f"ratio {wall[1] / wall[0]:.1f}x (CPU {cpu[0]:.1f} s vs {cpu[1]:.1f} s, {cpu[1] / cpu[0]:.1f}x)")
+    print(f"trivial notebook, median of {rounds}: papermill {wall[0]:.2f} s, ds-pipelines run {wall[1]:.2f} s, "
+          f"ratio {wall[1] / wall[0]:.2f}x (CPU {cpu[0]:.2f} s vs {cpu[1]:.2f} s, {cpu[1] / cpu[0]:.2f}x)")
+    masking(root, wall[1], rounds)
+
+
+MASKING_COST = """
+import sys, time
+started = time.perf_counter()
+from pathlib import Path
+from ds_pipelines.masking import mask_notebook
+mask_notebook(Path(sys.argv[1]), Path(sys.argv[2]))
+print(time.perf_counter() - started)
+"""
+
+
+def masking(root: Path, run_seconds: float, rounds: int) -> None:
+    """Masking the executed trivial notebook in a fresh process, as ``ds-pipelines run`` first does."""
+    executed, masked = root / "out.ipynb", root / "masked.ipynb"
+    costs = [float(subprocess.run([sys.executable, "-c", MASKING_COST, str(executed), str(masked)], check=True,
+                                  capture_output=True, text=True).stdout) for _ in range(rounds)]
+    cost = statistics.median(costs)
+    print(f"masking the executed notebook in a fresh process (detect-secrets' import included), median of {rounds}: "
+          f"{cost:.2f} s, {cost / run_seconds:.0%} of ds-pipelines run's {run_seconds:.1f} s")
 
 
 def tuning(root: Path) -> None:

@@ -188,27 +188,28 @@ summary = score_table(model.get_booster(), Path(sys.argv[2]), Path(sys.argv[3]),
 peak_kib = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1]
 print(summary.rows, int(peak_kib) * 1024)
 """
-MEMORY_MARGIN = 12 * 2**20
+MEMORY_MARGIN = 24 * 2**20
 
 
-@pytest.mark.slow  # two processes score a million rows
+@pytest.mark.slow  # two processes score two million rows
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_peak_memory_does_not_grow_with_the_row_count(tmp_path, model, suffix):
-    """Ten times the rows (100,000 against 1,000,000: 61 MiB of features in memory, 125 MiB of CSV) raise
-    the scoring process's peak RSS by less than MEMORY_MARGIN: what reads, scores or writes the whole table
-    would not. The smaller table is large enough to fill the buffers that do not grow (Arrow's CSV reader
-    reads some 10 to 30 MiB ahead)."""
+    """Twenty times the rows (100,000 against 2,000,000: 458 MiB of features in memory, 250 MiB of CSV) raise
+    the scoring process's peak RSS by less than MEMORY_MARGIN: what reads the whole table would not, nor what
+    keeps every row's id, score and label (about 44 MiB more). The smaller table is large enough to fill the
+    buffers that do not grow; Arrow's CSV reader reads some 10 to 30 MiB ahead, how far depending on how busy
+    the machine is, hence the margin."""
     model.save_model(tmp_path / "model.json")
-    big = make_data(1_000_000, seed=5)
+    big = make_data(2_000_000, seed=5)
     peaks = {}
-    for rows in (100_000, 1_000_000):
+    for rows in (100_000, 2_000_000):
         source = write_large_input(big.head(rows), tmp_path / f"in{rows}{suffix}")
         done = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(tmp_path / "model.json"), str(source),
                                str(tmp_path / f"out{rows}{suffix}")], capture_output=True, text=True, check=True)
         scored, peak = map(int, done.stdout.split())
         assert scored == rows
         peaks[rows] = peak
-    assert peaks[1_000_000] - peaks[100_000] < MEMORY_MARGIN, {rows: f"{peak / 2**20:.0f} MiB" for rows, peak in peaks.items()}
+    assert peaks[2_000_000] - peaks[100_000] < MEMORY_MARGIN, {rows: f"{peak / 2**20:.0f} MiB" for rows, peak in peaks.items()}
 
 
 # --- bad input -----------------------------------------------------------------------------------------------------
