@@ -53,7 +53,7 @@ def notebooks_job() -> dg.JobDefinition:
 
 
 @functools.lru_cache(maxsize=8)
-def _notebooks_job(root: Path, _source_files: tuple[tuple[str, int, int], ...]) -> dg.JobDefinition:
+def _notebooks_job(root: Path, source_files: tuple[tuple[str, int, int], ...]) -> dg.JobDefinition:
     return build_definitions(Project(root)).resolve_job_def(NOTEBOOKS_JOB)
 
 
@@ -72,3 +72,8 @@ def _source_files(root: Path) -> tuple[tuple[str, int, int], ...]:
             stat = path.stat()
             files.append((str(path), stat.st_mtime_ns, stat.st_size))
     return tuple(files)
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Project())
