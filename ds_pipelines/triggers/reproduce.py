@@ -33,11 +33,13 @@ from typing import Any
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.results.folder import ResultsError, load_results
+from ds_pipelines.results.origin import RUN_TAGS_ENV
 from ds_pipelines.results.reproducibility import (
     Reproducibility,
     ReproducibilityError,
     file_sha256,
 )
+from ds_pipelines.tracking.baselines import RUN_CONTEXT_ENV
 from ds_pipelines.triggers.checkout import checkout
 
 GPU_RELATIVE_TOLERANCE = 1e-4
@@ -46,7 +48,6 @@ TIMING_METRIC = re.compile(r"(^|_)(seconds|secs|duration|elapsed|time)(_|$)|_s$"
 REPRODUCES_TAG = "ds-pipelines.reproduces"
 _SKLEARN_SOURCE = "sklearn.datasets."
 _PASSED_ENV_PREFIXES = ("CI_", "GITLAB_")
-_RUN_TAGS_ENV = "DS_PIPELINES_RUN_TAGS"
 
 
 class ReproduceInputError(DsPipelinesError):
@@ -232,10 +233,11 @@ def _verify_notebook(nb: RecordedNotebook, project_dir: Path) -> list[str]:
     file = project_dir / nb.notebook
     if not file.is_file():
         return [f"notebook {nb.notebook} is not in commit {nb.record.commit['sha'][:12]}"]
-    if file_sha256(file) != nb.record.notebook_sha256:
+    actual = file_sha256(file)
+    if actual != nb.record.notebook_sha256:
         dirty = " (the run had uncommitted changes)" if nb.record.commit.get("dirty") else ""
         return [f"notebook {nb.notebook} in commit {nb.record.commit['sha'][:12]} differs from the one that ran{dirty}: "
-                f"sha256 {file_sha256(file)[:12]}, recorded {nb.record.notebook_sha256[:12]}"]
+                f"sha256 {actual[:12]}, recorded {nb.record.notebook_sha256[:12]}"]
     return []
 
 
@@ -292,8 +294,8 @@ def _rerun(recorded: Recorded, project_dir: Path, workdir: Path, output_dir: Pat
         config_file.write_text(json.dumps(nb.config, indent=2), encoding="utf-8")  # JSON is YAML
         command += ["--config", f"{nb.notebook}={config_file}"]
     env = {key: value for key, value in os.environ.items() if not key.startswith(_PASSED_ENV_PREFIXES)}
-    env[_RUN_TAGS_ENV] = json.dumps({"ds-pipelines/commit": recorded.commit})
-    env["MLFLOW_RUN_CONTEXT"] = json.dumps({REPRODUCES_TAG: recorded.source})
+    env[RUN_TAGS_ENV] = json.dumps({"ds-pipelines/commit": recorded.commit})
+    env[RUN_CONTEXT_ENV] = json.dumps({REPRODUCES_TAG: recorded.source})
     on_line(f"running {', '.join(nb.notebook for nb in recorded.notebooks)} in the checkout")
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
