@@ -108,8 +108,9 @@ def test_each_notebook_runs_on_the_runner_of_its_device_after_its_upstream(repo,
     assert inference["variables"] == {"DSP_NOTEBOOK": INFERENCE, "DSP_REASON": "override",
                                       "RESULTS_DIR": "results/inference_example"}
     assert inference["artifacts"]["paths"] == ["results/inference_example/", "results/inference_example.files/"]
-    # Its URL, for the publishing jobs' links into its artifacts.
-    assert inference["artifacts"]["reports"] == {"dotenv": "notebook-job.env"}
+    # Its URL, for the publishing jobs' links into its artifacts; the metrics report `ds-pipelines run` leaves in its
+    # results folder, for GitLab's merge-request metrics widget.
+    assert inference["artifacts"]["reports"] == {"dotenv": "notebook-job.env", "metrics": "results/inference_example/metrics.txt"}
     assert inference["script"][0] == 'echo "DSP_JOB_URL_inference_example=$CI_JOB_URL" > notebook-job.env'
     assert inference["artifacts"]["access"] == "developer" and inference["artifacts"]["when"] == "always"
     assert inference["interruptible"] is True

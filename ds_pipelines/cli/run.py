@@ -213,6 +213,10 @@ def _artifact_urls(specs: list, output_dir: Path | None, job_url: str | None) ->
     return {path: url for path, url in urls.items() if url}
 
 
+def _check_status(check: dict) -> str:
+    return "passed" if check["passed"] else "FAILED (blocking)" if check["blocking"] else "warning (non-blocking)"
+
+
 def _print_summary(summary: dict, project: Project, console: Callable[[str], str]) -> None:
     """The run, a notebook at a time; each line through ``console`` (the masking of the console's lines)."""
     lines = []
@@ -226,6 +230,7 @@ def _print_summary(summary: dict, project: Project, console: Callable[[str], str
             lines.append(f"    {'MLflow run:':<28} {entry['mlflow_run_id']}")
         if entry["error"]:
             lines.append(f"    {'error:':<28} {entry['error']}")
+        lines += [f"    {'check ' + check['name'] + ':':<28} {_check_status(check)}: {check['message']}" for check in entry["checks"]]
     for line in lines:
         click.echo(console(line))
     click.echo("Open the UIs with `uv run ds-pipelines ui` (Dagster) and `uv run ds-pipelines mlflow-ui` (MLflow).")

@@ -21,6 +21,12 @@ from ds_pipelines.execution.instance import open_instance
 from ds_pipelines.execution.lean_imports import import_papermill
 from ds_pipelines.project import NotebookSpec, Project
 from ds_pipelines.project.notebook_file import kernel_for
+from ds_pipelines.results.checks import (
+    CHECKS_METADATA_KEY,
+    CheckOutcome,
+    blocking_failures,
+    failure_summary,
+)
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG, NotebookResult
 from ds_pipelines.results.reproducibility import CONFIG_METADATA_KEY, METADATA_KEY
 from ds_pipelines.results.uncertainty import checked
@@ -136,28 +142,50 @@ def _run_in_order(
         finally:
             papermill_log.removeHandler(progress)
         ran = replace(results[index], duration_s=round(time.monotonic() - started, 2), dagster_run_id=run.run_id)
+        # A failed blocking check fails the run after the materialization was recorded: its results count too.
+        materialized = run.asset_materializations_for_node(spec.name)
+        if materialized:
+            ran = _materialized(ran, materialized[0].metadata, read_report)
+            _print_checks(ran.checks, on_line)
         if run.success:
-            metadata = run.asset_materializations_for_node(spec.name)[0].metadata
-            executed = Path(metadata["executed_notebook"].value)
-            handed_over = read_report(executed)
-            results[index] = replace(
-                ran, status="success", executed_notebook=executed, metrics=handed_over.get("metrics", {}),
-                uncertainty=checked(handed_over.get("uncertainty", {}), handed_over.get("metrics", {}), str(executed)),
-                mlflow_run_id=handed_over.get("mlflow_run_id"),
-                artifacts={name: Path(path) for name, path in handed_over.get("artifacts", {}).items()},
-                reproducibility=metadata[METADATA_KEY].value if METADATA_KEY in metadata else None,
-                config=metadata[CONFIG_METADATA_KEY].value if CONFIG_METADATA_KEY in metadata else None,
-            )
+            results[index] = replace(ran, status="success")
             on_line(f"✔ {spec.path} succeeded in {ran.duration_s:.1f} s")
             if interrupts.received():
                 break  # interrupted as it finished: the notebooks after it are not started
             continue
-        results[index] = failed = _failed(ran, run)
+        if materialized and blocking_failures(ran.checks):
+            results[index] = failed = replace(ran, status="failed", error=failure_summary(ran.checks))
+        else:
+            results[index] = failed = _failed(ran, run)
         on_line(f"✘ {spec.path} failed after {failed.duration_s:.1f} s: {failed.error}")
         if failed.executed_notebook:
             on_line(f"  executed notebook kept at {failed.executed_notebook}")
         break
     return results
+
+
+def _materialized(result: NotebookResult, metadata: Mapping[str, Any], read_report: Callable[[Path], dict]) -> NotebookResult:
+    """``result`` with what the notebook's materialization recorded: its metrics, files, record and checks."""
+    executed = Path(metadata["executed_notebook"].value)
+    handed_over = read_report(executed)
+    return replace(
+        result, executed_notebook=executed, metrics=handed_over.get("metrics", {}),
+        uncertainty=checked(handed_over.get("uncertainty", {}), handed_over.get("metrics", {}), str(executed)),
+        mlflow_run_id=handed_over.get("mlflow_run_id"),
+        artifacts={name: Path(path) for name, path in handed_over.get("artifacts", {}).items()},
+        reproducibility=metadata[METADATA_KEY].value if METADATA_KEY in metadata else None,
+        config=metadata[CONFIG_METADATA_KEY].value if CONFIG_METADATA_KEY in metadata else None,
+        checks=[CheckOutcome.from_dict(outcome, f"{result.name}'s check outcomes")
+                for outcome in (metadata[CHECKS_METADATA_KEY].value if CHECKS_METADATA_KEY in metadata else [])],
+    )
+
+
+def _print_checks(outcomes: list[CheckOutcome], on_line: Callable[[str], None]) -> None:
+    for outcome in outcomes:
+        if outcome.status == "warning":
+            on_line(f"  warning: non-blocking check {outcome.name} failed: {outcome.message}")
+        else:
+            on_line(f"  check {outcome.name}: {outcome.status} ({outcome.message})")
 
 
 @contextmanager

@@ -26,6 +26,11 @@ from ds_pipelines.errors import (
     DsPipelinesError,
     NotebookNotFoundError,
 )
+from ds_pipelines.project.quality_checks import (
+    QualityCheck,
+    check_problems,
+    parse_check,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -38,7 +43,7 @@ REGISTRY_FILE = "configs/notebooks.yaml"
 STATE_DIR = ".ds-pipelines"
 CHECKPOINTS_DIR = ".ipynb_checkpoints"
 _TOP_LEVEL_KEYS = {"notebooks", "triggers"}
-_REGISTRY_KEYS = {"config", "schema", "after", "device", "description", "kernel"}
+_REGISTRY_KEYS = {"config", "schema", "after", "device", "description", "kernel", "checks"}
 _DEVICES = ("cpu", "gpu")
 
 
@@ -61,6 +66,8 @@ class NotebookSpec:
     description: str | None = None
     kernel: str | None = None
     """An installed Jupyter kernel to run the notebook in; None: the project's Python (``project.kernel``)."""
+    checks: tuple[QualityCheck, ...] = ()
+    """Quality checks on the notebook's metrics, Dagster asset checks of its asset (``project.quality_checks``)."""
 
     @property
     def name(self) -> str:
@@ -108,6 +115,8 @@ def entry_problems(path: str, entry: Any) -> list[ConfigError]:
         problems.append(ConfigError(REGISTRY_FILE, f"{key}.after", f"expected a list of notebook paths, got {after!r}"))
     if "kernel" in entry and not (isinstance(entry["kernel"], str) and entry["kernel"].strip()):
         problems.append(ConfigError(REGISTRY_FILE, f"{key}.kernel", f"expected the name of an installed Jupyter kernel, got {entry['kernel']!r}"))
+    if "checks" in entry:
+        problems += check_problems(REGISTRY_FILE, f"{key}.checks", entry["checks"])
     return problems
 
 
@@ -225,6 +234,7 @@ class Project:
             device=entry.get("device", "cpu"),
             description=entry.get("description"),
             kernel=entry.get("kernel"),
+            checks=tuple(parse_check(check) for check in entry.get("checks") or ()),
         )
 
     def find(self, notebook: str) -> NotebookSpec:

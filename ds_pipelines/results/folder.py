@@ -6,10 +6,14 @@ CI jobs and the publishing commands read it, so its layout only changes with ``F
     DIR/<name>/<name>.ipynb               the executed notebook (also when it failed)
     DIR/<name>/metrics.json               the metrics the notebook reported (successful notebooks)
     DIR/<name>/artifacts/<file>           copies of the files the notebook reported (model, plots, scores)
+    DIR/metrics.txt                       every metric and check outcome in OpenMetrics text, GitLab's
+                                          ``artifacts:reports:metrics`` (``results.metrics_report``)
 
 A successful notebook's entry also holds its ``reproducibility`` record (``results.reproducibility``) and the
 resolved ``config`` it ran with; both are null in folders written before they were recorded. Its
 ``uncertainty`` maps metrics to ``{"low", "high", "kind"}`` (``results.uncertainty``), empty when none was reported.
+Its ``checks`` list each quality check's outcome (``results.checks.CheckOutcome``: name, metric, passed, blocking,
+value, min, max, baseline, baseline_run_id, message), empty when it has none or did not get that far.
 
 ``<name>`` is the notebook's asset name (its file stem). Paths inside ``results.json`` are relative to DIR.
 
@@ -30,7 +34,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.files import write_json
+from ds_pipelines.files import write_atomically, write_json
+from ds_pipelines.results.checks import CheckOutcome, CheckOutcomeError
+from ds_pipelines.results.metrics_report import METRICS_REPORT_FILE, metrics_report
 from ds_pipelines.results.reproducibility import Reproducibility, ReproducibilityError
 from ds_pipelines.results.uncertainty import Interval, UncertaintyError, checked
 
@@ -72,6 +78,8 @@ class NotebookResult:
     """What the run used (``results.reproducibility``); None for a notebook that did not succeed."""
     config: dict[str, Any] | None = None
     """The resolved config the notebook ran with (what ``ds-pipelines reproduce`` runs it with again)."""
+    checks: list[CheckOutcome] = field(default_factory=list)
+    """Its quality checks' outcomes, in the order ``configs/notebooks.yaml`` lists them."""
 
     @property
     def plots(self) -> dict[str, Path]:
@@ -102,6 +110,7 @@ class NotebookResult:
             "failed_cell": self.failed_cell,
             "reproducibility": self.reproducibility,
             "config": self.config,
+            "checks": [outcome.to_dict() for outcome in self.checks],
         }
 
 
@@ -194,6 +203,8 @@ def write_results(output_dir: Path, run: RunResults) -> RunResults:
         }
         written.append(replace(nb, executed_notebook=executed, metrics_file=metrics_file, artifacts=artifacts))
     result = replace(run, notebooks=written, directory=output_dir)
+    report = metrics_report((nb.name, nb.metrics, nb.checks) for nb in result.notebooks)
+    write_atomically(output_dir / METRICS_REPORT_FILE, lambda tmp: tmp.write_text(report, encoding="utf-8"))
     write_json(output_dir / RESULTS_FILE, result.to_dict(relative_to=output_dir))
     return result
 
@@ -286,7 +297,17 @@ class _Reader:
             failed_cell=failed_cell,
             reproducibility=self.reproducibility(entry, key),
             config=self.optional_object(entry, "config", key),
+            checks=self.checks(entry, key),
         )
+
+    def checks(self, entry: dict, key: str) -> list[CheckOutcome]:
+        value = entry.get("checks") or []  # absent in folders written before checks were recorded
+        if not isinstance(value, list):
+            raise self.fail(f"{key}.checks", f"expected a list of check outcomes, got {value!r}")
+        try:
+            return [CheckOutcome.from_dict(item, f"{self.file}: {key}.checks[{i}]") for i, item in enumerate(value)]
+        except CheckOutcomeError as exc:
+            raise ResultsError(str(exc)) from None
 
     def uncertainty(self, entry: dict, metrics: dict, key: str) -> dict[str, Interval]:
         value = entry.get("uncertainty") or {}

@@ -15,7 +15,8 @@ it; GitLab runs it with ``trigger: include: artifact``, or gitlab-ci-local as a 
   dotenv report and stops at once, successfully, keeping nothing.
 - Each job runs ``ds-pipelines run <notebook> --output-dir <results-dir>/<name>``, then masks secrets in
   what it keeps (also after a failure; nothing unmasked is kept if masking fails), and keeps that folder for
-  members with the Developer role or more.
+  members with the Developer role or more, and declares the folder's ``metrics.txt`` as its metrics report
+  (``artifacts:reports:metrics``, the merge-request metrics widget).
 - Then, on the light runner, the publishing jobs read every folder the notebook jobs kept, as one run:
   ``publish mr`` (merge requests), ``publish wiki`` and, after a failure, ``notify slack``; a parent pipeline
   cannot read a child's artifacts, so they are here rather than in the parent.
@@ -31,6 +32,7 @@ from typing import Any
 
 from ds_pipelines.project import NotebookSpec
 from ds_pipelines.project.defaults import LIGHT_IMAGE
+from ds_pipelines.results.metrics_report import METRICS_REPORT_FILE
 from ds_pipelines.results.origin import CHILD_MERGE_REQUEST_ENV, CHILD_SOURCE_ENV
 from ds_pipelines.triggers.rules import Plan
 
@@ -132,7 +134,8 @@ def child_pipeline(
                 "name": f"{spec.name}-$CI_COMMIT_REF_SLUG-$CI_COMMIT_SHORT_SHA",
                 "expire_in": artifacts_expire_in,
                 "paths": [f"{output}/", f"{written}/"],
-                "reports": {"dotenv": JOB_DOTENV},
+                # GitLab's merge-request metrics widget: every metric and quality check, against the target branch.
+                "reports": {"dotenv": JOB_DOTENV, "metrics": f"{output}/{METRICS_REPORT_FILE}"},
             },
             **({"when": "always"} if upstreams else {}),
         }, runners.for_device(spec.device))

@@ -1,5 +1,6 @@
 """Every notebook of the project as a dagstermill asset, with no Python written per notebook."""
 
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from ds_pipelines.project.notebook_file import (
     notebook_problem,
     read_notebook,
 )
+from ds_pipelines.project.quality_checks import QualityCheck
+from ds_pipelines.results.checks import CHECKS_METADATA_KEY, CheckOutcome, evaluate
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG
 from ds_pipelines.results.handover import read_report
 from ds_pipelines.results.origin import Provenance, run_commit
@@ -29,8 +32,10 @@ from ds_pipelines.results.reproducibility import (
     commit_state,
     gather,
 )
+from ds_pipelines.results.uncertainty import checked
 
 GROUP = "notebooks"
+DEFAULT_BRANCH_ENV = "CI_DEFAULT_BRANCH"
 
 
 def describe(project: Project, spec: NotebookSpec) -> str:
@@ -66,6 +71,9 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
         # The device tag tells the deployment's run launcher to give the run's container the GPUs.
         op_tags={"notebook_path": str(notebook), DEVICE_TAG: spec.device},
         pool=GPU_POOL if spec.device == "gpu" else None,
+        # Dagster fails the step after recording the materialization when a blocking check fails with ERROR.
+        check_specs=[dg.AssetCheckSpec(check.name, asset=spec.name, blocking=check.blocking, description=check.describe())
+                     for check in spec.checks],
     )
     def _notebook(context: dg.AssetExecutionContext, mlflow: MLflowResource) -> dg.MaterializeResult:
         executed = executed_notebook_path(context.instance, spec, context.run.run_id)
@@ -107,6 +115,7 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
                 "reproducibility": record,
             })
         context.log.info(f"executed notebook kept at {executed}")
+        outcomes = evaluate_checks(project, spec.checks, result, mlflow)
         return dg.MaterializeResult(
             metadata={
                 "executed_notebook": dg.MetadataValue.notebook(str(executed)),
@@ -117,10 +126,44 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
                 METADATA_KEY: dg.MetadataValue.json(record),
                 CONFIG_METADATA_KEY: dg.MetadataValue.json(dict(config)),
                 **{f"artifact_{name}": dg.MetadataValue.path(path) for name, path in result.get("artifacts", {}).items()},
-            }
+                **({CHECKS_METADATA_KEY: dg.MetadataValue.json([o.to_dict() for o in outcomes])} if outcomes else {}),
+            },
+            check_results=[check_result(outcome) for outcome in outcomes],
         )
 
     return _notebook
+
+
+def evaluate_checks(project: Project, checks: tuple[QualityCheck, ...], result: dict, mlflow: MLflowResource) -> list[CheckOutcome]:
+    """Each check on what the notebook reported; the baseline (the notebook's latest MLflow run on the default
+    branch, as the merge-request comment finds it) is looked up only when a check compares with it."""
+    if not checks:
+        return []
+    metrics = result.get("metrics", {})
+    uncertainty = checked(result.get("uncertainty", {}), metrics, "dsp.report")
+    baseline, no_baseline = None, ""
+    if any(check.no_worse_than_baseline for check in checks):
+        default_branch = os.environ.get(DEFAULT_BRANCH_ENV) or project.triggers.branches[0]
+        baseline, no_baseline = mlflow.baseline_values(result.get("mlflow_run_id"), default_branch)
+    return [evaluate(check, metrics, uncertainty, baseline, no_baseline=no_baseline) for check in checks]
+
+
+def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
+    """A blocking check fails with ERROR (the run fails), a non-blocking one with WARN."""
+    values = {key: value for key, value in (("value", outcome.value), ("min", outcome.min), ("max", outcome.max),
+                                            ("baseline", outcome.baseline)) if value is not None}
+    return dg.AssetCheckResult(
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
+        description=outcome.message,
+        metadata={
+            "metric": outcome.metric,
+            **{key: dg.MetadataValue.float(float(value)) for key, value in values.items()},
+            **({"baseline_run_id": outcome.baseline_run_id} if outcome.baseline_run_id else {}),
+            "message": outcome.message,
+        },
+    )
 
 
 def notebook_assets(project: Project, leave_out: set[str] = frozenset()) -> list[dg.AssetsDefinition]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from ds_pipelines.project import Project
+from ds_pipelines.results.checks import BaselineValues
 from ds_pipelines.tracking import tracking_uri
 
 
@@ -48,3 +49,22 @@ class MLflowResource(dg.ConfigurableResource):
         from ds_pipelines.tracking.uncertainty import log_uncertainty
 
         log_uncertainty(run_id, uncertainty, tracking_uri=self.resolved_uri())
+
+    def baseline_values(self, run_id: str | None, default_branch: str) -> tuple[BaselineValues | None, str]:
+        """The notebook's baseline on ``default_branch`` (``tracking.baselines.find_baseline``, as the
+        merge-request comment finds it), or None and why there is none: no MLflow run, no run on that branch
+        yet, or a lookup that failed (a quality check then has nothing to compare with)."""
+        from mlflow.exceptions import MlflowException
+
+        from ds_pipelines.errors import DsPipelinesError
+        from ds_pipelines.tracking.baselines import find_baseline
+
+        if not run_id:
+            return None, "the notebook reported no MLflow run"
+        try:
+            found = find_baseline(run_id, default_branch, tracking_uri=self.resolved_uri())
+        except (DsPipelinesError, MlflowException, OSError) as exc:
+            return None, f"looking it up in MLflow failed: {str(exc).splitlines()[0][:200]}"
+        if found is None:
+            return None, f"no successful run on {default_branch} in the notebook's MLflow experiment yet"
+        return BaselineValues.from_run(found.run_id, found.metrics, found.uncertainty), ""

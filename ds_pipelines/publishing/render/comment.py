@@ -27,6 +27,7 @@ from ds_pipelines.publishing.render.numbers import (
 )
 from ds_pipelines.publishing.render.reproducibility import details_block
 from ds_pipelines.publishing.render.safe import SafeText
+from ds_pipelines.results.checks import CheckOutcome, blocking_failures
 from ds_pipelines.results.folder import NotebookResult, RunResults
 from ds_pipelines.results.uncertainty import (
     RULE,
@@ -44,6 +45,7 @@ HISTORY_LIMIT = 10
 HISTORY_METRICS = 8
 """Metrics kept per notebook in the history (the key ones), so the comment stays small."""
 STATUS_ICONS = {"success": "✅", "failed": "❌", "not-run": "⏭️"}
+CHECK_STATUS = {"passed": "✅ passed", "failed": "❌ failed (blocking)", "warning": "⚠️ warning (non-blocking)"}
 SOURCE_LINES = 20
 
 
@@ -162,10 +164,14 @@ def _notebook_section(
         return f"### {icon} {name} did not run (an earlier notebook failed)"
     verb = "succeeded in" if nb.status == "success" else "failed after"
     lines = [f"### {icon} {name} {verb} {format_duration(nb.duration_s)}"]
-    if nb.status == "failed":
+    if nb.status == "failed" and blocking_failures(nb.checks):
+        lines.append("**Failed its blocking quality checks** (the notebook itself ran).")
+    elif nb.status == "failed":
         lines.append(_failure(failure, safe))
     if nb.metrics:
         lines.append(_metrics_table(nb.metrics, nb.uncertainty, baseline, default_branch, safe))
+    if nb.checks:
+        lines.append(_checks_table(nb.checks, safe))
     notebook_links = " · ".join(md_link(label, url) for label, url in links.of_notebook(nb.name))
     if notebook_links:
         lines.append(notebook_links)
@@ -217,6 +223,14 @@ def _metrics_table(metrics: Mapping[str, float], uncertainty: Mapping[str, Inter
     )
     legend = _legend(uncertainty, base_uncertainty, baseline is not None, safe)
     return "\n".join(rows) + "\n\n" + note + (f"  \n{legend}" if legend else "")
+
+
+def _checks_table(outcomes: list[CheckOutcome], safe: SafeText) -> str:
+    """Each quality check of ``configs/notebooks.yaml``: passed, failed (blocking) or a warning, and why."""
+    rows = ["| quality check | result | details |", "|:--|:--|:--|"]
+    rows += [f"| {safe.code(outcome.name)} | {CHECK_STATUS[outcome.status]} | {safe.md(outcome.message, limit=300)} |"
+             for outcome in outcomes]
+    return "\n".join(rows)
 
 
 def _baseline_intervals(baseline: Baseline | None) -> dict[str, Interval]:
