@@ -69,13 +69,14 @@ def publish_merge_request_comment(
 def find_baselines_or_warn(
     results: RunResults, default_branch: str, tracking_uri: str | None, warn: Warn,
 ) -> dict[str, Baseline | None]:
-    """Each successful notebook's baseline; one that cannot be looked up is a warning (the comment then
-    shows no baseline for it)."""
+    """The baseline of each notebook that ran through (a successful one, or one that failed only its blocking
+    quality checks: it has an MLflow run); one that cannot be looked up is a warning (the comment then shows no
+    baseline for it)."""
     from mlflow.exceptions import MlflowException
 
     baselines: dict[str, Baseline | None] = {}
     for nb in results.notebooks:
-        if nb.status != "success" or not nb.mlflow_run_id:
+        if not nb.mlflow_run_id:
             continue
         try:
             baselines[nb.name] = find_baseline(nb.mlflow_run_id, default_branch, tracking_uri=tracking_uri)

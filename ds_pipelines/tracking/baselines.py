@@ -9,6 +9,7 @@ Runs are told apart by MLflow run tags that ds-pipelines sets (``run_tags``):
 ``ds-pipelines.pipeline_url``  CI pipeline
 ``ds-pipelines.job_url``       CI job
 ``ds-pipelines.notebook``      notebook path (optional; restricts baselines when experiments are shared)
+``ds-pipelines.blocking_checks`` ``failed`` when a blocking quality check failed the run (never a baseline)
 =============================  ==========================================================
 
 ``ds-pipelines run`` passes them to every run a notebook starts through MLflow's ``MLFLOW_RUN_CONTEXT``
@@ -16,7 +17,8 @@ environment variable (``mlflow_run_context_env``), which ``mlflow.start_run`` re
 notebooks need no change.
 
 The baseline is searched in the experiment of the notebook's own run (the run id is in results.json):
-the newest FINISHED run whose branch tag is the default branch, other than the run itself.
+the newest FINISHED run whose branch tag is the default branch, other than the run itself and other than runs
+whose blocking quality checks failed (the notebook finished, but its run did not pass).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ MERGE_REQUEST_TAG = TAG_PREFIX + "merge_request"
 PIPELINE_URL_TAG = TAG_PREFIX + "pipeline_url"
 JOB_URL_TAG = TAG_PREFIX + "job_url"
 NOTEBOOK_TAG = TAG_PREFIX + "notebook"
+BLOCKING_CHECKS_TAG = TAG_PREFIX + "blocking_checks"
+"""``passed`` or ``failed``: set after the notebook's quality checks ran, when it has blocking ones."""
 RUN_CONTEXT_ENV = "MLFLOW_RUN_CONTEXT"
 MAX_RUNS_SCANNED = 1000
 """How far back (newest first) an experiment is searched for a baseline."""
@@ -127,6 +131,7 @@ def find_baseline(run_id: str, default_branch: str, *, tracking_uri: str | None 
                 and run.info.status == "FINISHED"
                 and tags.get(BRANCH_TAG) == default_branch
                 and (notebook is None or tags.get(NOTEBOOK_TAG) == notebook)
+                and tags.get(BLOCKING_CHECKS_TAG) != "failed"
             ):
                 return Baseline(
                     run_id=run.info.run_id,
@@ -148,3 +153,10 @@ def _iso(millis: int | None) -> str | None:
     if millis is None:
         return None
     return datetime.fromtimestamp(millis / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def tag_blocking_checks(run_id: str, passed: bool, *, tracking_uri: str | None = None) -> None:
+    """Mark MLflow run ``run_id`` with its blocking quality checks' verdict (``BLOCKING_CHECKS_TAG``)."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri).set_tag(run_id, BLOCKING_CHECKS_TAG, "passed" if passed else "failed")

@@ -22,7 +22,12 @@ from ds_pipelines.project.notebook_file import (
     read_notebook,
 )
 from ds_pipelines.project.quality_checks import QualityCheck
-from ds_pipelines.results.checks import CHECKS_METADATA_KEY, CheckOutcome, evaluate
+from ds_pipelines.results.checks import (
+    CHECKS_METADATA_KEY,
+    CheckOutcome,
+    blocking_failures,
+    evaluate,
+)
 from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG
 from ds_pipelines.results.handover import read_report
 from ds_pipelines.results.origin import Provenance, run_commit
@@ -116,6 +121,8 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
             })
         context.log.info(f"executed notebook kept at {executed}")
         outcomes = evaluate_checks(project, spec.checks, result, mlflow)
+        if run_id and any(check.blocking for check in spec.checks):
+            mlflow.tag_blocking_checks(run_id=run_id, passed=not blocking_failures(outcomes))
         return dg.MaterializeResult(
             metadata={
                 "executed_notebook": dg.MetadataValue.notebook(str(executed)),

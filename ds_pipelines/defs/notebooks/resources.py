@@ -68,3 +68,10 @@ class MLflowResource(dg.ConfigurableResource):
         if found is None:
             return None, f"no successful run on {default_branch} in the notebook's MLflow experiment yet"
         return BaselineValues.from_run(found.run_id, found.metrics, found.uncertainty), ""
+
+    def tag_blocking_checks(self, *, run_id: str, passed: bool) -> None:
+        """Whether the notebook's blocking quality checks passed, as a run tag: a run that failed them is never
+        a baseline (``tracking.baselines``)."""
+        from ds_pipelines.tracking.baselines import tag_blocking_checks
+
+        tag_blocking_checks(run_id, passed, tracking_uri=self.resolved_uri())
