@@ -241,6 +241,11 @@ def test_push_changing_the_training_notebook_trains_it_and_keeps_it_masked(proje
     assert "publishing with" in executed  # the cell ran and its output was kept...
     assert fake_gitlab.token not in executed  # ...with the token masked before GitLab keeps the artifact
     assert fake_gitlab.token not in (results / "results.json").read_text()
+    # The project's quality checks ran on the trained model, and the job keeps GitLab's metrics report beside them.
+    assert {check["name"]: check["passed"] for check in training["checks"]} == {"roc_auc_min": True, "roc_auc_vs_baseline": True}
+    report = (results / "metrics.txt").read_text()
+    assert f"training_example_roc_auc {metrics['roc_auc']!r}\n" in report
+    assert "training_example_check_roc_auc_min_passed 1.0\n" in report and report.endswith("# EOF\n")
 
     # The child's write-to-wiki recorded the run, from the notebook job's artifacts, without the token, and
     # links the executed notebook in that job's artifacts.
