@@ -33,7 +33,7 @@ def durations_of(job_names: list[str], environ: Mapping[str, str]) -> tuple[dict
         )
         from ds_pipelines.gitlab.jobs import successful_job_durations
     except ImportError as exc:  # the light image of detect-notebooks: click, pydantic, pyyaml, nbformat only
-        return None, f"not read, python-gitlab is not installed here (no module {exc.name!r}); they would be {DURATIONS_SOURCE}"
+        return None, f"not read, python-gitlab is not installed here ({exc}); they would be {DURATIONS_SOURCE}"
     missing = missing_gitlab_variables(environ)
     if missing:
         return None, f"not read, GitLab is not configured (set {', '.join(missing)}); they would be {DURATIONS_SOURCE}"

@@ -276,6 +276,9 @@ def plan_comment(plan_json: str, mr_iid: int | None, strict: bool, project_dir: 
         console.error(f"--plan (or DSP_PLAN) is not JSON: {exc}", 2)
     except TriggerError as exc:
         console.error(f"--plan (or DSP_PLAN): {exc}", 2)
+    if not plan.dry_run:
+        console.error("--plan (or DSP_PLAN) is not a dry run ([plan] in the commit message): what ran is "
+                      "published by `ds-pipelines publish mr`", 2)
     source = os.environ.get(CHILD_SOURCE_ENV) or os.environ.get("CI_PIPELINE_SOURCE") or "push"
     explanation = explained(plan, load_project(project_dir), os.environ, source)
     console.echo(explanation.to_text())

@@ -56,6 +56,9 @@ class Explanation:
         """One sentence: what the pipeline does."""
         count = sum(line.runs for line in self.lines)
         notebooks = f"{count} notebook{'s' if count != 1 else ''}"
+        if self.plan.dry_run and not count:
+            return (f"Dry run ([plan] in the commit message): nothing executes; without [plan], nothing would run "
+                    f"either ({NOTHING_CHANGED}).")
         if self.plan.dry_run:
             return f"Dry run ([plan] in the commit message): nothing executes; without [plan], {notebooks} would run."
         if self.plan.skip:

@@ -60,8 +60,9 @@ def render_plan_comment(
         notes.append(f"Expected runner time in all: {md_text(expected_total)}.")
     if any(line.runs for line in lines):
         notes.append(f"Expected durations: {md_text(durations_note)}.")
-    notes.append("Push again without `[plan]` to run it.")
-    parts.append("  \n".join(notes))
+        notes.append("Push again without `[plan]` to run it.")
+    if notes:
+        parts.append("  \n".join(notes))
     history = previous_history(previous_body)
     if history:
         parts.append(history_section(history))
