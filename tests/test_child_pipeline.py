@@ -207,16 +207,18 @@ def test_a_dry_run_only_posts_its_plan(repo, tmp_path):
     assert [name for name, job in config.items() if isinstance(job, dict)] == [PLAN_JOB]
     assert config["stages"] == ["execute"]
     job = config[PLAN_JOB]
-    assert (job["image"], job["tags"], job["script"]) == (IMAGE, ["light"], ["ds-pipelines publish plan --mr 7"])
-    assert "gpu" not in json.dumps(config) and "ds-pipelines run" not in json.dumps(config)
+    # With the runner tags the notebook jobs would carry.
+    assert (job["image"], job["tags"], job["script"]) == (
+        IMAGE, ["light"], ["ds-pipelines publish plan --mr 7 --gpu-runner gpu --cpu-runner cpu"])
+    assert "ds-pipelines run" not in json.dumps(config)  # and its one job is on the light runner, above
     plan = Plan.from_dict(json.loads(job["variables"]["DSP_PLAN"]))
     assert plan.dry_run and plan.notebooks == ()
     assert [(n.path, n.reason) for n in plan.would_run] == [(REPORT, "override"), (TRAINING, "modified")]  # path order
     assert {k: v for k, v in job["variables"].items() if k != "DSP_PLAN"} == {
         "DSP_PIPELINE_SOURCE": "merge_request_event", "DSP_MERGE_REQUEST_IID": "7"}
     # A push without a merge request: the job prints the plan (publish plan then says there is no merge request).
-    pushed = child(repo, tmp_path / "push.yml", "[plan]", **RUNNERS)
-    assert pushed[PLAN_JOB]["script"] == ["ds-pipelines publish plan"]
+    pushed = child(repo, tmp_path / "push.yml", "[plan]", GPU_RUNNER="gpu runner")
+    assert pushed[PLAN_JOB]["script"] == ["ds-pipelines publish plan --gpu-runner 'gpu runner' --cpu-runner ''"]
     assert schema_check(tmp_path / "child.yml", tmp_path / "push.yml").returncode == 0
 
 

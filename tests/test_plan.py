@@ -10,7 +10,11 @@ from ds_pipelines.gitlab import GitLabClient, GitLabSettings
 from ds_pipelines.gitlab.jobs import successful_job_durations
 from ds_pipelines.project import NotebookSpec
 from ds_pipelines.publishing.render import datablock
-from ds_pipelines.publishing.render.comment import DATA_KIND, MR_MARKER, previous_history
+from ds_pipelines.publishing.render.comment import (
+    DATA_KIND,
+    MR_MARKER,
+    previous_history,
+)
 from ds_pipelines.publishing.render.plan import render_plan_comment
 from ds_pipelines.triggers.child_pipeline import Runners
 from ds_pipelines.triggers.explain import NO_EARLIER_RUN, duration_text, explain

@@ -14,7 +14,11 @@ from gitrepo import INFERENCE, TRAINING, GitRepo, make_project
 from ds_pipelines.cli import cli
 from ds_pipelines.gitlab import GitLabClient, GitLabSettings
 from ds_pipelines.publishing.render import datablock
-from ds_pipelines.publishing.render.comment import DATA_KIND, MR_MARKER, previous_history
+from ds_pipelines.publishing.render.comment import (
+    DATA_KIND,
+    MR_MARKER,
+    previous_history,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -130,10 +134,14 @@ def test_publish_plan_posts_in_the_one_comment_and_keeps_its_results(repo, fake_
 
 def test_publish_plan_without_a_merge_request_prints_it_and_warns(repo):
     pushed = planned_push(repo, "[plan]")
-    result = invoke(repo, "publish", "plan", DSP_PLAN=plan_json(repo, pushed))
+    result = invoke(repo, "publish", "plan", DSP_PLAN=plan_json(repo, pushed), GPU_RUNNER="from-env")
     assert result.exit_code == 0
     assert f"  {TRAINING}  [would run]" in result.stdout
     assert "warning: plan not posted: no merge request to comment on" in result.stderr
+    assert "runner:   GPU runner (tag from-env)" in result.stdout
+    # The child pipeline passes the tags detect resolved; '' is no tag, whatever the environment says.
+    passed = invoke(repo, "publish", "plan", "--gpu-runner", "", DSP_PLAN=plan_json(repo, pushed), GPU_RUNNER="from-env")
+    assert "runner:   GPU runner (no tag: any untagged runner)" in passed.stdout
     strict = invoke(repo, "publish", "plan", "--strict", DSP_PLAN=plan_json(repo, pushed))
     assert strict.exit_code == 2 and "error: plan not posted: no merge request" in strict.stderr
 

@@ -145,7 +145,7 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
         if explain:
             from ds_pipelines.cli.explain import explained
 
-            explanation = explained(result, project, os.environ, source)
+            explanation = explained(result, project, os.environ, child_pipeline.Runners.from_env(os.environ, source))
             click.echo(json.dumps(explanation.to_dict(), indent=2) if as_json else explanation.to_text())
             return
     except (DsPipelinesError, OSError) as exc:

@@ -13,12 +13,12 @@ from ds_pipelines.triggers.explain import DURATIONS_SOURCE, Explanation, explain
 from ds_pipelines.triggers.rules import Plan
 
 
-def explained(plan: Plan, project: Project, environ: Mapping[str, str], source: str) -> Explanation:
-    """``plan`` over every notebook of ``project``, with runners from ``environ`` (as in the child pipeline)."""
+def explained(plan: Plan, project: Project, environ: Mapping[str, str], runners: Runners) -> Explanation:
+    """``plan`` over every notebook of ``project``; GitLab's settings from ``environ``."""
     specs = project.notebooks()
     planned = {n.path for n in (plan.would_run if plan.dry_run else plan.notebooks)}
     durations, note = durations_of([job_name(spec) for spec in specs if spec.path in planned], environ)
-    return explain(plan, specs, Runners.from_env(environ, source), durations, note)
+    return explain(plan, specs, runners, durations, note)
 
 
 def durations_of(job_names: list[str], environ: Mapping[str, str]) -> tuple[dict[str, list[float]] | None, str]:

@@ -246,9 +246,14 @@ def wiki(results_dirs: tuple[Path, ...], job_urls: tuple[str, ...], strict: bool
               help="The plan, as `ds-pipelines detect --json` prints it (the child pipeline's post-plan job sets it).")
 @click.option("--mr", "mr_iid", type=click.IntRange(min=1), metavar="IID",
               help="Merge request to post the plan on. Default: $CI_MERGE_REQUEST_IID.")
+@click.option("--gpu-runner", metavar="TAG", help="Runner tag of device: gpu notebooks ('' for none). Default: "
+              "$GPU_RUNNER, else $COMMIT_RUNNER (the child pipeline passes what detect resolved).")
+@click.option("--cpu-runner", metavar="TAG", help="Runner tag of device: cpu notebooks ('' for none). Default: "
+              "$CPU_RUNNER, else $COMMIT_RUNNER.")
 @strict_option("the plan")
 @project_dir_option
-def plan_comment(plan_json: str, mr_iid: int | None, strict: bool, project_dir: Path | None) -> None:
+def plan_comment(plan_json: str, mr_iid: int | None, gpu_runner: str | None, cpu_runner: str | None, strict: bool,
+                 project_dir: Path | None) -> None:
     """Print a [plan] dry run's plan and post it on its merge request.
 
     \b
@@ -266,6 +271,7 @@ def plan_comment(plan_json: str, mr_iid: int | None, strict: bool, project_dir: 
     from ds_pipelines.cli.explain import explained
     from ds_pipelines.publishing.plan import publish_plan_comment
     from ds_pipelines.results.origin import CHILD_SOURCE_ENV, Provenance
+    from ds_pipelines.triggers.child_pipeline import Runners
     from ds_pipelines.triggers.explain import duration_text
     from ds_pipelines.triggers.rules import Plan, TriggerError
 
@@ -280,7 +286,10 @@ def plan_comment(plan_json: str, mr_iid: int | None, strict: bool, project_dir: 
         console.error("--plan (or DSP_PLAN) is not a dry run ([plan] in the commit message): what ran is "
                       "published by `ds-pipelines publish mr`", 2)
     source = os.environ.get(CHILD_SOURCE_ENV) or os.environ.get("CI_PIPELINE_SOURCE") or "push"
-    explanation = explained(plan, load_project(project_dir), os.environ, source)
+    runners = Runners.from_env(os.environ, source)
+    runners = Runners(gpu=runners.gpu if gpu_runner is None else gpu_runner or None,
+                      cpu=runners.cpu if cpu_runner is None else cpu_runner or None)
+    explanation = explained(plan, load_project(project_dir), os.environ, runners)
     console.echo(explanation.to_text())
     total = explanation.expected_total_s
     with console.policy("plan not posted", strict=strict):

@@ -29,6 +29,7 @@ it; GitLab runs it with ``trigger: include: artifact``, or gitlab-ci-local as a 
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,7 @@ def child_pipeline(
     ``source`` is the parent pipeline's (a child's own is ``parent_pipeline``): merge requests get the metrics
     comment (on ``merge_request_iid``), every pipeline the wiki and the Slack alert."""
     if plan.dry_run:
-        return {"stages": [STAGE], PLAN_JOB: _plan_job(plan, image, source, merge_request_iid, runners.light)}
+        return {"stages": [STAGE], PLAN_JOB: _plan_job(plan, image, source, merge_request_iid, runners)}
     if plan.skip:
         return {"stages": [STAGE], NOTHING_TO_RUN_JOB: _tagged({
             "stage": STAGE,
@@ -159,10 +160,13 @@ def child_pipeline(
     return config
 
 
-def _plan_job(plan: Plan, image: str, source: str, merge_request_iid: str | None, runner: str | None) -> dict[str, Any]:
+def _plan_job(plan: Plan, image: str, source: str, merge_request_iid: str | None, runners: Runners) -> dict[str, Any]:
     # Compact JSON of paths the rules checked (no "$", which GitLab would expand) and fixed reasons.
     plan_json = json.dumps(plan.to_dict(), separators=(",", ":"))
-    command = "ds-pipelines publish plan" + (f" --mr {merge_request_iid}" if merge_request_iid else "")
+    # The runner tags the notebook jobs would carry, as resolved here, on the command line: CI/CD variables
+    # of the project or the pipeline would win over job variables of the same name.
+    command = " ".join(["ds-pipelines publish plan", *(["--mr", merge_request_iid] if merge_request_iid else []),
+                        "--gpu-runner", shlex.quote(runners.gpu or ""), "--cpu-runner", shlex.quote(runners.cpu or "")])
     return _tagged({
         "stage": STAGE,
         "image": image,
@@ -170,7 +174,7 @@ def _plan_job(plan: Plan, image: str, source: str, merge_request_iid: str | None
                       **({CHILD_MERGE_REQUEST_ENV: merge_request_iid} if merge_request_iid else {})},
         "before_script": list(_BEFORE_SCRIPT),
         "script": [command],
-    }, runner)
+    }, runners.light)
 
 
 def _results_folder(results_dir: str, spec: NotebookSpec) -> str:
