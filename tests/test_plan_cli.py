@@ -71,7 +71,7 @@ def test_explain_reads_the_durations_from_gitlab(repo, fake_gitlab):
         f"      why:      [run {INFERENCE}] in the commit message (override)",
         "      runner:   CPU runner (no tag: any untagged runner)",
         "      expected: unknown (no earlier successful run)",
-        "Durations: the median of its latest successful run-<name> jobs in this project's GitLab CI.",
+        "Durations: the median of each notebook's latest successful run-<name> jobs in this project's GitLab CI.",
     ]
     as_json = json.loads(invoke(repo, "detect", "--explain", "--json", **pushed, **fake_gitlab.environ()).stdout)
     assert as_json["plan"]["dry_run"] is True and as_json["plan"]["notebooks"] == []
@@ -87,7 +87,7 @@ def test_explain_without_gitlab_says_where_durations_would_come_from(repo):
     assert "expected: unknown (earlier runs not read)" in result.stdout
     assert result.stdout.rstrip().endswith(
         "Durations: not read, GitLab is not configured (set CI_SERVER_URL (or GITLAB_URL), CI_PROJECT_ID (or "
-        "GITLAB_PROJECT_ID), GITLAB_TOKEN (or REPO_TOKEN)); they would be the median of its latest successful "
+        "GITLAB_PROJECT_ID), GITLAB_TOKEN (or REPO_TOKEN)); they would be the median of each notebook's latest successful "
         "run-<name> jobs in this project's GitLab CI.")
 
 

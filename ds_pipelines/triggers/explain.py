@@ -26,7 +26,7 @@ from ds_pipelines.triggers.rules import (
 )
 
 NO_EARLIER_RUN = "unknown (no earlier successful run)"
-DURATIONS_SOURCE = "the median of its latest successful run-<name> jobs in this project's GitLab CI"
+DURATIONS_SOURCE = "the median of each notebook's latest successful run-<name> jobs in this project's GitLab CI"
 
 
 @dataclass(frozen=True)
