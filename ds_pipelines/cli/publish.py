@@ -157,7 +157,7 @@ def merge_request_iid(explicit: int | None, env: Mapping[str, str]) -> int:
 
 @click.group()
 def publish() -> None:
-    """Publish a run's results to GitLab: the merge-request comment and the wiki."""
+    """Publish a run's results to GitLab (the merge-request comment and the wiki), or a dry run's plan."""
 
 
 @publish.command("mr")
