@@ -243,7 +243,7 @@ def wiki(results_dirs: tuple[Path, ...], job_urls: tuple[str, ...], strict: bool
 
 @publish.command("plan")
 @click.option("--plan", "plan_json", metavar="JSON", required=True, envvar="DSP_PLAN", show_envvar=True,
-              help="The plan, as `ds-pipelines detect --json` prints it (the child pipeline's post-plan job sets it).")
+              help="The dry run's plan, as `ds-pipelines detect --json` prints it for a [plan] commit (the child pipeline's post-plan job sets it).")
 @click.option("--mr", "mr_iid", type=click.IntRange(min=1), metavar="IID",
               help="Merge request to post the plan on. Default: $CI_MERGE_REQUEST_IID.")
 @click.option("--gpu-runner", metavar="TAG", help="Runner tag of device: gpu notebooks ('' for none). Default: "
@@ -264,7 +264,7 @@ def plan_comment(plan_json: str, mr_iid: int | None, gpu_runner: str | None, cpu
     The plan goes into the merge request's one comment, updated in place;
     the results it showed stay in its collapsed history. Nothing runs.
     GitLab settings and the failure policy are those of `publish mr`.
-    A plan that is not valid JSON of a plan exits 2.
+    A --plan that is not the JSON of a dry run's plan exits 2.
     """
     import json
 
