@@ -243,7 +243,8 @@ def wiki(results_dirs: tuple[Path, ...], job_urls: tuple[str, ...], strict: bool
 
 @publish.command("plan")
 @click.option("--plan", "plan_json", metavar="JSON", required=True, envvar="DSP_PLAN", show_envvar=True,
-              help="The dry run's plan, as `ds-pipelines detect --json` prints it for a [plan] commit (the child pipeline's post-plan job sets it).")
+              help="The dry run's plan, as `ds-pipelines detect --json` prints it for a [plan] commit (the child "
+              "pipeline's post-plan job sets it).")
 @click.option("--mr", "mr_iid", type=click.IntRange(min=1), metavar="IID",
               help="Merge request to post the plan on. Default: $CI_MERGE_REQUEST_IID.")
 @click.option("--gpu-runner", metavar="TAG", help="Runner tag of device: gpu notebooks ('' for none). Default: "
