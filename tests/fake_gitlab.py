@@ -1,7 +1,7 @@
 """A stateful fake of GitLab's REST API v4, served over HTTP on 127.0.0.1, for python-gitlab unpatched.
 
 One project (``project_id`` 7, ``project_path`` "group/project"), found by numeric id or URL-encoded path,
-with merge-request notes, uploads, wiki pages, releases, pipelines and, when given ``repo``, the read side
+with merge-request notes, uploads, wiki pages, releases, pipelines, CI jobs and, when given ``repo``, the read side
 of a real git repository on disk (branches, commits, diffs, compare, tags; ``http_url_to_repo`` is that
 repository's path, so ``git clone`` of it works). Every API request needs ``PRIVATE-TOKEN: <token>`` (or
 ``Authorization: Bearer <token>``), else 401. Lists are paginated like GitLab (``per_page`` 20 by default,
@@ -93,6 +93,8 @@ class FakeGitLab(LoopbackServer):
         self.releases: dict[str, dict] = {}
         self.merge_requests: list[dict] = []
         self.pipelines: list[dict] = []
+        self.jobs: list[dict] = []
+        """CI jobs, oldest first (``add_job``); listed newest first, filtered by ``scope[]`` statuses."""
         self.max_per_page = MAX_PER_PAGE
         """GitLab's cap on ``per_page``; lower it to make a test page through a short list."""
         self.requests: list[tuple[str, str]] = []
@@ -132,6 +134,15 @@ class FakeGitLab(LoopbackServer):
         with self._lock:
             self.merge_requests.append(merge_request)
         return merge_request
+
+    def add_job(self, name: str, *, status: str = "success", duration: float | None = None, ref: str = "main") -> dict:
+        """Add a CI job that ran (newer than every job added before it)."""
+        job_id = next(self._ids)
+        job = {"id": job_id, "name": name, "status": status, "stage": "execute", "ref": ref, "duration": duration,
+               "web_url": f"{self.web_url}/-/jobs/{job_id}"}
+        with self._lock:
+            self.jobs.append(job)
+        return job
 
     def marked_notes(self, mr_iid: int, marker: str) -> list[dict]:
         """The notes of merge request ``mr_iid`` whose body carries ``marker``."""
@@ -197,6 +208,7 @@ class FakeGitLab(LoopbackServer):
             ("GET", f"{project}/releases/{_SEGMENT}", self._release),
             ("PUT", f"{project}/releases/{_SEGMENT}", self._update_release),
             ("POST", f"{project}/pipeline", self._create_pipeline),
+            ("GET", f"{project}/jobs", self._list_jobs),
             ("GET", f"{project}/repository/branches/{_SEGMENT}", self._branch),
             ("GET", f"{project}/repository/commits", self._list_commits),
             ("GET", f"{project}/repository/commits/{_SEGMENT}", self._commit),
@@ -409,6 +421,12 @@ class FakeGitLab(LoopbackServer):
                     "web_url": f"{self.web_url}/-/pipelines/{pipeline_id}"}
         self.pipelines.append(pipeline)
         return Reply(201, {k: v for k, v in pipeline.items() if k != "variables"})
+
+    def _list_jobs(self, params: dict) -> Reply:
+        scope = params.get("scope[]")
+        scopes = {scope} if isinstance(scope, str) else set(scope or ())
+        listed = [job for job in reversed(self.jobs) if not scopes or job["status"] in scopes]
+        return self._page(listed, params)
 
     # -- repository (read from the real git repository) ---------------------------------------------------
 

@@ -29,7 +29,8 @@ from required import require
 
 from ds_pipelines.cli.detect import detect
 from ds_pipelines.results.origin import Provenance
-from ds_pipelines.triggers.child_pipeline import NOTHING_TO_RUN_JOB
+from ds_pipelines.triggers.child_pipeline import NOTHING_TO_RUN_JOB, PLAN_JOB
+from ds_pipelines.triggers.rules import Plan
 
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 REPORT = "notebooks/report.ipynb"  # a third notebook, cpu, after nothing
@@ -195,6 +196,31 @@ def test_a_skipped_plan_pulls_no_big_image_and_takes_no_gpu(repo, tmp_path):
     assert (nothing["image"], nothing["tags"]) == ("python:3.11-alpine", ["light"])
     assert nothing["script"] == ["echo 'Nothing to run: [skip run] in the commit message.'"]
     assert IMAGE not in json.dumps(config) and "gpu" not in json.dumps(config)
+
+
+def test_a_dry_run_only_posts_its_plan(repo, tmp_path):
+    base = repo.head()
+    repo.touch(TRAINING)
+    repo.commit()
+    config = child(repo, tmp_path / "child.yml", f"[plan] [run {REPORT}]", CI_PIPELINE_SOURCE="merge_request_event",
+                   CI_MERGE_REQUEST_DIFF_BASE_SHA=base, CI_MERGE_REQUEST_IID="7", IMAGE=IMAGE, **RUNNERS)
+    # One job: no notebook job, no publishing of results, no GPU runner.
+    assert [name for name, job in config.items() if isinstance(job, dict)] == [PLAN_JOB]
+    assert config["stages"] == ["execute"]
+    job = config[PLAN_JOB]
+    # With the runner tags the notebook jobs would carry.
+    assert (job["image"], job["tags"], job["script"]) == (
+        IMAGE, ["light"], ["ds-pipelines publish plan --mr 7 --gpu-runner gpu --cpu-runner cpu"])
+    assert "ds-pipelines run" not in json.dumps(config)  # and its one job is on the light runner, above
+    plan = Plan.from_dict(json.loads(job["variables"]["DSP_PLAN"]))
+    assert plan.dry_run and plan.notebooks == ()
+    assert [(n.path, n.reason) for n in plan.would_run] == [(REPORT, "override"), (TRAINING, "modified")]  # path order
+    assert {k: v for k, v in job["variables"].items() if k != "DSP_PLAN"} == {
+        "DSP_PIPELINE_SOURCE": "merge_request_event", "DSP_MERGE_REQUEST_IID": "7"}
+    # A push without a merge request: the job prints the plan (publish plan then says there is no merge request).
+    pushed = child(repo, tmp_path / "push.yml", "[plan]", GPU_RUNNER="gpu runner")
+    assert pushed[PLAN_JOB]["script"] == ["ds-pipelines publish plan --gpu-runner 'gpu runner' --cpu-runner ''"]
+    assert schema_check(tmp_path / "child.yml", tmp_path / "push.yml").returncode == 0
 
 
 def test_the_light_image_and_results_folder_are_settings(repo, tmp_path):

@@ -64,10 +64,11 @@ def test_push_from_gitlab_variables(repo, tmp_path):
     assert plan_of(result) == [(TRAINING, "override"), (INFERENCE, "config-changed")]
     assert json.loads(result.stdout) | {"notebooks": []} == {
         "notebooks": [], "skip": False, "skip_reason": None, "release": "none", "tag": None, "deferred": False,
+        "dry_run": False, "would_run": [],
     }
     assert read_dotenv(dotenv) == {
         "DSP_NOTEBOOKS": f"{TRAINING} {INFERENCE}", "DSP_SKIP": "false", "DSP_SKIP_REASON": "",
-        "DSP_RELEASE": "none", "DSP_TAG": "", "DSP_DEFERRED": "false",
+        "DSP_RELEASE": "none", "DSP_TAG": "", "DSP_DEFERRED": "false", "DSP_DRY_RUN": "false",
     }
     assert result.stderr == ""
 
@@ -128,7 +129,7 @@ def test_tag_pipeline(repo, tmp_path, tag, args, release):
     values = read_dotenv(dotenv)
     assert values == {"DSP_NOTEBOOKS": "", "DSP_SKIP": "true", "DSP_RELEASE": release, "DSP_TAG": tag,
                       "DSP_SKIP_REASON": f"tag pipeline ({release} release): notebooks run on pushes, not on tags",
-                      "DSP_DEFERRED": "false"}
+                      "DSP_DEFERRED": "false", "DSP_DRY_RUN": "false"}
 
 
 def test_summary_output(repo):

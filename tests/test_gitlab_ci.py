@@ -274,6 +274,44 @@ def test_skip_run_commit_runs_no_notebook(project):
     assert not (project.artifacts("no-notebook-to-run") / "results").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_plan_commit_on_a_merge_request_runs_nothing_and_posts_the_plan(project, fake_gitlab):
+    base = project.head()
+    for seconds in (95, 105):  # the training notebook's earlier successful jobs
+        fake_gitlab.add_job("run-training_example", duration=seconds)
+    project.edit_notebook(TRAINING, {"cell_type": "markdown", "metadata": {}, "source": ["A new feature."]})
+    pushed = project.push("Add a feature: how long would training take?\n\n[plan]\n")
+    merge_request = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_DIFF_BASE_SHA": base,
+                     "CI_MERGE_REQUEST_IID": "5", "GPU_RUNNER": "gpu-runner"}
+
+    result = project.gitlab_ci_local(variables={**OFFLINE, **pushed, **merge_request, **gitlab_variables(fake_gitlab)},
+                                     unset=("CI_COMMIT_BRANCH",), env=job_environment(GITLAB_TOKEN=fake_gitlab.token))
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    plan = project.dotenv("detect-notebooks", "plan.env")
+    assert (plan["DSP_DRY_RUN"], plan["DSP_SKIP"], plan["DSP_NOTEBOOKS"]) == ("true", "true", "")
+    # The child pipeline is the one job that posts the plan: no notebook ran, nothing was kept or published.
+    child = yaml.safe_load((project.artifacts("detect-notebooks") / CHILD_PIPELINE).read_text())
+    assert [name for name, job in child.items() if isinstance(job, dict)] == ["post-plan"]
+    assert re.search(r"PASS\s+\[run-notebooks\] -> post-plan", output), output[-3000:]
+    assert "run-training_example" not in output and "publish-metrics-comment" not in output
+    assert not list((project.root / ".gitlab-ci-local" / "artifacts").glob("*/results"))
+    assert fake_gitlab.wiki == {}
+    log = project.log("post-plan")
+    assert f"  {TRAINING}  [would run]" in log and "expected: about 1 min 40 s (median of the last 2 successful runs)" in log
+    # The merge request's one comment lists the plan: notebooks, reasons, runner and expected duration.
+    [note] = fake_gitlab.notes[5]
+    body = note["body"]
+    assert f"## 🗺️ Plan for [{pushed['CI_COMMIT_SHA'][:8]}]" in body and "dry run, nothing executed" in body
+    training = next(line for line in body.splitlines() if line.startswith(f"| `{TRAINING}`"))
+    assert training == (f"| `{TRAINING}` | ▶️ would run | the notebook changed \\(modified\\) | GPU runner \\(tag gpu\\-runner\\) "
+                        "| about 1 min 40 s \\(median of the last 2 successful runs\\) |")
+    inference = next(line for line in body.splitlines() if line.startswith(f"| `{INFERENCE}`"))
+    assert "⏭️ not run" in inference and "unknown" not in inference
+
+
 def commit_scoring_inputs(project: CiProject) -> None:
     """A small model and 60 rows to score, committed and pushed: a schedule scores with what is deployed."""
     data = load_breast_cancer(as_frame=True).frame

@@ -8,6 +8,7 @@ and what they depend on (by uv.lock), and the job installs exactly the versions 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import subprocess
 import sys
@@ -76,6 +77,16 @@ def test_detect_imports_only_the_light_install(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "2 notebook(s) to run" in result.stdout
     assert {"run-training_example", "run-inference_example"} <= set(yaml.safe_load(child.read_text()))
+    # --explain too, even with GitLab's settings: the durations it cannot read are named, not a crash.
+    explain = subprocess.run(
+        [sys.executable, "-c", BLOCKER, ",".join(sorted(modules)), "detect", "--explain", "--before", repo.head(),
+         "--message", f"[plan] [run {TRAINING}]"],
+        cwd=repo.root, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "GITLAB_URL": "http://127.0.0.1:9", "GITLAB_PROJECT_ID": "7", "GITLAB_TOKEN": "x"},
+    )
+    assert explain.returncode == 0, explain.stderr
+    assert f"  {TRAINING}  [would run]" in explain.stdout
+    assert "Durations: not read, python-gitlab is not installed here (not in the light install: gitlab)" in explain.stdout
     # The blocker does refuse: a command that needs MLflow fails under it.
     publish = subprocess.run(
         [sys.executable, "-c", BLOCKER, ",".join(sorted(modules)), "publish", "wiki", "--strict", "--results", str(tmp_path)],

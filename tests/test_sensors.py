@@ -132,6 +132,25 @@ def test_merge_requests_run_their_changes_from_the_merge_base(deployment: Path, 
     assert json.loads(result.cursor)["mr:5"] == feature_head
 
 
+def test_a_plan_commit_launches_nothing_and_logs_its_plan(deployment: Path, gitlab):
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    repo.touch(TRAINING)
+    planned = repo.commit(f"try it first [plan] [run {INFERENCE}]")
+
+    result = tick(fake, cursor)
+
+    assert result.run_requests == []
+    assert json.loads(result.cursor)["branch:main"] == planned  # seen: the next tick does not plan it again
+    assert result.skip_reason.skip_message == (
+        f"commit {planned[:12]}: dry run, nothing launched ([plan] in the commit message: a dry run, nothing "
+        f"executes); would run: {TRAINING} (modified), {INFERENCE} (override)")
+    # The next commit without [plan] runs as usual.
+    repo.touch(TRAINING)
+    after = repo.commit("now train")
+    assert runs(tick(fake, result.cursor)) == [(after, TRAINING)]
+
+
 def checkout_of(request: dg.RunRequest) -> Path:
     return Path(request.run_config["ops"]["run_commit_notebook"]["config"]["project_dir"])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ from ds_pipelines.project.defaults import (
 from ds_pipelines.triggers.git_changes import changed_files, parse_name_status
 from ds_pipelines.triggers.rules import (
     CONFIG_CHANGED,
+    DRY_RUN_REASON,
     MODIFIED,
     OVERRIDE,
     SCHEDULED,
@@ -284,17 +287,66 @@ def test_plan_serializations():
     assert result.to_dict() == {
         "notebooks": [{"path": TRAINING, "reason": MODIFIED}, {"path": INFERENCE, "reason": OVERRIDE}],
         "skip": False, "skip_reason": None, "release": "none", "tag": None, "deferred": False,
+        "dry_run": False, "would_run": [],
     }
     assert result.to_dotenv() == (
         f"DSP_NOTEBOOKS={TRAINING} {INFERENCE}\nDSP_SKIP=false\nDSP_SKIP_REASON=\nDSP_RELEASE=none\nDSP_TAG=\n"
-        "DSP_DEFERRED=false\n"
+        "DSP_DEFERRED=false\nDSP_DRY_RUN=false\n"
     )
+    assert Plan.from_dict(result.to_dict()) == result
+    dry = Plan(skip_reason=DRY_RUN_REASON, dry_run=True, would_run=(PlannedNotebook(TRAINING, MODIFIED),))
+    assert Plan.from_dict(json.loads(dry.to_json())) == dry
+    assert "DSP_NOTEBOOKS=\nDSP_SKIP=true\n" in dry.to_dotenv() and dry.to_dotenv().endswith("DSP_DRY_RUN=true\n")
+
+
+@pytest.mark.parametrize(("data", "error"), [
+    ([], "expected a JSON object"),
+    ({"notebooks": [{"path": TRAINING}]}, "'notebooks' must be a list of {path, reason} objects"),
+    ({"would_run": "notebooks/x.ipynb"}, "'would_run' must be a list"),
+    ({"dry_run": "yes"}, "'dry_run' has the wrong type (str)"),
+])
+def test_a_plan_read_back_is_checked(data, error):
+    with pytest.raises(TriggerError, match=re.escape(error)):
+        Plan.from_dict(data)
+
+
+def test_plan_marker_makes_a_dry_run_of_what_would_run(repo):
+    project = Project(root=repo.root)
+    changes = [Change("M", TRAINING)]
+    for marker in ("[plan]", "[PLAN]", "see [Plan] please"):
+        result = plan(project, changes, marker)
+        assert (result.dry_run, result.skip, result.notebooks) == (True, True, ())
+        assert result.skip_reason == DRY_RUN_REASON
+        assert [(n.path, n.reason) for n in result.would_run] == [(TRAINING, MODIFIED)]
+    # [run ...] adds what the dry run plans, in run order (training before inference).
+    forced = plan(project, changes, f"[plan] [run {INFERENCE}]")
+    assert [(n.path, n.reason) for n in forced.would_run] == [(TRAINING, MODIFIED), (INFERENCE, OVERRIDE)]
+    # Nothing changed: still a dry run, which would run nothing.
+    idle = plan(project, [Change("M", "README.md")], "[plan]")
+    assert (idle.dry_run, idle.would_run) == (True, ())
+    # [skip run] wins: no dry run, nothing planned.
+    skipped = plan(project, changes, "[plan] [skip run]")
+    assert (skipped.dry_run, skipped.would_run, skipped.skip_reason) == (False, (), "[skip run] in the commit message")
+    # A bad [run ...] is still bad input in a dry run.
+    with pytest.raises(TriggerError, match="does not exist"):
+        plan(project, changes, "[plan] [run notebooks/missing.ipynb]")
+    # Not a marker: [plan] needs its brackets, and a plain [plans] is something else.
+    for message in ("plan", "[plans]", "[plan ]"):
+        assert not plan(project, changes, message).dry_run
+
+
+def test_schedules_and_tags_ignore_the_plan_marker(repo):
+    project = Project(root=repo.root)
+    scheduled = plan(project, [], "[plan]", source="schedule", scoring_notebook=INFERENCE)
+    assert (scheduled.dry_run, [(n.path, n.reason) for n in scheduled.notebooks]) == (False, [(INFERENCE, SCHEDULED)])
+    tagged = plan(project, [], "[plan]", tag="v1.0.0")
+    assert not tagged.dry_run and tagged.release == "production"
 
 
 def test_dotenv_values_are_single_line_and_plain():
     result = Plan(skip_reason="tag 'a$b\"c`d\n' x", tag="a$b\"c`d\nDSP_SKIP=false")
     lines = result.to_dotenv().splitlines()
-    keys = ["DSP_NOTEBOOKS", "DSP_SKIP", "DSP_SKIP_REASON", "DSP_RELEASE", "DSP_TAG", "DSP_DEFERRED"]
+    keys = ["DSP_NOTEBOOKS", "DSP_SKIP", "DSP_SKIP_REASON", "DSP_RELEASE", "DSP_TAG", "DSP_DEFERRED", "DSP_DRY_RUN"]
     assert [line.split("=", 1)[0] for line in lines] == keys
     assert "DSP_SKIP=true" in lines
     assert "DSP_TAG=a_b_c_d_DSP_SKIP=false" in lines

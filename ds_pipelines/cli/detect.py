@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -27,7 +28,7 @@ _CHILD_HEADER = ("# Written by `ds-pipelines detect --child-pipeline` (ds_pipeli
 @click.option("--after", metavar="REV", default="HEAD", show_default=True, envvar="CI_COMMIT_SHA", show_envvar=True,
               help="Compare up to this commit.")
 @click.option("--message", default="", envvar="CI_COMMIT_MESSAGE", show_envvar=True,
-              help="Commit message, read for [run notebooks/x.ipynb] and [skip run].")
+              help="Commit message, read for [run notebooks/x.ipynb], [skip run] and [plan].")
 @click.option("--tag", envvar="CI_COMMIT_TAG", show_envvar=True, help="Tag of a tag pipeline.")
 @click.option("--default-branch", metavar="BRANCH", envvar="CI_DEFAULT_BRANCH", show_envvar=True,
               help="On a first push, compare with where the branch left this one, when it is fetched.")
@@ -38,15 +39,21 @@ _CHILD_HEADER = ("# Written by `ds-pipelines detect --child-pipeline` (ds_pipeli
               f"Default: triggers.production_tag in configs/notebooks.yaml ({defaults.PRODUCTION_TAG} when unset).")
 @click.option("--development-tag", metavar="REGEX", help="Full-match pattern of development tags (not deployed). "
               f"Default: triggers.development_tag in configs/notebooks.yaml ({defaults.DEVELOPMENT_TAG} when unset).")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (with --explain: the explanation).")
+@click.option("--explain", is_flag=True,
+              help="Print every notebook: whether it runs (or would, in a [plan] dry run) and which rule decided, "
+              "its runner, and its expected duration: the median of its latest successful run-<name> CI jobs, read "
+              "from GitLab when CI_SERVER_URL (or GITLAB_URL), CI_PROJECT_ID (or GITLAB_PROJECT_ID) and GITLAB_TOKEN "
+              "are set.")
 @click.option("--dotenv", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan to FILE for GitLab's artifacts:reports:dotenv (DSP_NOTEBOOKS, DSP_SKIP, "
-              "DSP_SKIP_REASON, DSP_RELEASE, DSP_TAG, DSP_DEFERRED).")
+              "DSP_SKIP_REASON, DSP_RELEASE, DSP_TAG, DSP_DEFERRED, DSP_DRY_RUN).")
 @click.option("--child-pipeline", "child_pipeline_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the plan's child pipeline to FILE (GitLab CI YAML for trigger:include:artifact): one job "
               "per planned notebook, tagged $GPU_RUNNER or $CPU_RUNNER by its device (each defaults to "
               "$SCHEDULED_RUNNER in schedules, else $COMMIT_RUNNER), then the publishing jobs on $LIGHT_RUNNER; "
-              "a plan that runs nothing has one job, on $LIGHT_RUNNER in --light-image.")
+              "a plan that runs nothing has one job, on $LIGHT_RUNNER in --light-image; a [plan] dry run has one job, "
+              "post-plan, on $LIGHT_RUNNER in --image, which posts the plan (ds-pipelines publish plan).")
 @click.option("--image", envvar="IMAGE", show_envvar=True, default="$CI_REGISTRY_IMAGE:latest", show_default=True,
               help="Image of the child pipeline's notebook jobs (ds-pipelines' environment).")
 @click.option("--light-image", envvar="LIGHT_IMAGE", show_envvar=True, default=defaults.LIGHT_IMAGE,
@@ -58,7 +65,7 @@ _CHILD_HEADER = ("# Written by `ds-pipelines detect --child-pipeline` (ds_pipeli
 def detect(repo: Path, source: str, before: str | None, after: str, message: str, tag: str | None,
            default_branch: str | None, scoring_notebook: str | None, production_tag: str | None,
            development_tag: str | None,
-           as_json: bool, dotenv: Path | None, child_pipeline_file: Path | None, image: str, light_image: str,
+           as_json: bool, explain: bool, dotenv: Path | None, child_pipeline_file: Path | None, image: str, light_image: str,
            results_dir: str, artifacts_expire_in: str) -> None:
     """Decide which notebooks a CI pipeline runs, from git changes and the commit message.
 
@@ -69,6 +76,8 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
     - [run notebooks/x.ipynb] in the commit message, any number of times,
       runs that notebook too (override)
     - [skip run] in the commit message runs nothing, whatever else applies
+    - [plan] in the commit message is a dry run: nothing runs; the child
+      pipeline posts what would run (the rules above) to the merge request
     - a schedule runs the scoring notebook only (scheduled)
     - a tag runs nothing; v1.2.3 is a production release, dev-1.2.3 a
       development one, anything else (v1.2.3-rc1 too) no release
@@ -78,6 +87,7 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
 
     \b
     Upstream notebooks run first (training before inference).
+    With --explain, say so notebook by notebook, with runners and durations.
     Exit status: 0 with a plan (even an empty one), 2 for bad input.
     """
     import yaml
@@ -132,6 +142,12 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
             )
             text = _CHILD_HEADER + yaml.safe_dump(config, sort_keys=False, width=120)
             write_atomically(child_pipeline_file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        if explain:
+            from ds_pipelines.cli.explain import explained
+
+            explanation = explained(result, project, os.environ, child_pipeline.Runners.from_env(os.environ, source))
+            click.echo(json.dumps(explanation.to_dict(), indent=2) if as_json else explanation.to_text())
+            return
     except (DsPipelinesError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(_BAD_INPUT) from None
@@ -139,7 +155,10 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
 
 
 def _summary(result: rules.Plan) -> str:
-    if result.skip:
+    if result.dry_run:
+        lines = [f"Dry run ([plan] in the commit message): nothing runs; {len(result.would_run)} notebook(s) would run:"]
+        lines += [f"  {n.path}  ({n.reason})" for n in result.would_run]
+    elif result.skip:
         lines = [f"Nothing to run: {result.skip_reason}."]
     else:
         width = max(len(n.path) for n in result.notebooks)

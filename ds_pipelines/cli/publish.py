@@ -1,4 +1,5 @@
-"""``ds-pipelines publish mr|wiki``: a run's results on its merge request and in the project wiki.
+"""``ds-pipelines publish mr|wiki|plan``: a run's results on its merge request and in the project wiki, a
+dry run's plan on its merge request.
 
 The work is done by ``ds_pipelines.publishing``; this module reads its inputs from GitLab CI's variables
 (the run's origin, the GitLab client, the masker, the job whose artifacts hold the results) and holds the
@@ -156,7 +157,7 @@ def merge_request_iid(explicit: int | None, env: Mapping[str, str]) -> int:
 
 @click.group()
 def publish() -> None:
-    """Publish a run's results to GitLab: the merge-request comment and the wiki."""
+    """Publish a run's results to GitLab (the merge-request comment and the wiki), or a dry run's plan."""
 
 
 @publish.command("mr")
@@ -238,3 +239,65 @@ def wiki(results_dirs: tuple[Path, ...], job_urls: tuple[str, ...], strict: bool
         )
         for page in written:
             console.echo(f"Wiki page {page.slug} {page.action}.")
+
+
+@publish.command("plan")
+@click.option("--plan", "plan_json", metavar="JSON", required=True, envvar="DSP_PLAN", show_envvar=True,
+              help="The dry run's plan, as `ds-pipelines detect --json` prints it for a [plan] commit (the child "
+              "pipeline's post-plan job sets it).")
+@click.option("--mr", "mr_iid", type=click.IntRange(min=1), metavar="IID",
+              help="Merge request to post the plan on. Default: $CI_MERGE_REQUEST_IID.")
+@click.option("--gpu-runner", metavar="TAG", help="Runner tag of device: gpu notebooks ('' for none). Default: "
+              "$GPU_RUNNER, else $COMMIT_RUNNER (the child pipeline passes what detect resolved).")
+@click.option("--cpu-runner", metavar="TAG", help="Runner tag of device: cpu notebooks ('' for none). Default: "
+              "$CPU_RUNNER, else $COMMIT_RUNNER.")
+@strict_option("the plan")
+@project_dir_option
+def plan_comment(plan_json: str, mr_iid: int | None, gpu_runner: str | None, cpu_runner: str | None, strict: bool,
+                 project_dir: Path | None) -> None:
+    """Print a [plan] dry run's plan and post it on its merge request.
+
+    \b
+    Every notebook: whether it would run and which rule decided, the
+    runner of its device (GPU_RUNNER, CPU_RUNNER), and its expected
+    duration: the median of its latest successful run-<name> CI jobs,
+    read from GitLab ("unknown (no earlier successful run)" without one).
+    The plan goes into the merge request's one comment, updated in place;
+    the results it showed stay in its collapsed history. Nothing runs.
+    GitLab settings and the failure policy are those of `publish mr`.
+    A --plan that is not the JSON of a dry run's plan exits 2.
+    """
+    import json
+
+    from ds_pipelines.cli.explain import explained
+    from ds_pipelines.publishing.plan import publish_plan_comment
+    from ds_pipelines.results.origin import CHILD_SOURCE_ENV, Provenance
+    from ds_pipelines.triggers.child_pipeline import Runners
+    from ds_pipelines.triggers.explain import duration_text
+    from ds_pipelines.triggers.rules import Plan, TriggerError
+
+    console = Console()
+    try:
+        plan = Plan.from_dict(json.loads(plan_json))
+    except json.JSONDecodeError as exc:
+        console.error(f"--plan (or DSP_PLAN) is not JSON: {exc}", 2)
+    except TriggerError as exc:
+        console.error(f"--plan (or DSP_PLAN): {exc}", 2)
+    if not plan.dry_run:
+        console.error("--plan (or DSP_PLAN) is not a dry run ([plan] in the commit message): what ran is "
+                      "published by `ds-pipelines publish mr`", 2)
+    source = os.environ.get(CHILD_SOURCE_ENV) or os.environ.get("CI_PIPELINE_SOURCE") or "push"
+    runners = Runners.from_env(os.environ, source)
+    runners = Runners(gpu=runners.gpu if gpu_runner is None else gpu_runner or None,
+                      cpu=runners.cpu if cpu_runner is None else cpu_runner or None)
+    explanation = explained(plan, load_project(project_dir), os.environ, runners)
+    console.echo(explanation.to_text())
+    total = explanation.expected_total_s
+    with console.policy("plan not posted", strict=strict):
+        iid = merge_request_iid(mr_iid, os.environ)
+        note_id, action = publish_plan_comment(
+            explanation.lines, summary=explanation.summary, durations_note=explanation.durations_note,
+            expected_total=duration_text(total) if total is not None else None,
+            mr_iid=iid, client=gitlab_client(), origin=Provenance.from_gitlab_ci(os.environ),
+        )
+        console.echo(f"Plan {action} in the merge-request comment on !{iid} (note {note_id}).")

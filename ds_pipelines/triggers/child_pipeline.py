@@ -22,10 +22,15 @@ it; GitLab runs it with ``trigger: include: artifact``, or gitlab-ci-local as a 
   cannot read a child's artifacts, so they are here rather than in the parent.
 - A plan that runs nothing has one job only (GitLab wants at least one): it says why on the light runner, in
   the light image, so a skipped plan pulls no multi-GB image and occupies no GPU.
+- A dry run (``[plan]``) has one job only, ``post-plan`` on the light runner: ``ds-pipelines publish plan``
+  reads the plan from ``DSP_PLAN`` (JSON), looks up the notebooks' durations in GitLab, prints the plan and
+  posts it to the merge request. It runs in the project's image, which has python-gitlab; nothing executes.
 """
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +46,9 @@ NOTIFY_STAGE = "notify"
 JOB_DOTENV = "notebook-job.env"
 """Each notebook job's dotenv report: its URL (``DSP_JOB_URL_<name>``), and ``DSP_SUCCEEDED_<name>=true``."""
 NOTHING_TO_RUN_JOB = "no-notebook-to-run"
+PLAN_JOB = "post-plan"
+PLAN_ENV = "DSP_PLAN"
+"""The dry run's plan, as ``Plan.to_dict`` JSON, in ``PLAN_JOB``'s variables (``ds-pipelines publish plan`` reads it)."""
 # Job names of notebooks: asset names are [A-Za-z0-9_], so they never clash with NOTHING_TO_RUN_JOB.
 _JOB_PREFIX = "run-"
 # The checkout's project and ds_pipelines, not the image's copies (as templates/notebooks.yml's jobs do).
@@ -90,6 +98,8 @@ def child_pipeline(
     """The child pipeline's configuration; ``specs`` by notebook path, holding every planned notebook.
     ``source`` is the parent pipeline's (a child's own is ``parent_pipeline``): merge requests get the metrics
     comment (on ``merge_request_iid``), every pipeline the wiki and the Slack alert."""
+    if plan.dry_run:
+        return {"stages": [STAGE], PLAN_JOB: _plan_job(plan, image, source, merge_request_iid, runners)}
     if plan.skip:
         return {"stages": [STAGE], NOTHING_TO_RUN_JOB: _tagged({
             "stage": STAGE,
@@ -151,6 +161,23 @@ def child_pipeline(
     config["notify-slack"] = {**publish("notify slack", with_job_urls=False), "when": "on_failure",
                               "allow_failure": True}
     return config
+
+
+def _plan_job(plan: Plan, image: str, source: str, merge_request_iid: str | None, runners: Runners) -> dict[str, Any]:
+    # Compact JSON of paths the rules checked (no "$", which GitLab would expand) and fixed reasons.
+    plan_json = json.dumps(plan.to_dict(), separators=(",", ":"))
+    # The runner tags the notebook jobs would carry, as resolved here, on the command line: CI/CD variables
+    # of the project or the pipeline would win over job variables of the same name.
+    command = " ".join(["ds-pipelines publish plan", *(["--mr", merge_request_iid] if merge_request_iid else []),
+                        "--gpu-runner", shlex.quote(runners.gpu or ""), "--cpu-runner", shlex.quote(runners.cpu or "")])
+    return _tagged({
+        "stage": STAGE,
+        "image": image,
+        "variables": {PLAN_ENV: plan_json, CHILD_SOURCE_ENV: source,
+                      **({CHILD_MERGE_REQUEST_ENV: merge_request_iid} if merge_request_iid else {})},
+        "before_script": list(_BEFORE_SCRIPT),
+        "script": [command],
+    }, runners.light)
 
 
 def _results_folder(results_dir: str, spec: NotebookSpec) -> str:

@@ -13,9 +13,12 @@ Rules, for a push or merge-request pipeline:
   the notebooks it affects are run through their own files or ``[run ...]``;
 - ``[run notebooks/x.ipynb]`` in the commit message, any number of times, adds that notebook
   (``override``); ``[skip run]`` wins over everything and runs nothing.
+- ``[plan]`` in the commit message makes the pipeline a dry run: the rules above decide what would run
+  (``[run ...]`` included), nothing runs, and the plan says so (``dry_run``, ``would_run``); CI posts it to
+  the merge request, the commit sensor logs it. ``[skip run]`` still wins: nothing is planned or posted.
 
 A ``schedule`` pipeline runs the scoring notebook (``scheduled``) and nothing else: its commit message
-belongs to an old push, so neither ``[run]`` nor ``[skip run]`` applies (like GitLab's ``[skip ci]``).
+belongs to an old push, so neither ``[run]``, ``[plan]`` nor ``[skip run]`` applies (like GitLab's ``[skip ci]``).
 A tag pipeline runs no notebook (its commits ran when pushed); the tag only sets ``release``. A schedule that
 targets a tag (production scoring) is a schedule: it runs the scoring notebook; ``release`` still names the
 tag's kind, but releasing is the tag pipeline's job, which CI's rules never start from a schedule.
@@ -44,6 +47,7 @@ from ds_pipelines.project.defaults import (
 )
 
 MODIFIED, CONFIG_CHANGED, OVERRIDE, SCHEDULED = "modified", "config-changed", "override", "scheduled"
+NOTHING_CHANGED = "no notebook or notebook config changed"
 DOTENV_MAX_BYTES = 5 * 1024
 """GitLab's default limit for an ``artifacts:reports:dotenv`` file."""
 
@@ -51,6 +55,8 @@ DOTENV_MAX_BYTES = 5 * 1024
 # even a 1 MB message of "[run[run[run..." is matched in linear time.
 _OVERRIDE = re.compile(r"\[run(?:\]|[ \t]([^\[\]\n]*)\])", re.IGNORECASE)
 _SKIP = re.compile(r"\[skip[ \t]+run\]", re.IGNORECASE)
+_DRY_RUN = re.compile(r"\[plan\]", re.IGNORECASE)
+DRY_RUN_REASON = "[plan] in the commit message: a dry run, nothing executes"
 # Planned paths travel space-separated through a dotenv file: no spaces, quotes, "$" or control characters.
 _SAFE_PATH = re.compile(r"[\w.+@,~/-]+")
 _UNSAFE_TEXT = re.compile(r"[^\w .,:;()\[\]+@/=-]")
@@ -87,7 +93,10 @@ class PlannedNotebook:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a pipeline runs. ``skip`` means no notebook runs; ``skip_reason`` then says why."""
+    """What a pipeline runs. ``skip`` means no notebook runs; ``skip_reason`` then says why.
+
+    A dry run (``[plan]``) runs nothing (``notebooks`` is empty, so everything that reads it launches nothing)
+    and lists in ``would_run`` what it would have run, with the same reasons and order."""
 
     notebooks: tuple[PlannedNotebook, ...] = ()
     skip_reason: str | None = None
@@ -95,6 +104,8 @@ class Plan:
     tag: str | None = None
     deferred: bool = False
     """The project leaves this pipeline's runs and releases to the other orchestrator (``triggers.orchestrator``)."""
+    dry_run: bool = False
+    would_run: tuple[PlannedNotebook, ...] = ()
 
     @property
     def skip(self) -> bool:
@@ -108,7 +119,29 @@ class Plan:
             "release": self.release,
             "tag": self.tag,
             "deferred": self.deferred,
+            "dry_run": self.dry_run,
+            "would_run": [asdict(n) for n in self.would_run],
         }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Plan:
+        """The plan ``to_dict`` wrote (a child pipeline's job reads it back); TriggerError when it is not one."""
+        def planned(key: str) -> tuple[PlannedNotebook, ...]:
+            items = data.get(key, [])
+            if not isinstance(items, list) or not all(
+                    isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("reason"), str)
+                    for item in items):
+                raise TriggerError(f"plan: {key!r} must be a list of {{path, reason}} objects")
+            return tuple(PlannedNotebook(item["path"], item["reason"]) for item in items)
+
+        if not isinstance(data, dict):
+            raise TriggerError(f"plan: expected a JSON object as `ds-pipelines detect --json` prints, not {type(data).__name__}")
+        for key, kind in (("skip_reason", (str, type(None))), ("release", str), ("tag", (str, type(None))),
+                          ("deferred", bool), ("dry_run", bool)):
+            if key in data and not isinstance(data[key], kind):
+                raise TriggerError(f"plan: {key!r} has the wrong type ({type(data[key]).__name__})")
+        return cls(planned("notebooks"), data.get("skip_reason"), data.get("release", NO_RELEASE), data.get("tag"),
+                   data.get("deferred", False), data.get("dry_run", False), planned("would_run"))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -126,6 +159,7 @@ class Plan:
             "DSP_RELEASE": self.release,
             "DSP_TAG": _UNSAFE_TEXT.sub("_", self.tag or "")[:200],
             "DSP_DEFERRED": "true" if self.deferred else "false",
+            "DSP_DRY_RUN": "true" if self.dry_run else "false",
         }
         text = "".join(f"{key}={value}\n" for key, value in values.items())
         if len(text.encode()) > DOTENV_MAX_BYTES:
@@ -150,6 +184,11 @@ def overrides(message: str) -> list[str]:
 def skips(message: str) -> bool:
     """Whether the commit message says ``[skip run]``."""
     return _SKIP.search(message) is not None
+
+
+def dry_run(message: str) -> bool:
+    """Whether the commit message says ``[plan]``."""
+    return _DRY_RUN.search(message) is not None
 
 
 def plan(
@@ -198,10 +237,13 @@ def plan(
         what = f"[run {raw if len(raw) <= 200 else '...'}] in the commit message"
         reasons.setdefault(_requested(project, specs, raw, what), OVERRIDE)
 
-    if not reasons:
-        return Plan(skip_reason="no notebook or notebook config changed")
     ordered = project.in_run_order([specs[path] for path in reasons])
-    return Plan(tuple(PlannedNotebook(spec.path, reasons[spec.path]) for spec in ordered))
+    planned = tuple(PlannedNotebook(spec.path, reasons[spec.path]) for spec in ordered)
+    if dry_run(message):
+        return Plan(skip_reason=DRY_RUN_REASON, dry_run=True, would_run=planned)
+    if not planned:
+        return Plan(skip_reason=NOTHING_CHANGED)
+    return Plan(planned)
 
 
 def _is_notebook(path: str) -> bool:

@@ -4,7 +4,7 @@ Free of Dagster imports; the sensor (``ds_pipelines.defs.triggers.sensors``) onl
 requests and stores the cursor. The cursor maps each watched ref (``branch:main``, ``mr:12``) to the last
 commit seen there, so after a restart the next evaluation continues from it: nothing is run twice, nothing
 is skipped. Each commit is planned on its own checkout, so ``[run ...]`` and config changes are read from
-that commit's ``configs/notebooks.yaml``.
+that commit's ``configs/notebooks.yaml``. A ``[plan]`` commit launches nothing: its plan is a message.
 """
 
 from __future__ import annotations
@@ -148,7 +148,10 @@ def _plan(result: Evaluation, commit: Commit, changes: list[Change], settings: T
         # A bad [run ...] or a broken config in one commit must not stop the sensor for every later commit.
         result.messages.append(f"{where}: not run: {exc}")
         return
-    if decided.skip:
+    if decided.dry_run:
+        would = ", ".join(f"{n.path} ({n.reason})" for n in decided.would_run) or "nothing"
+        result.messages.append(f"{where}: dry run, nothing launched ({decided.skip_reason}); would run: {would}")
+    elif decided.skip:
         result.messages.append(f"{where}: nothing to run ({decided.skip_reason})")
     for planned in decided.notebooks:
         result.runs.append(CommitRun(planned.path, planned.reason, folder, provenance))

@@ -81,7 +81,7 @@ def render_mr_comment(
         parts.append(_notebook_section(nb, baselines.get(nb.name), default_branch, links, plots.get(nb.name, {}),
                                        failures.get(nb.name) or describe_failure(nb), safe))
     if history:
-        parts.append(_history_section(history))
+        parts.append(history_section(history))
     parts.append(datablock.embed(DATA_KIND, {"version": 1, "current": current, "history": history}))
     return "\n\n".join(part for part in parts if part) + "\n"
 
@@ -269,7 +269,8 @@ def _legend(current: Mapping[str, Interval], baseline: Mapping[str, Interval], c
     return line + f" Δ: {RULE}."
 
 
-def _history_section(history: list[dict[str, Any]]) -> str:
+def history_section(history: list[dict[str, Any]]) -> str:
+    """The collapsed table of earlier commits' results (``previous_history``'s entries)."""
     rows = ["| commit | finished | notebook | status | metrics |", "|:--|:--|:--|:--|:--|"]
     for entry in history:
         for nb in entry["notebooks"] or [{"name": "—", "status": entry["status"], "metrics": {}}]:
