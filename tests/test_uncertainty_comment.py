@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 
+import dagster as dg
 import pytest
 from published import Rendered, assert_clean_exit, cli_env, run_cli
 from sandbox import SMALL_OPTUNA, Sandbox
 
+from ds_pipelines.defs.notebooks.assets import UNCERTAINTY_METADATA_KEY
 from ds_pipelines.publishing.render.comment import MR_MARKER
 from ds_pipelines.results.uncertainty import WITHIN_NOISE
 
@@ -40,6 +42,10 @@ def test_a_branch_that_only_changes_the_sampler_seed_is_within_noise(sandbox, tm
     assert set(branch["uncertainty"]) >= {"roc_auc", "cv_roc_auc", "log_loss"}
     assert branch["uncertainty"]["roc_auc"]["kind"] == "bootstrap 95%"
     assert branch["uncertainty"]["cv_roc_auc"]["kind"] == "CV fold ±1 sd"
+    # The Dagster materialization carries the same intervals as results.json.
+    with dg.DagsterInstance.from_config(sandbox.env["DAGSTER_HOME"]) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("training_example"))
+        assert event.asset_materialization.metadata[UNCERTAINTY_METADATA_KEY].value == branch["uncertainty"]
 
     env = cli_env(sandbox, fake_gitlab, CI_MERGE_REQUEST_IID=str(MR), CI_PROJECT_DIR=str(tmp_path), CI_DEFAULT_BRANCH="main")
     published = run_cli(env, "publish", "mr", "--results", str(sandbox.root / "branch-results"), cwd=tmp_path)

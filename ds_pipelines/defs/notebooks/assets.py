@@ -40,6 +40,8 @@ from ds_pipelines.results.reproducibility import (
 from ds_pipelines.results.uncertainty import checked
 
 GROUP = "notebooks"
+UNCERTAINTY_METADATA_KEY = "uncertainty"
+"""Materialization metadata: metric name to ``{low, high, kind}`` (``results.uncertainty``)."""
 DEFAULT_BRANCH_ENV = "CI_DEFAULT_BRANCH"
 
 
@@ -129,6 +131,8 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
                 **kept,
                 "duration_s": round(time.monotonic() - started, 2),
                 **{name: dg.MetadataValue.float(value) for name, value in result.get("metrics", {}).items()},
+                # Beside the values, so a run's page in the UI shows how far each metric may move by chance.
+                **({UNCERTAINTY_METADATA_KEY: dg.MetadataValue.json(result["uncertainty"])} if result.get("uncertainty") else {}),
                 **({"mlflow_run_id": run_id} if run_id else {}),
                 METADATA_KEY: dg.MetadataValue.json(record),
                 CONFIG_METADATA_KEY: dg.MetadataValue.json(dict(config)),
