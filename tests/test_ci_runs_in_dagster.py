@@ -8,20 +8,14 @@ over GraphQL, with the executed notebook's link into the job's artifacts (the jo
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from ci_helpers import OFFLINE, CiProject, missing_tools
+from dagster_webserver import dagster_webserver, graphql
 from gitrepo import TRAINING
-from mlflow_serve import free_port
 from postgres import SUPERUSER_PASSWORD
 from required import require
 
@@ -33,20 +27,10 @@ from ds_pipelines.execution.instance import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a CI pipeline that trains, then a webserver
 
-STARTUP_TIMEOUT_S = 180
 RUNS_QUERY = "{ runsOrError { ... on Runs { results { runId status jobName tags { key value } } } } }"
 MATERIALIZATIONS_QUERY = """{ assetOrError(assetKey: {path: ["training_example"]}) { ... on Asset {
   assetMaterializations(limit: 5) { runId metadataEntries { label __typename
     ... on UrlMetadataEntry { url } ... on FloatMetadataEntry { floatValue } } } } } }"""
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer = json.loads(response.read())
-    assert "errors" not in answer, answer
-    return answer["data"]
 
 
 def test_a_ci_run_is_a_run_of_the_shared_instance(tmp_path: Path, postgres):
@@ -65,31 +49,13 @@ def test_a_ci_run_is_a_run_of_the_shared_instance(tmp_path: Path, postgres):
     assert re.search(r"PASS\s+\[run-notebooks\] -> run-training_example", output), output[-3000:]
     assert SUPERUSER_PASSWORD not in output, "the database password stays out of the job log"
 
-    port = free_port()
     ui_home = tmp_path / "deployment-home"
     ui_home.mkdir()
     (ui_home / "dagster.yaml").write_text(INSTANCE_SETTINGS + POSTGRES_STORAGE)
     env = {**os.environ, "DAGSTER_HOME": str(ui_home), POSTGRES_URL_ENV: url, "DS_PIPELINES_PROJECT_DIR": str(project.root)}
-    log = tmp_path / "webserver.log"
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-m", "ds_pipelines.definitions",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=project.root, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(1)
+    with dagster_webserver(project.root, env, tmp_path / "webserver.log") as port:
         runs = graphql(port, RUNS_QUERY)["runsOrError"]["results"]
         materializations = graphql(port, MATERIALIZATIONS_QUERY)["assetOrError"]["assetMaterializations"]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
 
     [run] = runs
     assert run["status"] == "SUCCESS"

@@ -9,20 +9,14 @@ the second run, not the third."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from dagster_webserver import dagster_webserver, graphql
 from gitrepo import GitRepo, notebook_json
 from mlflow.tracking import MlflowClient
-from mlflow_serve import free_port
 from sandbox import make_sandbox
 
 pytestmark = pytest.mark.slow  # three runs with MLflow in the kernel, then a webserver
@@ -41,7 +35,6 @@ CHECKS = [
     {"metric": "roc_auc", "max": 0.99, "blocking": False},
     {"metric": "roc_auc", "no_worse_than_baseline": True, "blocking": False},
 ]
-STARTUP_TIMEOUT_S = 180
 CHECK_NAMES = ("roc_auc_min", "roc_auc_max", "roc_auc_vs_baseline")
 OPENMETRICS_LINE = re.compile(r"# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* gauge|[a-zA-Z_:][a-zA-Z0-9_:]* (-?[0-9.e+-]+|NaN|[+-]Inf)")
 
@@ -155,35 +148,11 @@ EXECUTIONS_QUERY = """query($name: String!) { assetCheckExecutions(assetKey: {pa
   runId status evaluation { success severity description } } }"""
 
 
-def graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"query": query, "variables": variables or {}}).encode())
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
-
-
 def test_the_dagster_ui_shows_every_check_evaluation(runs, tmp_path: Path):
     box, project, outcomes = runs
-    port = free_port()
-    log = tmp_path / "webserver.log"
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-m", "ds_pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=project, env=box.env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(1)
+    with dagster_webserver(project, box.env, tmp_path / "webserver.log") as port:
         [node] = graphql(port, CHECKS_QUERY)["assetNodes"]
         executions = {name: graphql(port, EXECUTIONS_QUERY, {"name": name})["assetCheckExecutions"] for name in CHECK_NAMES}
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
     assert {check["name"]: check["blocking"] for check in node["assetChecksOrError"]["checks"]} == {
         "roc_auc_min": True, "roc_auc_max": False, "roc_auc_vs_baseline": False}
     run_ids = [results["notebooks"][0]["dagster_run_id"] for _, results, _ in outcomes]
