@@ -38,8 +38,18 @@ def dagster_webserver(cwd: Path, env: dict[str, str], log: Path) -> Iterator[int
                 time.sleep(1)
         yield port
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        stop_process_group(server)
+
+
+def stop_process_group(server: subprocess.Popen, grace_s: float = 60) -> None:
+    """SIGTERM to the server's process group, then SIGKILL if it is still running after ``grace_s`` (a
+    ``dagster dev`` under the full suite's load once took longer than a minute to stop its webserver)."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:

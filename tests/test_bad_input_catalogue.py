@@ -173,7 +173,7 @@ CONFIG_CASES = [
     Case("training-unknown-metric", yaml_edit(TRAINING_CONFIG, nested("optuna", metric="rmse")),
          CHECK, (TRAIN + "optuna.metric: Input should be 'roc_auc'", "got 'rmse'")),
     Case("training-unknown-pruner", yaml_edit(TRAINING_CONFIG, nested("optuna", pruner="percentile")),
-         CHECK, (TRAIN + "optuna.pruner: Input should be 'median', 'hyperband' or 'none', got 'percentile'",)),
+         CHECK, (TRAIN + "optuna.pruner: Input should be 'median', 'top_quarter', 'top_tenth', 'hyperband' or 'none', got 'percentile'",)),
     Case("training-early-stopping-zero", yaml_edit(TRAINING_CONFIG, nested("optuna", early_stopping_rounds=0)),
          CHECK, (TRAIN + "optuna.early_stopping_rounds: Input should be greater than or equal to 1, got 0",)),
     Case("training-register-without-name", yaml_edit(TRAINING_CONFIG, lambda data: data["mlflow"].pop("registered_model_name")),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from dagster_webserver import stop_process_group
 from mlflow_serve import free_port
 from sandbox import REPO
 
@@ -52,8 +52,7 @@ def test_dagster_dev_serves_the_notebook_assets_sensors_and_schedule(tmp_path: P
             assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "dev.log").read_text()[-3000:]
             time.sleep(1)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        stop_process_group(server)
     keys = sorted(node["assetKey"]["path"][0] for node in nodes)
     assert keys == ["inference_example", "training_example"]
     assert all(not node["description"].startswith("/") for node in nodes)

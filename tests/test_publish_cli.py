@@ -79,7 +79,7 @@ def test_comment_is_created_then_updated_in_place_with_the_first_commit_in_its_h
     assert metrics[0][:2] == ["metric", "this commit"]
     training = notebook_entry(json.loads((results / "results.json").read_text()), "training_example")
     interval = training["uncertainty"]["roc_auc"]
-    assert ["roc_auc", f"{training['metrics']['roc_auc']:.4f} ± {(interval['high'] - interval['low']) / 2:.2g}"] == metrics[1][:2]
+    assert ["roc_auc", f"{training['metrics']['roc_auc']:.4g} ± {(interval['high'] - interval['low']) / 2:.2g}"] == metrics[1][:2]
     # The executed notebook is linked in the job's artifacts, never uploaded; plots are uploaded untouched.
     assert f"{fake_gitlab.web_url}/-/jobs/42/artifacts/file/results/training_example/training_example.ipynb" in page.targets
     plots = {path.name: path.read_bytes() for path in (results / "training_example" / "artifacts").glob("*.png")}

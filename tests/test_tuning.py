@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer
 
 from ds_pipelines.errors import ConfigError, NotebookInputError
-from ds_pipelines.examples.tuning import tune_xgboost
+from ds_pipelines.examples.tuning import EVALUATION_INTERVAL, tune_xgboost
 from ds_pipelines.project.config import validate
 from ds_pipelines.project.schemas.training import (
     OptunaSettings,
@@ -70,16 +71,36 @@ def test_early_stopping_ends_folds_before_the_trials_n_estimators(data):
     assert tuned.params["n_estimators"] == tuned.study.best_trial.user_attrs["n_estimators"]
 
 
+def test_early_stopping_checks_the_score_every_few_rounds_and_after_the_last(data):
+    """A fold's best round is one where early stopping looked: every EVALUATION_INTERVAL rounds, or the last."""
+    trials = tune(data, early_stopping_rounds=5, pruner="none").study.trials
+    fold_rounds = [(rounds, t.params["n_estimators"]) for t in trials for rounds in t.user_attrs["fold_rounds"]]
+    assert all(rounds % EVALUATION_INTERVAL == 0 or rounds == cap for rounds, cap in fold_rounds)
+    assert any(rounds < cap for rounds, cap in fold_rounds), "early stopping never stopped"
+
+
 def test_without_early_stopping_each_fold_trains_the_sampled_rounds(data):
     tuned = tune(data, early_stopping_rounds=None, pruner="none")
     assert all(t.user_attrs["n_estimators"] == t.params["n_estimators"] for t in tuned.study.trials)
     assert all(10 <= t.params["n_estimators"] <= 60 for t in tuned.study.trials)
 
 
-def test_the_median_pruner_stops_worse_trials_and_none_stops_none(data):
-    pruned = tune(data, n_trials=16, pruner="median")
-    assert pruned.pruned > 0 and pruned.completed + pruned.pruned == 16
-    assert all(len(t.intermediate_values) < 3 for t in pruned.study.trials if t.state.name == "PRUNED")
+@pytest.mark.parametrize(("pruner", "share_kept"), [("median", 0.5), ("top_quarter", 0.25), ("top_tenth", 0.1)])
+def test_a_trial_goes_on_only_while_in_the_kept_share_of_the_complete_trials(data, pruner, share_kept):
+    """After 5 complete trials, a trial stops after a fold (not the last) once its best mean score so far is
+    below that share of the earlier complete trials' scores at that fold, and only then."""
+    trials = tune(data, n_trials=16, pruner=pruner).study.trials
+    assert any(t.state.name == "PRUNED" for t in trials)
+    for trial in trials:
+        last_step = max(trial.intermediate_values)
+        for step in range(last_step + 1):
+            earlier = [t.intermediate_values[step] for t in trials[: trial.number] if t.state.name == "COMPLETE"]
+            best_so_far = max(trial.intermediate_values[s] for s in range(step + 1))
+            kept = len(earlier) < 5 or step == 2 or best_so_far >= np.quantile(earlier, 1 - share_kept)
+            assert kept == (trial.state.name == "COMPLETE" or step < last_step), (trial.number, step)
+
+
+def test_without_a_pruner_every_trial_completes(data):
     unpruned = tune(data, n_trials=16, pruner="none")
     assert unpruned.pruned == 0 and unpruned.completed == 16
 
@@ -104,13 +125,13 @@ def config_with(**optuna_settings) -> dict:
 
 def test_the_shipped_config_names_the_pruner_and_early_stopping():
     settings = validate(TrainingConfig, config_with(), display=CONFIG).optuna
-    assert (settings.pruner, settings.early_stopping_rounds) == ("median", 30)
+    assert (settings.pruner, settings.early_stopping_rounds) == ("top_tenth", 30)
     assert validate(TrainingConfig, config_with(pruner="none", early_stopping_rounds=None), display=CONFIG).optuna.early_stopping_rounds is None
 
 
 @pytest.mark.parametrize(("settings", "expected"), [
-    ({"pruner": "percentile"}, "optuna.pruner: Input should be 'median', 'hyperband' or 'none', got 'percentile'"),
-    ({"pruner": None}, "optuna.pruner: Input should be 'median', 'hyperband' or 'none', got None"),
+    ({"pruner": "percentile"}, "optuna.pruner: Input should be 'median', 'top_quarter', 'top_tenth', 'hyperband' or 'none', got 'percentile'"),
+    ({"pruner": None}, "optuna.pruner: Input should be 'median', 'top_quarter', 'top_tenth', 'hyperband' or 'none', got None"),
     ({"early_stopping_rounds": 0}, "optuna.early_stopping_rounds: Input should be greater than or equal to 1, got 0"),
     ({"early_stopping_rounds": -5}, "optuna.early_stopping_rounds: Input should be greater than or equal to 1, got -5"),
     ({"early_stopping_rounds": "ten"}, "optuna.early_stopping_rounds: Input should be a valid integer"),

@@ -7,15 +7,19 @@ budget, with the same folds, metric and search space:
   every fit building its own matrix again.
 - With ``early_stopping_rounds``, each fold trains until its validation score stops improving, up to the
   trial's sampled ``n_estimators``; the folds' mean number of rounds becomes the final model's
-  ``n_estimators``. So a trial never trains more rounds than the plain loop's trial would.
+  ``n_estimators``. So a trial never trains more rounds than the plain loop's trial would. The score is
+  checked every ``EVALUATION_INTERVAL`` rounds, not after each one.
 - After each fold the trial reports its mean score so far; the pruner stops trials that are clearly worse
-  than earlier ones at the same fold. Per-round reports (optuna-integration's ``XGBoostPruningCallback``)
+  than the complete ones at the same fold. Per-round reports (optuna-integration's ``XGBoostPruningCallback``)
   would compare trials at equal round numbers, where a small learning rate always looks worse early on.
 
-Trials run one after another, each fit on every core XGBoost sees: on two cores that was faster than two
-parallel single-threaded trials (``benchmarks/tuning.py --parallel-trials 2``), and parallel trials would give
-the seeded sampler results in a timing-dependent order. So a fixed ``sampler_seed`` gives the same trials
-and the same best trial on one machine (XGBoost's ``hist`` training is deterministic for a given thread count).
+Trials run one after another and so do their folds, each fit on every core XGBoost sees, so that a trial the
+pruner stops after its first fold has cost one fit. On two quiet cores a 2-thread fit took 1.07-1.14x the
+time per fit of two single-threaded fits side by side (4k to 80k rows, ``benchmarks/fold_threads.py``);
+parallel folds would lose more than that to folds trained past a prune and, with 5 folds on 2 cores, to the
+odd fold out. Parallel trials would give the seeded sampler results in a timing-dependent order. So a fixed
+``sampler_seed`` gives the same trials and the same best trial on one machine (XGBoost's ``hist`` training
+is deterministic for a given thread count).
 
 ``from ds_pipelines.examples import tuning``
 """
@@ -23,11 +27,8 @@ and the same best trial on one machine (XGBoost's ``hist`` training is determini
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,9 @@ STUDY_NAME = "training"
 """Fixed, so that the Hyperband pruner (which assigns trials to brackets by study name) is deterministic."""
 
 XGBOOST_DEFAULT_ROUNDS = 100
+
+EVALUATION_INTERVAL = 5
+"""Rounds between two checks of a fold's validation score by early stopping; the best round is one of them."""
 
 
 @dataclass(frozen=True)
@@ -110,35 +114,39 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _parallel_folds(device: str, n_folds: int) -> int:
-    """Folds trained at once: one per core on the CPU, each fit single-threaded (XGBoost's threads wait for
-    each other at every tree level, which costs most on small data and on a busy machine); one on a GPU."""
-    return 1 if device.startswith("cuda") else max(1, min(n_folds, _cores()))
+class _EarlyStopping(xgboost.callback.TrainingCallback):
+    """Ends a fold's training once its validation score has not improved for ``patience`` rounds, checking it
+    every ``EVALUATION_INTERVAL`` rounds. XGBoost's own early stopping evaluates after every round, which cost
+    a fifth of each fit at 100k rows."""
 
-
-class _StopWhenSet(xgboost.callback.TrainingCallback):
-    """Ends training after the current round once ``event`` is set (the trial was pruned)."""
-
-    def __init__(self, event: threading.Event):
+    def __init__(self, valid, patience: int, maximize: bool):
         super().__init__()
-        self._event = event
+        self._valid, self._patience, self._maximize = valid, patience, maximize
+        self._best_score: float | None = None
+        self.best_round = -1
+
+    def score(self, model, epoch: int) -> None:
+        """Evaluate the model after round ``epoch`` (0-based) and keep it if it is the best so far."""
+        score = float(model.eval_set([(self._valid, "valid")], epoch).rsplit(":", 1)[1])  # "[12]\tvalid-auc:0.97"
+        if self._best_score is None or (score > self._best_score if self._maximize else score < self._best_score):
+            self._best_score, self.best_round = score, epoch
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
-        return self._event.is_set()
+        if (epoch + 1) % EVALUATION_INTERVAL:
+            return False
+        self.score(model, epoch)
+        return epoch - self.best_round >= self._patience
 
 
-def _train_fold(params: dict, fold: _Fold, rounds_cap: int, early_stopping: int | None, stop: threading.Event):
+def _train_fold(params: dict, fold: _Fold, rounds_cap: int, early_stopping: int | None):
     """One fold's validation predictions at its best round, and that round count."""
-    booster = xgboost.train(
-        params,
-        fold.train,
-        num_boost_round=rounds_cap,
-        evals=[(fold.valid, "valid")] if early_stopping else (),
-        early_stopping_rounds=early_stopping,
-        verbose_eval=False,
-        callbacks=[_StopWhenSet(stop)],
-    )
-    used = booster.best_iteration + 1 if early_stopping else rounds_cap
+    if not early_stopping:
+        booster = xgboost.train(params, fold.train, num_boost_round=rounds_cap)
+        return booster.predict(fold.valid), rounds_cap
+    watch = _EarlyStopping(fold.valid, early_stopping, maximize=params["eval_metric"] == "auc")
+    booster = xgboost.train(params, fold.train, num_boost_round=rounds_cap, callbacks=[watch])
+    watch.score(booster, booster.num_boosted_rounds() - 1)  # the last round, when it fell between two checks
+    used = watch.best_round + 1
     return booster.predict(fold.valid, iteration_range=(0, used)), used
 
 
@@ -147,6 +155,9 @@ def make_pruner(name: str, n_folds: int):
     pruners = {
         # Five complete trials before any pruning: the median of fewer is noise.
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
+        # Optuna's percentile is the share kept: a trial goes on only while in the top quarter (tenth).
+        "top_quarter": lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=5, n_warmup_steps=0),
+        "top_tenth": lambda: optuna.pruners.PercentilePruner(10.0, n_startup_trials=5, n_warmup_steps=0),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=n_folds, reduction_factor=3),
         "none": optuna.pruners.NopPruner,
     }
@@ -173,22 +184,16 @@ def tune_xgboost(
     device: str,
     random_state: int,
     callbacks: Sequence[Callable] = (),
-    parallel_folds: int | None = None,
 ) -> Tuned:
     """Tune an ``XGBClassifier`` by k-fold CV under the notebook config's ``optuna`` section (``settings``:
     ``n_trials``, ``timeout``, ``direction``, ``metric``, ``cv_folds``, ``sampler_seed``, ``search_space``,
-    ``pruner``, ``early_stopping_rounds``); ``fixed_params`` (``model.params``) apply to every trial.
-    ``parallel_folds``: folds trained at once, the cores shared among them (default: one per core on the CPU,
-    one on a GPU)."""
+    ``pruner``, ``early_stopping_rounds``); ``fixed_params`` (``model.params``) apply to every trial."""
     started = time.monotonic()
     labels = _binary_labels(y)
     folds = _folds(X, labels, settings.cv_folds, random_state, int(fixed_params.get("max_bin", 256)))
     early_stopping = settings.early_stopping_rounds
     space = settings.search_space
     default_rounds = int(fixed_params.get("n_estimators", XGBOOST_DEFAULT_ROUNDS))
-
-    workers = parallel_folds or _parallel_folds(device, settings.cv_folds)
-    threads = max(1, _cores() // workers)
 
     def objective(trial) -> float:
         sampled = suggest(trial, space)
@@ -198,24 +203,18 @@ def tune_xgboost(
         # The sklearn wrapper's own translation (n_jobs -> nthread, random_state -> seed, objective), so a
         # trial trains exactly what the final XGBClassifier will.
         model = xgboost.XGBClassifier(**{**fixed_params, **sampled}, device=device, random_state=random_state)
-        params = {**model.get_xgb_params(), "nthread": threads, "eval_metric": _stopping_metric(settings.metric)}
-        stop = threading.Event()
-        running = [pool.submit(_train_fold, params, fold, rounds_cap, early_stopping, stop) for fold in folds]
+        params = {**model.get_xgb_params(), "nthread": _cores(), "eval_metric": _stopping_metric(settings.metric)}
         scores, rounds = [], []
-        try:
-            # Reported in fold order whichever fold finishes first, so pruning does not depend on timing.
-            for step, (fold, future) in enumerate(zip(folds, running)):
-                probability, used = future.result()
-                scores.append(_score(settings.metric, fold.y_valid, probability))
-                rounds.append(used)
-                trial.report(float(np.mean(scores)), step)
-                # After the last fold the work is done: a result is worth more than a prune.
-                if step < len(folds) - 1 and trial.should_prune():
-                    raise optuna.TrialPruned()
-        finally:
-            stop.set()  # a pruned trial's folds still training stop after their current round
-            futures_wait(running)
+        for step, fold in enumerate(folds):
+            probability, used = _train_fold(params, fold, rounds_cap, early_stopping)
+            scores.append(_score(settings.metric, fold.y_valid, probability))
+            rounds.append(used)
+            trial.report(float(np.mean(scores)), step)
+            # After the last fold the work is done: a result is worth more than a prune.
+            if step < len(folds) - 1 and trial.should_prune():
+                raise optuna.TrialPruned()
         trial.set_user_attr("n_estimators", int(round(np.mean(rounds))))
+        trial.set_user_attr("fold_rounds", rounds)
         trial.set_user_attr("fold_scores", scores)
         return float(np.mean(scores))
 
@@ -225,8 +224,7 @@ def tune_xgboost(
         sampler=optuna.samplers.TPESampler(seed=settings.sampler_seed),
         pruner=make_pruner(settings.pruner, settings.cv_folds),
     )
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fold") as pool:
-        study.optimize(objective, n_trials=settings.n_trials, timeout=settings.timeout, callbacks=list(callbacks))
+    study.optimize(objective, n_trials=settings.n_trials, timeout=settings.timeout, callbacks=list(callbacks))
     states = [trial.state for trial in study.trials]
     if optuna.trial.TrialState.COMPLETE not in states:
         raise NotebookInputError(f"no tuning trial completed within optuna.timeout ({settings.timeout} s)")

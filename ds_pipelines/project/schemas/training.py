@@ -54,9 +54,10 @@ class OptunaSettings(StrictModel):
     cv_folds: int = Field(3, ge=2)
     sampler_seed: int | None = 42
     """Seeds Optuna's TPE sampler: the same seed gives the same trials and best trial on one machine."""
-    pruner: Literal["median", "hyperband", "none"] = "median"
-    """Stops trials that are clearly worse after a fold: ``median`` (worse than the median of earlier trials at
-    that fold, after 5 complete trials), ``hyperband``, or ``none``."""
+    pruner: Literal["median", "top_quarter", "top_tenth", "hyperband", "none"] = "top_tenth"
+    """Stops trials that are clearly worse after a fold: ``median`` (worse than the median of the complete trials
+    at that fold, after 5 complete trials), ``top_quarter`` or ``top_tenth`` (not in their top quarter or
+    tenth), ``hyperband``, or ``none``."""
     early_stopping_rounds: int | None = Field(30, ge=1)
     """Each fold trains until its validation score has not improved for this many rounds, up to the trial's
     ``n_estimators``; the folds' mean round count becomes the final model's ``n_estimators``. ``null``: off."""
