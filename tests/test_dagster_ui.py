@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from dagster_webserver import stop_process_group
+from dagster_webserver import graphql, stop_process_group
 from mlflow_serve import free_port
 from sandbox import REPO
 
 pytestmark = pytest.mark.slow  # starts `dagster dev`
 
 STARTUP_TIMEOUT_S = 180
-ASSETS_QUERY = {"query": "{ assetNodes { assetKey { path } description } }"}
-TRIGGERS_QUERY = {"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { "
-                  "sensors { name } schedules { name cronSchedule } } } } }"}
-
-
-def graphql(port: int, query: dict) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps(query).encode(), headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())["data"]
+ASSETS_QUERY = "{ assetNodes { assetKey { path } description } }"
+TRIGGERS_QUERY = ("{ repositoriesOrError { ... on RepositoryConnection { nodes { "
+                  "sensors { name } schedules { name cronSchedule } } } } }")
 
 
 def test_dagster_dev_serves_the_notebook_assets_sensors_and_schedule(tmp_path: Path):

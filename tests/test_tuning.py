@@ -30,6 +30,7 @@ def data():
     return frame.drop(columns=["target"]), frame["target"]
 
 
+FOLDS = 3
 # Small, so that a test's tuning takes a second or two.
 SEARCH_SPACE = {
     "max_depth": Parameter(type="int", low=2, high=4),
@@ -42,7 +43,7 @@ SEARCH_SPACE = {
 def tune(data, **settings):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     X, y = data
-    options = {"n_trials": 8, "timeout": None, "cv_folds": 3, "sampler_seed": 7, "search_space": SEARCH_SPACE, **settings}
+    options = {"n_trials": 8, "timeout": None, "cv_folds": FOLDS, "sampler_seed": 7, "search_space": SEARCH_SPACE, **settings}
     return tune_xgboost(X, y, OptunaSettings(**options), fixed_params={}, device="cpu", random_state=42)
 
 
@@ -55,8 +56,8 @@ def test_a_fixed_seed_gives_the_same_best_trial_twice(data):
 def test_the_best_value_is_the_mean_of_its_fold_scores(data):
     """The fold scores give the CV metric's spread (uncertainty) in the training notebook."""
     tuned = tune(data, n_trials=3)
-    assert len(tuned.fold_scores) == 3 and len(set(tuned.fold_scores)) > 1
-    assert tuned.value == pytest.approx(sum(tuned.fold_scores) / 3)
+    assert len(tuned.fold_scores) == FOLDS and len(set(tuned.fold_scores)) > 1
+    assert tuned.value == pytest.approx(sum(tuned.fold_scores) / FOLDS)
 
 
 def test_another_seed_samples_other_trials(data):
@@ -96,7 +97,7 @@ def test_a_trial_goes_on_only_while_in_the_kept_share_of_the_complete_trials(dat
         for step in range(last_step + 1):
             earlier = [t.intermediate_values[step] for t in trials[: trial.number] if t.state.name == "COMPLETE"]
             best_so_far = max(trial.intermediate_values[s] for s in range(step + 1))
-            kept = len(earlier) < 5 or step == 2 or best_so_far >= np.quantile(earlier, 1 - share_kept)
+            kept = len(earlier) < 5 or step == FOLDS - 1 or best_so_far >= np.quantile(earlier, 1 - share_kept)
             assert kept == (trial.state.name == "COMPLETE" or step < last_step), (trial.number, step)
 
 
