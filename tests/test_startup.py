@@ -126,3 +126,125 @@ def _processes_with(marker: str) -> list[str]:
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue  # not ours, or gone
     return found
+
+
+def test_long_lived_objects_are_frozen_and_collection_resumes_as_it_was():
+    code = (
+        "import gc\n"
+        "from ds_pipelines.execution.lean_imports import long_lived_objects\n"
+        "frozen = gc.get_freeze_count()\n"
+        "with long_lived_objects():\n"
+        "    during = gc.isenabled()\n"
+        "    made = [[i] for i in range(1000)]\n"
+        "print(during, gc.isenabled(), gc.get_freeze_count() >= frozen + 1000)\n"
+        "try:\n"
+        "    with long_lived_objects():\n"
+        "        raise ValueError\n"
+        "except ValueError:\n"
+        "    print(gc.isenabled())\n"
+        "gc.disable()\n"
+        "with long_lived_objects():\n"
+        "    pass\n"
+        "print(gc.isenabled())\n"  # the caller's choice stands
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["False True True", "True", "False"]
+
+
+def test_the_warm_up_leaves_the_notebook_a_collecting_garbage_collector(sandbox):
+    """The kernel's warm-up loads Dagster with collection paused: the notebook after it must get it back,
+    also when the warm-up fails (the injected cell reports that failure, not the warm-up)."""
+    project = one_cell_project(sandbox.root)
+    code = (
+        "import gc, sys\n"
+        "from ds_pipelines.execution.kernels import warm_up\n"
+        "warm_up(*sys.argv[1:3])\n"
+        "print(gc.isenabled(), 'dagstermill' in sys.modules, gc.get_freeze_count() > 100000)\n"
+        "try:\n"
+        "    warm_up('ds_pipelines.no_such_module', 'job')\n"
+        "except ImportError:\n"
+        "    print(gc.isenabled())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "ds_pipelines.defs.notebooks.definitions", "notebooks_job"],
+                          env={**sandbox.env, "DS_PIPELINES_PROJECT_DIR": str(project)}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["True True True", "True"]
+
+
+@pytest.mark.slow  # starts kernels
+def test_nbclient_is_answered_when_it_connects_while_the_kernel_starts(sandbox):
+    """The warm-up request goes out as the kernel starts; a client that connects while the kernel still starts
+    up (nbclient's, on a loaded machine) raced it for the kernel's answers when both had one ZeroMQ identity,
+    and the loser never heard back ("Kernel didn't respond in 120 seconds")."""
+    from jupyter_core.utils import run_sync
+
+    from ds_pipelines.execution import kernels
+
+    notebook = one_cell_project(sandbox.root) / "notebooks" / "one.ipynb"
+    for _ in range(3):  # the race went either way: the loser was this client about every other time
+        kernels.start_early(notebook, kernels.JobPointer("ds_pipelines.no_such_module", "job"), kernel_name="python3",
+                            cwd=sandbox.root, env=sandbox.env)
+        kernel = kernels.take(notebook)
+        assert kernel is not None
+        try:
+            client = kernel.manager.client()  # at once, as the kernel starts
+            (warm_up,) = [handed for handed in kernel.manager.handed_out if handed is not client]
+            assert warm_up.session.bsession != client.session.bsession
+            client.start_channels()
+            run_sync(client.wait_for_ready)(timeout=60)
+        finally:
+            kernel.kill()
+
+
+# Prints for a minute from a thread: IOPub is never quiet meanwhile.
+KEEPS_PRINTING = (
+    "import threading, time\n"
+    "def chatter():\n"
+    "    for _ in range(1200):\n"
+    "        print('.', end='', flush=True)\n"
+    "        time.sleep(0.05)\n"
+    "threading.Thread(target=chatter, daemon=True).start()\n"
+)
+
+
+@pytest.mark.slow  # starts a kernel
+def test_a_kernel_started_early_is_ready_while_it_prints(sandbox):
+    """jupyter_client's ``wait_for_ready`` waits for 0.2 s without IOPub messages, which never comes while the
+    kernel prints; nbclient's client for a kernel started early is ready once the kernel answers, and then
+    receives what the next cell prints."""
+    import asyncio
+
+    from jupyter_core.utils import run_sync
+
+    from ds_pipelines.execution import kernels
+
+    notebook = one_cell_project(sandbox.root) / "notebooks" / "one.ipynb"
+    kernels.start_early(notebook, kernels.JobPointer("ds_pipelines.no_such_module", "job"), kernel_name="python3",
+                        cwd=sandbox.root, env=sandbox.env)
+    kernel = kernels.take(notebook)
+    assert kernel is not None
+    try:
+        async def printing_then_ready() -> list[str]:
+            starter = kernel.manager.client()
+            starter.start_channels(iopub=False)
+            started = starter.execute(KEEPS_PRINTING)
+            assert (await starter.get_shell_msg(timeout=120))["parent_header"]["msg_id"] == started
+            client = kernel.manager.client()  # as nbclient takes it
+            assert isinstance(client, kernels.ReadyOnReplyClient)
+            client.start_channels()
+            await asyncio.wait_for(client.wait_for_ready(timeout=60), timeout=90)
+            printed = []
+            reply = await client.execute_interactive(
+                "print('after ready')", timeout=60,
+                output_hook=lambda msg: printed.append(msg["content"].get("text", ""))
+                if msg["parent_header"].get("msg_id") and msg["msg_type"] == "stream" else None,
+            )
+            assert reply["content"]["status"] == "ok"
+            return printed
+
+        printed = run_sync(printing_then_ready)()
+    finally:
+        kernel.kill()
+    assert "after ready\n" in printed

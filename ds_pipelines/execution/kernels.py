@@ -17,13 +17,18 @@ from __future__ import annotations
 import importlib
 import logging
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.session import Session
 from jupyter_core.utils import run_sync
+from traitlets import Type
 
 # Sent to the kernel before the notebook (``warm_up`` below); binds no name in the notebook's namespace.
 WARM_UP = '__import__("ds_pipelines.execution.kernels").execution.kernels.warm_up({module!r}, {attribute!r})'
@@ -52,22 +57,17 @@ def warm_up(module: str, attribute: str) -> None:
     The injected cell imports Dagster and reconstructs the job from its code pointer (the project's
     configs and notebooks are read again there, so nothing loaded here is used stale). It does not touch
     the run, the instance or the notebook's namespace, and a failure changes nothing: the injected cell
-    reports it. What is loaded by then lives as long as the kernel: ``gc.freeze`` keeps the garbage
-    collector from scanning it at every full collection and at exit, which took the kernel about a second.
-    The notebook's own objects are collected as usual.
+    reports it. What is loaded by then lives as long as the kernel (``lean_imports.long_lived_objects``); the
+    notebook's own objects are collected as usual.
     """
-    import gc
+    from ds_pipelines.execution.lean_imports import import_papermill, long_lived_objects
 
-    from ds_pipelines.execution.lean_imports import import_papermill
-
-    try:
+    with long_lived_objects():
         import_papermill()  # before dagstermill imports it
         import dagster as dg
         import dagstermill  # noqa: F401
 
         dg.reconstructable(JobPointer(module, attribute).load()).get_definition()
-    finally:
-        gc.freeze()
 
 
 class QuietKernelManager(AsyncKernelManager):
@@ -84,8 +84,44 @@ class QuietKernelManager(AsyncKernelManager):
         await super().start_kernel(**kw)
 
 
+class ReadyOnReplyClient(AsyncKernelClient):
+    """The client nbclient gets for a kernel started early: ready as soon as the kernel answers.
+
+    jupyter_client's ``wait_for_ready`` ends by reading IOPub until it has been quiet for 0.2 s, to drop what a
+    freshly started kernel published. This kernel published that long before, when nobody subscribed (ZeroMQ
+    dropped it), and nbclient ignores IOPub messages that answer requests other than its own: waiting for
+    quiet costs every notebook 0.2 s for nothing, and never ends while something in the kernel keeps printing.
+    The rest is jupyter_client's: ``kernel_info`` until the kernel replies, then one IOPub message to know that
+    IOPub is subscribed (output published before that would be lost).
+    """
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:
+                    await self.iopub_channel.get_msg(timeout=0.2)
+                except Empty:
+                    pass  # IOPub not subscribed yet: ask again
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    return
+            if not await self.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+
 class _ClientTrackingKernelManager(QuietKernelManager):
-    """Remembers the clients it hands out: nbclient leaves a borrowed kernel's client open when done."""
+    """Remembers the clients it hands out (nbclient leaves a borrowed kernel's client open when done); they are
+    ``ReadyOnReplyClient``s."""
+
+    client_factory = Type(ReadyOnReplyClient, klass=AsyncKernelClient)
 
     def client(self, **kwargs):
         client = super().client(**kwargs)
@@ -109,7 +145,11 @@ class EarlyKernel:
     async def _start(self) -> None:
         await self.manager.start_kernel(extra_arguments=list(KERNEL_ARGUMENTS), cwd=str(self.cwd),
                                         **({"env": dict(self.env)} if self.env is not None else {}))
-        warm_up = self.manager.client()
+        # A session of its own: clients of one session connect to the kernel under one ZeroMQ identity, and the
+        # kernel answers only the one that connected last. While the kernel starts up, this client and nbclient's
+        # may both be waiting to connect; were this one to get through last, nbclient's would never hear back.
+        warm_up = self.manager.client(session=Session(key=self.manager.session.key,
+                                                      signature_scheme=self.manager.session.signature_scheme))
         # The request waits in ZeroMQ's queue until the kernel is up; nothing here waits for the kernel.
         warm_up.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         warm_up.execute(WARM_UP.format(module=self.job.module, attribute=self.job.attribute), silent=True, store_history=False)

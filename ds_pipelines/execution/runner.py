@@ -6,19 +6,17 @@ its own Dagster run of that job, with the notebook's asset selected and its conf
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ds_pipelines.execution import interrupts, kernels
 from ds_pipelines.execution.instance import open_instance
-from ds_pipelines.execution.lean_imports import import_papermill
+from ds_pipelines.execution.lean_imports import import_papermill, long_lived_objects
 from ds_pipelines.project import NotebookSpec, Project
 from ds_pipelines.project.notebook_file import kernel_for
 from ds_pipelines.results.checks import (
@@ -107,7 +105,7 @@ def _run_in_order(
     on_line: Callable[[str], None],
     executed_notebook_urls: Mapping[str, str],
 ) -> list[NotebookResult]:
-    with _long_lived_objects():
+    with long_lived_objects():
         import_papermill()  # before the job's definitions import dagstermill, which imports it
         import dagster as dg
         import nbformat
@@ -186,21 +184,6 @@ def _print_checks(outcomes: list[CheckOutcome], on_line: Callable[[str], None]) 
             on_line(f"  warning: non-blocking check {outcome.name} failed: {outcome.message}")
         else:
             on_line(f"  check {outcome.name}: {outcome.status} ({outcome.message})")
-
-
-@contextmanager
-def _long_lived_objects() -> Iterator[None]:
-    """Importing Dagster creates a few hundred thousand objects that live as long as the process.
-
-    The garbage collector would scan them again and again while they are created, and at every full
-    collection after: collect nothing meanwhile, then move them out of its way (``gc.freeze``).
-    """
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 def _failed(result: NotebookResult, run) -> NotebookResult:
