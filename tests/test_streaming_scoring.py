@@ -174,8 +174,12 @@ def test_unlabelled_input_reports_the_distribution_only(tmp_path, model):
 # --- memory --------------------------------------------------------------------------------------------------------
 
 PEAK_RSS_SCRIPT = """
-import re, sys, xgboost
+import re, sys, pyarrow, xgboost
 from pathlib import Path
+# Arrow's allocator keeps freed memory for a second before it gives it back: how much that is depends on how
+# long the run has lasted, not on its rows, and the smaller run ends before it levels off (its peak came out
+# 10 to 35 MiB lower for that alone). Given back at once, both peaks count what the scoring holds.
+pyarrow.jemalloc_set_decay_ms(0)
 from ds_pipelines.examples.scoring import score_table
 from ds_pipelines.project.schemas.inference import FieldMapping, OutputColumns
 model = xgboost.XGBClassifier()
@@ -191,24 +195,31 @@ print(summary.rows, int(peak_kib) * 1024)
 MEMORY_MARGIN = 24 * 2**20
 
 
-@pytest.mark.slow  # two processes score two million rows
+MEMORY_RUNS = 3
+
+
+@pytest.mark.slow  # six processes, three of them score two million rows
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_peak_memory_does_not_grow_with_the_row_count(tmp_path, model, suffix):
     """Twenty times the rows (100,000 against 2,000,000: 458 MiB of features in memory, 250 MiB of CSV) raise
     the scoring process's peak RSS by less than MEMORY_MARGIN: what reads the whole table would not, nor what
-    keeps every row's id, score and label (about 44 MiB more). The smaller table is large enough to fill the
-    buffers that do not grow; Arrow's CSV reader reads some 10 to 30 MiB ahead, how far depending on how busy
-    the machine is, hence the margin."""
+    keeps every row's id, score and label (about 44 MiB more). How far Arrow's readers read ahead depends on
+    how busy the machine is: one table's peak moved by up to 30 MiB from run to run, always upwards from what
+    the scoring needs. So each table is scored MEMORY_RUNS times and the lowest peaks are compared: what grows
+    with the rows raises every run's."""
     model.save_model(tmp_path / "model.json")
     big = make_data(2_000_000, seed=5)
     peaks = {}
     for rows in (100_000, 2_000_000):
         source = write_large_input(big.head(rows), tmp_path / f"in{rows}{suffix}")
-        done = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(tmp_path / "model.json"), str(source),
-                               str(tmp_path / f"out{rows}{suffix}")], capture_output=True, text=True, check=True)
-        scored, peak = map(int, done.stdout.split())
-        assert scored == rows
-        peaks[rows] = peak
+        runs = []
+        for _ in range(MEMORY_RUNS):
+            done = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(tmp_path / "model.json"), str(source),
+                                   str(tmp_path / f"out{rows}{suffix}")], capture_output=True, text=True, check=True)
+            scored, peak = map(int, done.stdout.split())
+            assert scored == rows
+            runs.append(peak)
+        peaks[rows] = min(runs)
     assert peaks[2_000_000] - peaks[100_000] < MEMORY_MARGIN, {rows: f"{peak / 2**20:.0f} MiB" for rows, peak in peaks.items()}
 
 
