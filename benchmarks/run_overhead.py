@@ -57,6 +57,8 @@ def bytecode_note() -> str:
     compiled = [line for line in imported.stderr.splitlines() if line.startswith("# code object from") and line.rstrip("'").endswith(".py")]
     if not compiled:
         return "bytecode cached for every module a run imports"
+    if not sys.flags.dont_write_bytecode:
+        return f"bytecode written now for {len(compiled)} of the modules a run imports: the runs below read it"
     return (f"bytecode NOT cached for {len(compiled)} of the modules a run imports (PYTHONDONTWRITEBYTECODE, venv "
             "not compiled): every process compiles them again, which inflates both figures")
 
