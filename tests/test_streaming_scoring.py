@@ -177,8 +177,8 @@ PEAK_RSS_SCRIPT = """
 import re, sys, pyarrow, xgboost
 from pathlib import Path
 # Arrow's allocator keeps freed memory for a second before it gives it back: how much that is depends on how
-# long the run has lasted, not on its rows, and the smaller run ends before it levels off (its peak came out
-# 10 to 35 MiB lower for that alone). Given back at once, both peaks count what the scoring holds.
+# long the run has lasted, not on its rows, and the smaller run ends before it levels off. Given back at once,
+# both peaks count what the scoring holds.
 pyarrow.jemalloc_set_decay_ms(0)
 from ds_pipelines.examples.scoring import score_table
 from ds_pipelines.project.schemas.inference import FieldMapping, OutputColumns
@@ -193,8 +193,6 @@ peak_kib = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text
 print(summary.rows, int(peak_kib) * 1024)
 """
 MEMORY_MARGIN = 24 * 2**20
-
-
 MEMORY_RUNS = 3
 
 
