@@ -119,14 +119,18 @@ class FakeGitLab(LoopbackServer):
             self._faults.append(_Fault(method, path_regex, kind, times))
 
     def add_merge_request(self, *, iid: int, source_branch: str = "feature", target_branch: str = "main",
-                          sha: str | None = None, base_sha: str | None = None, state: str = "opened") -> dict:
+                          sha: str | None = None, base_sha: str | None = None, state: str = "opened",
+                          source_project_id: int | None = None) -> dict:
         """Add a merge request; with a repository, ``sha`` and ``base_sha`` default to the source branch's
-        head and its merge base with the target branch."""
+        head and its merge base with the target branch. ``source_project_id`` other than this project's makes
+        it a fork's merge request (its commits then belong in ``refs/merge-requests/<iid>/head``)."""
         if self.repo is not None:
             sha = sha or self._git("rev-parse", f"refs/heads/{source_branch}")
             base_sha = base_sha or self._git("merge-base", f"refs/heads/{target_branch}", sha)
         merge_request = {
             "id": next(self._ids), "iid": iid, "project_id": self.project_id, "title": f"Merge request {iid}",
+            "source_project_id": self.project_id if source_project_id is None else source_project_id,
+            "target_project_id": self.project_id,
             "state": state, "source_branch": source_branch, "target_branch": target_branch, "sha": sha,
             "web_url": f"{self.web_url}/-/merge_requests/{iid}",
             "diff_refs": {"base_sha": base_sha, "head_sha": sha, "start_sha": base_sha},

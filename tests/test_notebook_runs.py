@@ -94,3 +94,44 @@ def test_a_merge_request_run_publishes_its_comment_and_wiki_page(sandbox: Sandbo
     assert result.success
     assert len(notes) == 1 and "training" in notes[0]["body"] and fake.token not in notes[0]["body"]
     assert "model-runs/training_example" in wiki and sha[:7] in wiki["model-runs/training_example"]["content"]
+
+
+# What a deployment holds that a commit's code must never see (the notebook runs with the allow-list only).
+DEPLOYMENT_SECRETS = {
+    "GITLAB_TOKEN": "glpat-planted-deployment-token-1",
+    "REPO_TOKEN": "planted-repo-token-2",
+    "SLACK_BOT_TOKEN": "xoxb-planted-slack-token-3",
+    "DAGSTER_POSTGRES_URL": "postgresql://dagster:planted-db-password-4@127.0.0.1:1/dagster",
+    "CI_JOB_TOKEN": "planted-job-token-5",
+}
+ENV_DUMP = "seen-environment.json"
+TRAPPED = "booby-trap-fired"
+
+
+def test_a_commits_notebook_sees_none_of_the_deployments_secrets_nor_runs_its_own_ds_pipelines(
+        sandbox: Sandbox, tmp_path: Path, monkeypatch):
+    repo = make_project(tmp_path / "repo")
+    # The commit brings a ds_pipelines package of its own: imported instead of the deployment's, it would run
+    # the commit's code in the deployment's ds-pipelines process (and its kernels).
+    trap = tmp_path / TRAPPED
+    repo.write("ds_pipelines/__init__.py", f"import sys, traceback, os\nopen({str(trap)!r}, 'w').write(repr(sys.path) + os.getcwd() + '\\n'.join(traceback.format_stack()))\nraise SystemExit('booby-trapped')\n")
+    repo.write(TRAINING, notebook_json(
+        "import json, os, sys, ds_pipelines\n"
+        f"open({ENV_DUMP!r}, 'w').write(json.dumps({{'env': dict(os.environ), 'package': ds_pipelines.__file__}}))"))
+    sha = repo.commit("print the environment")
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "checkouts")
+    for key, value in {**sandbox.env, **DEPLOYMENT_SECRETS}.items():
+        monkeypatch.setenv(key, value)
+
+    result = commit_notebook_job.execute_in_process(
+        run_config=dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=TRAINING, project_dir=str(folder))}),
+        instance=dg.DagsterInstance.get(), resources={"gitlab": GitLabResource()}, raise_on_error=False,
+    )
+
+    assert not trap.exists(), trap.read_text()
+    assert result.success
+    seen = json.loads((folder / ENV_DUMP).read_text())
+    assert not Path(seen["package"]).is_relative_to(folder)
+    leaked = {name for name, value in DEPLOYMENT_SECRETS.items() if name in seen["env"] or value in json.dumps(seen["env"])}
+    assert leaked == set()  # the sandbox's instance is on SQLite: not even the Postgres URL is needed
+    assert seen["env"]["MLFLOW_TRACKING_URI"] == sandbox.env["MLFLOW_TRACKING_URI"]  # what the run needs is there

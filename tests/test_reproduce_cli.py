@@ -21,6 +21,8 @@ pytestmark = pytest.mark.slow
 MEAN = "notebooks/mean.ipynb"
 NOISY = "notebooks/noisy.ipynb"
 DATA = "data/values.csv"
+ENV_DUMP = "seen-environment.json"
+TRAPPED = "booby-trap-fired"
 
 
 def _notebook(*cells: str) -> str:
@@ -47,14 +49,27 @@ NOISY_CELLS = (
 )
 
 
-def make_project(root: Path) -> GitRepo:
+# What the caller of reproduce holds that the recorded commit's code must never see.
+CALLER_SECRETS = {
+    "GITLAB_TOKEN": "glpat-planted-caller-token-1",
+    "REPO_TOKEN": "planted-repo-token-2",
+    "SLACK_BOT_TOKEN": "xoxb-planted-slack-token-3",
+    "DAGSTER_POSTGRES_URL": "postgresql://dagster:planted-db-password-4@127.0.0.1:1/dagster",
+}
+
+
+def make_project(root: Path, *, env_dump: Path, trap: Path) -> GitRepo:
+    """The two notebooks; mean's first cell writes the environment it sees to ``env_dump``, and the commit
+    carries a ``ds_pipelines/`` package that touches ``trap`` if anything imports it."""
     repo = GitRepo(root)
     root.mkdir(parents=True)
     repo.git("init", "-q", "-b", "main")
     repo.write(".gitignore", "data/\n.ds-pipelines/\noutputs/\n")
     repo.write("configs/notebooks.yaml", f"notebooks:\n  {MEAN}:\n    config: configs/mean.yaml\n  {NOISY}: {{}}\n")
     repo.write("configs/mean.yaml", f"data:\n  path: {DATA}\nrandom_seed: 7\n")
-    repo.write(MEAN, _notebook(*MEAN_CELLS))
+    repo.write(MEAN, _notebook(f"import json, os\nopen({str(env_dump)!r}, 'w').write(json.dumps(dict(os.environ)))",
+                               *MEAN_CELLS))
+    repo.write("ds_pipelines/__init__.py", f"open({str(trap)!r}, 'w').close()\nraise SystemExit('booby-trapped')\n")
     repo.write(NOISY, _notebook(*NOISY_CELLS))
     repo.write(DATA, "value\n1\n2\n3\n4\n")  # git-ignored: reproduce takes it from the project folder
     repo.git("add", "-A")
@@ -66,7 +81,7 @@ def make_project(root: Path) -> GitRepo:
 def recorded(tmp_path_factory) -> tuple[Sandbox, GitRepo, Path]:
     """Both notebooks run once; the tests reproduce this run."""
     base = tmp_path_factory.mktemp("reproduce")
-    repo = make_project(base / "project")
+    repo = make_project(base / "project", env_dump=base / ENV_DUMP, trap=base / TRAPPED)
     box = make_sandbox(base / "state")
     results = base / "results"
     done = box.cli("run", MEAN, NOISY, "--project-dir", str(repo.root), "--output-dir", str(results))
@@ -185,6 +200,42 @@ def test_a_notebook_that_differs_from_its_commit_fails_naming_it(recorded, tmp_p
         f"notebook {MEAN} in commit {repo.git('rev-parse', 'HEAD')[:12]} differs from the one that ran (the run had "
         f"uncommitted changes): sha256 {file_sha256(repo.root / MEAN)[:12]}, recorded {'0' * 12}"
     ]
+
+
+def test_the_rerun_gets_none_of_the_callers_secrets_and_never_the_checkouts_package(recorded):
+    box, repo, results = recorded
+    base = results.parent
+    (base / ENV_DUMP).unlink()
+    caller = Sandbox(root=box.root, env={**box.env, **CALLER_SECRETS})
+
+    done = _reproduce(caller, repo, str(results), "--notebook", "mean")
+
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert not (base / TRAPPED).exists(), "the checkout's ds_pipelines package was imported"
+    seen = json.loads((base / ENV_DUMP).read_text())  # written by the rerun
+    assert {name for name in CALLER_SECRETS if name in seen} == set()
+    assert not any(value in json.dumps(seen) for value in CALLER_SECRETS.values())
+    assert seen["MLFLOW_TRACKING_URI"] == box.env["MLFLOW_TRACKING_URI"]  # what the run needs is there
+
+
+@pytest.mark.parametrize("path", ["../outside.csv", "data/../../outside.csv"])
+def test_a_recorded_data_path_that_leaves_the_project_is_refused(recorded, tmp_path, path):
+    box, repo, results = recorded
+    (repo.root.parent / "outside.csv").write_text("value\n1\n")
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    data = json.loads((copy / "results.json").read_text())
+    for entry in data["notebooks"]:
+        for read in entry["reproducibility"]["data"]:
+            read["path"] = path
+    (copy / "results.json").write_text(json.dumps(data))
+
+    done = _reproduce(box, repo, str(copy), "--notebook", "mean")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    (mean,) = json.loads(done.stdout)["notebooks"]
+    assert mean["problems"] == [f"data path {path!r} recorded in the results leads out of the project: not read"]
+    assert mean["metrics"] == []  # nothing was rerun
 
 
 def test_a_commit_not_in_the_repository_is_bad_input(recorded, tmp_path):

@@ -252,3 +252,67 @@ def test_the_sensor_and_ci_detect_plan_the_same_for_each_push(deployment: Path, 
         )
         planned = [entry["path"] for entry in json.loads(detected.stdout)["notebooks"]]
         assert by_commit.get(after, []) == planned, message
+
+
+def fork_merge_request(repo, fake: FakeGitLab, *, iid: int = 5, fork_id: int = 99) -> str:
+    """A merge request from project ``fork_id``: its commit is in this repository only under GitLab's
+    ``refs/merge-requests/<iid>/head``, as a fork's is; returns that commit."""
+    repo.diverge_feature_branch()  # the fork's commit changes training; main moves on (inference)
+    fork_head = repo.git("rev-parse", "feature")
+    repo.git("update-ref", f"refs/merge-requests/{iid}/head", fork_head)
+    repo.git("branch", "-q", "-D", "feature")
+    fake.add_merge_request(iid=iid, source_branch="feature", sha=fork_head, source_project_id=fork_id)
+    return fork_head
+
+
+def mirror_refs(deployment: Path) -> str:
+    mirror = Project(deployment).state_dir / "checkouts" / "mirror.git"
+    return subprocess.run(["git", "-C", str(mirror), "for-each-ref", "--format=%(refname)"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_a_fork_merge_request_is_skipped_and_none_of_its_refs_is_fetched(deployment: Path, gitlab):
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    fork_head = fork_merge_request(repo, fake)
+
+    result = tick(fake, cursor)
+
+    assert runs(result) == [(repo.git("rev-parse", "main"), INFERENCE)]  # main's push runs, the fork's commit does not
+    refs = mirror_refs(deployment)  # main's checkout fetched from the repository that holds the fork's head
+    assert "refs/heads/main" in refs and "merge-requests" not in refs
+    mirror = Project(deployment).state_dir / "checkouts" / "mirror.git"
+    assert subprocess.run(["git", "-C", str(mirror), "cat-file", "-e", fork_head]).returncode != 0
+    assert json.loads(result.cursor)["mr:5"] == fork_head  # seen: the skip is said once per new head
+
+
+def test_the_skip_of_a_fork_merge_request_says_why_and_how_to_allow_it(deployment: Path, gitlab):
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    repo.git("update-ref", "refs/merge-requests/6/head", repo.head())
+    fake.add_merge_request(iid=6, source_branch="main", sha=repo.head(), source_project_id=99)
+
+    result = tick(fake, cursor)
+
+    assert result.run_requests == []
+    assert "merge request !6 comes from another project (id 99): not run" in result.skip_reason.skip_message
+    assert "triggers.trusted_forks" in result.skip_reason.skip_message
+
+
+def test_a_trusted_fork_runs_fetching_only_its_merge_request_head(deployment: Path, gitlab):
+    registry = yaml.safe_load((deployment / REGISTRY).read_text())
+    registry["triggers"]["trusted_forks"] = [99]
+    (deployment / REGISTRY).write_text(yaml.safe_dump(registry))
+    repo, fake = gitlab
+    repo.git("update-ref", "refs/merge-requests/4/head", repo.head())  # an unrelated fork's head stays behind
+    cursor = tick(fake).cursor
+    fork_head = fork_merge_request(repo, fake)
+
+    result = tick(fake, cursor)
+
+    tags = {runs_of(request): request.tags for request in result.run_requests}
+    assert tags[(fork_head, TRAINING)]["ds-pipelines/merge-request"] == "5"
+    # Recorded as the fork's branch: a fork's "main" never becomes this project's baseline.
+    assert tags[(fork_head, TRAINING)]["ds-pipelines/branch"] == "fork-99/feature"
+    refs = mirror_refs(deployment).split()
+    assert "refs/merge-requests/5/head" in refs and "refs/merge-requests/4/head" not in refs

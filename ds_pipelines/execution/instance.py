@@ -38,12 +38,11 @@ from filelock import FileLock, Timeout
 # imports this module before it starts the first notebook's kernel, and every import before that delays the notebook.
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
+from ds_pipelines.project.run_environment import DAGSTER_HOME_ENV, POSTGRES_URL_ENV
 
 if TYPE_CHECKING:
     import dagster as dg
 
-DAGSTER_HOME_ENV = "DAGSTER_HOME"
-POSTGRES_URL_ENV = "DAGSTER_POSTGRES_URL"
 POSTGRES_URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DATABASE"
 POSTGRES_CONNECT_TIMEOUT_S = 10
 """An unreachable server fails a run within this long, not after TCP's minutes-long retries."""
@@ -101,6 +100,13 @@ def use_local_defaults(project: Project) -> Path:
         settings.write_text(INSTANCE_SETTINGS + (POSTGRES_STORAGE if os.environ.get(POSTGRES_URL_ENV) else ""))
     os.environ[DAGSTER_HOME_ENV] = str(home_dir)
     return home_dir
+
+
+def stores_in_postgres(home: Path) -> bool:
+    """Whether the instance in ``home`` reads ``DAGSTER_POSTGRES_URL`` (its ``dagster.yaml`` names it): only
+    then does a run of that instance get the URL, with its password."""
+    settings = home / "dagster.yaml"
+    return settings.is_file() and POSTGRES_URL_ENV in settings.read_text(encoding="utf-8", errors="replace")
 
 
 def local_defaults_env(project: Project) -> dict[str, str]:

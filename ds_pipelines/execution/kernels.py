@@ -34,6 +34,16 @@ from traitlets import Type
 WARM_UP = '__import__("ds_pipelines.execution.kernels").execution.kernels.warm_up({module!r}, {attribute!r})'
 # As nbclient starts its kernels: no IPython history database written per notebook run.
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
+# IPython puts the kernel's folder (the project, maybe a commit's checkout) on sys.path ahead of an editable
+# install's finder, so a ds_pipelines/ folder there would shadow the installed package that the notebook API
+# and Dagster's job come from. Before the notebook's first line, ds_pipelines is imported with that folder off
+# sys.path, which then gets the folder back last: the notebook still imports its project's own modules.
+PROJECT_FOLDER_LAST = (
+    "--IPKernelApp.exec_lines=import sys as _dsp_sys, os as _dsp_os; "
+    "_dsp_here = [entry for entry in _dsp_sys.path if entry in ('', _dsp_os.getcwd())]; "
+    "_dsp_sys.path[:] = [entry for entry in _dsp_sys.path if entry not in _dsp_here]; "
+    "__import__('ds_pipelines'); _dsp_sys.path += _dsp_here; del _dsp_sys, _dsp_os, _dsp_here"
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +85,14 @@ class QuietKernelManager(AsyncKernelManager):
 
     ipykernel copies whatever is written to its file descriptors (native code, ``!commands``, subprocesses)
     into the notebook's output, which is masked before anyone sees it, and echoes it to the descriptors it
-    inherited: ``ds-pipelines run``'s console, a CI job's log, unmasked. So they are not inherited.
+    inherited: ``ds-pipelines run``'s console, a CI job's log, unmasked. So they are not inherited. Its
+    sys.path has the project's folder last (``PROJECT_FOLDER_LAST``).
     """
 
     async def start_kernel(self, **kw: Any) -> None:
         kw.setdefault("stdout", subprocess.DEVNULL)
         kw.setdefault("stderr", subprocess.DEVNULL)
+        kw["extra_arguments"] = [*(kw.get("extra_arguments") or ()), PROJECT_FOLDER_LAST]
         await super().start_kernel(**kw)
 
 

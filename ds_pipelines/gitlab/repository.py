@@ -46,10 +46,14 @@ class MergeRequest:
     web_url: str
     diff_base_sha: str | None
     """Where the merge request's diff starts (``diff_refs.base_sha``): compare from here to ``sha``."""
+    source_project_id: int | None = None
+    """The project its branch lives in: another one's (``from_fork``) for a merge request from a fork."""
+    target_project_id: int | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> MergeRequest:
         diff_refs = data.get("diff_refs") or {}
+        target = data.get("target_project_id", data.get("project_id"))
         return cls(
             iid=int(data["iid"]),
             source_branch=data["source_branch"],
@@ -57,7 +61,14 @@ class MergeRequest:
             sha=data.get("sha") or "",
             web_url=data.get("web_url") or "",
             diff_base_sha=diff_refs.get("base_sha"),
+            source_project_id=None if data.get("source_project_id") is None else int(data["source_project_id"]),
+            target_project_id=None if target is None else int(target),
         )
+
+    @property
+    def from_fork(self) -> bool:
+        """Its commits come from another project (anyone who can fork may push there). Unknown counts as a fork."""
+        return self.source_project_id is None or self.source_project_id != self.target_project_id
 
 
 @dataclass(frozen=True)

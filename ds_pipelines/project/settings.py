@@ -113,6 +113,10 @@ class TriggerSettings(StrictModel):
     """Branches whose new commits the commit sensor runs."""
     merge_requests: bool = True
     """Also run new commits of open merge requests (diffed against their merge base)."""
+    trusted_forks: list[int] = Field(default_factory=list)
+    """Ids of the projects whose merge requests into this one the commit sensor runs although they come from a
+    fork. A fork's commits run with the deployment's MLflow credentials: list only forks whose every pusher you
+    trust. Read from the deployment's own configs/notebooks.yaml, never from a commit's."""
     production_tag: str = PRODUCTION_TAG
     development_tag: str = DEVELOPMENT_TAG
     poll_interval_s: int = Field(default=60, ge=5)

@@ -23,11 +23,11 @@ from ds_pipelines.errors import DsPipelinesError
 MIRROR_DIR = "mirror.git"
 COMPLETE_MARKER = ".ds-pipelines-checkout"
 FETCH_TIMEOUT_S = 300
-# Branches, tags and GitLab's merge-request heads: a merge request from a fork is reachable only through these.
+# The project's own branches and tags. Not GitLab's merge-request heads: those hold the commits of forks,
+# which only a merge request from a trusted fork fetches, one head at a time (``merge_request=``).
 FETCH_REFSPECS = (
     "+refs/heads/*:refs/heads/*",
     "+refs/tags/*:refs/tags/*",
-    "+refs/merge-requests/*/head:refs/merge-requests/*/head",
 )
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -36,9 +36,12 @@ class CheckoutError(DsPipelinesError):
     """A commit that cannot be fetched or extracted."""
 
 
-def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | None = None) -> Path:
+def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | None = None,
+             merge_request: int | None = None) -> Path:
     """The folder holding the files of commit ``sha`` (fetched from ``repository_url`` when needed).
 
+    ``merge_request`` also fetches that merge request's head (``refs/merge-requests/<iid>/head``), where the
+    commits of a fork's merge request are: pass it only for a fork the deployment trusts.
     ``token`` authenticates HTTP fetches as GitLab expects (user ``oauth2``); it travels in git's environment,
     never in a command line or URL that logs could show.
     """
@@ -52,7 +55,9 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
         cache_dir.mkdir(parents=True, exist_ok=True)
         _git(mirror.parent, "init", "--quiet", "--bare", mirror.name)
     if not _has_commit(mirror, sha):
-        _git(mirror, "fetch", "--quiet", "--prune", repository_url, *FETCH_REFSPECS, token=token,
+        refspecs = FETCH_REFSPECS + ((f"+refs/merge-requests/{merge_request}/head:refs/merge-requests/{merge_request}/head",)
+                                     if merge_request is not None else ())
+        _git(mirror, "fetch", "--quiet", "--prune", repository_url, *refspecs, token=token,
              failure=f"cannot fetch {_safe_url(repository_url)}")
     if not _has_commit(mirror, sha):
         raise CheckoutError(f"commit {sha} is not in {_safe_url(repository_url)} (deleted by a force push?)")

@@ -7,12 +7,15 @@ the recorded config, and compare the metrics side by side.
 
 - Inputs: a path recorded relative to the project is taken from the checkout when the commit has it, else
   from the project folder (git-ignored data, a model an earlier run wrote), copied into the checkout; an
-  absolute path is read where it is. A bundled dataset's version is the installed scikit-learn's.
+  absolute path is read where it is. A relative path that leads out of the project (``..``) is refused: a
+  record is data anyone with MLflow access could have written. A bundled dataset's version is the installed scikit-learn's.
 - Metrics: equal on CPU (fixed seeds give the same numbers); on a GPU within ``GPU_RELATIVE_TOLERANCE``
   (XGBoost's GPU reductions may order floating-point sums differently). Timing metrics (``TIMING_METRIC``:
   ``tuning_seconds``, ``duration_s``...) are shown, never compared.
 - The rerun is tracked in MLflow like any run, tagged ``ds-pipelines.reproduces`` and without a branch, so
-  it never becomes a merge request's baseline. CI's variables are not passed on.
+  it never becomes a merge request's baseline. The rerun executes the recorded commit's code, so it gets the
+  allow-listed environment only (``project.run_environment``: no GitLab or Slack token, no CI variable, no
+  Postgres URL; its Dagster instance is a scratch one) and never imports a ``ds_pipelines/`` of the checkout.
 
 No Dagster imports: the rerun is a ``ds-pipelines run`` process.
 """
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.project.run_environment import DAGSTER_HOME_ENV, notebook_run_environment
 from ds_pipelines.results.folder import ResultsError, load_results
 from ds_pipelines.results.origin import RUN_TAGS_ENV
 from ds_pipelines.results.reproducibility import (
@@ -47,7 +51,6 @@ GPU_RELATIVE_TOLERANCE = 1e-4
 TIMING_METRIC = re.compile(r"(^|_)(seconds|secs|duration|elapsed|time)(_|$)|_s$")
 REPRODUCES_TAG = "ds-pipelines.reproduces"
 _SKLEARN_SOURCE = "sklearn.datasets."
-_PASSED_ENV_PREFIXES = ("CI_", "GITLAB_")
 
 
 class ReproduceInputError(DsPipelinesError):
@@ -249,6 +252,9 @@ def _verify_data(nb: RecordedNotebook, project_dir: Path, project_root: Path) ->
             problems += _verify_source(entry)
             continue
         recorded_path = Path(entry["path"])
+        if not recorded_path.is_absolute() and not _stays_inside(recorded_path, project_dir, project_root):
+            problems.append(f"data path {entry['path']!r} recorded in the results leads out of the project: not read")
+            continue
         in_checkout = project_dir / recorded_path
         found = recorded_path if recorded_path.is_absolute() else in_checkout if in_checkout.is_file() else project_root / recorded_path
         if not found.is_file():
@@ -262,6 +268,11 @@ def _verify_data(nb: RecordedNotebook, project_dir: Path, project_root: Path) ->
             in_checkout.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(found, in_checkout)
     return problems
+
+
+def _stays_inside(relative: Path, *folders: Path) -> bool:
+    """Whether ``relative``, resolved (``..``, links) under each of ``folders``, stays inside it."""
+    return all((folder / relative).resolve().is_relative_to(folder.resolve()) for folder in folders)
 
 
 def _verify_source(entry: dict[str, str]) -> list[str]:
@@ -286,18 +297,20 @@ class _Rerun:
 def _rerun(recorded: Recorded, project_dir: Path, workdir: Path, output_dir: Path,
            on_line: Callable[[str], None]) -> dict[str, _Rerun]:
     """``ds-pipelines run`` of the recorded notebooks in the checkout, each with its recorded config."""
-    command = [sys.executable, "-m", "ds_pipelines", "run", *(nb.notebook for nb in recorded.notebooks),
+    # -I and a working folder of its own: the deployment's ds_pipelines, never one in the checkout.
+    command = [sys.executable, "-I", "-m", "ds_pipelines", "run", *(nb.notebook for nb in recorded.notebooks),
                "--project-dir", str(project_dir), "--output-dir", str(output_dir)]
     for nb in recorded.notebooks:
         config_file = workdir / "configs" / f"{nb.name}.yaml"
         config_file.parent.mkdir(parents=True, exist_ok=True)
         config_file.write_text(json.dumps(nb.config, indent=2), encoding="utf-8")  # JSON is YAML
         command += ["--config", f"{nb.notebook}={config_file}"]
-    env = {key: value for key, value in os.environ.items() if not key.startswith(_PASSED_ENV_PREFIXES)}
+    env = notebook_run_environment(os.environ, postgres=False)
+    env.pop(DAGSTER_HOME_ENV, None)  # a scratch instance in the checkout, not the user's (maybe shared) one
     env[RUN_TAGS_ENV] = json.dumps({"ds-pipelines/commit": recorded.commit})
     env[RUN_CONTEXT_ENV] = json.dumps({REPRODUCES_TAG: recorded.source})
     on_line(f"running {', '.join(nb.notebook for nb in recorded.notebooks)} in the checkout")
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
         on_line(line.rstrip("\n"))
     process.wait()

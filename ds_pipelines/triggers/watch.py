@@ -5,14 +5,19 @@ requests and stores the cursor. The cursor maps each watched ref (``branch:main`
 commit seen there, so after a restart the next evaluation continues from it: nothing is run twice, nothing
 is skipped. Each commit is planned on its own checkout, so ``[run ...]`` and config changes are read from
 that commit's ``configs/notebooks.yaml``. A ``[plan]`` commit launches nothing: its plan is a message.
+
+A merge request from a fork is skipped, saying so, unless the deployment's ``triggers.trusted_forks`` names the
+fork: its commits are anyone's who can fork the project, and a run executes them with the deployment's
+credentials. Nothing of it is fetched. A trusted fork's branch is recorded as ``fork-<id>/<branch>``, so a
+fork's ``main`` never passes for this project's ``main`` (the baseline of every merge request).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab import repository
@@ -24,8 +29,12 @@ from ds_pipelines.project.settings import TriggerSettings
 from ds_pipelines.results.origin import Provenance
 from ds_pipelines.triggers.rules import Change, plan
 
-Checkout = Callable[[str], Path]
-"""Gives the folder with the files of a commit (``ds_pipelines.triggers.checkout.checkout`` bound to a repository)."""
+
+class Checkout(Protocol):
+    """Gives the folder with the files of a commit (``ds_pipelines.triggers.checkout.checkout`` bound to a
+    repository); ``merge_request`` names the merge request whose head holds a trusted fork's commit."""
+
+    def __call__(self, sha: str, merge_request: int | None = None) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -90,14 +99,23 @@ def evaluate(client: GitLabClient, settings: TriggerSettings, cursor: dict[str, 
             if result.cursor.get(key) == mr.sha:
                 continue
             result.cursor[key] = mr.sha
+            trusted_fork = mr.from_fork and mr.source_project_id in settings.trusted_forks
+            if mr.from_fork and not trusted_fork:
+                result.messages.append(
+                    f"merge request !{mr.iid} comes from another project (id {mr.source_project_id}): not run, as "
+                    "its commits would run with this deployment's credentials (list the fork in "
+                    "triggers.trusted_forks of the deployment's configs/notebooks.yaml to run it)")
+                continue
             if first:
                 result.messages.append(f"watching merge request !{mr.iid} from {mr.sha[:12]}")
                 continue
             head = commits_since(client, ref=mr.sha, since_sha=None)[-1]
             changes = compare(client, from_sha=mr.diff_base_sha, to_sha=mr.sha) if mr.diff_base_sha else commit_changes(client, sha=mr.sha)
-            _plan(result, head, changes, settings, checkout, Provenance(
-                commit=mr.sha, branch=mr.source_branch, merge_request=str(mr.iid), commit_url=head.web_url,
-                merge_request_url=mr.web_url, trigger="merge_request_event"))
+            branch = f"fork-{mr.source_project_id}/{mr.source_branch}" if trusted_fork else mr.source_branch
+            _plan(result, head, changes, settings,
+                  lambda sha, iid=mr.iid if trusted_fork else None: checkout(sha, merge_request=iid),
+                  Provenance(commit=mr.sha, branch=branch, merge_request=str(mr.iid), commit_url=head.web_url,
+                             merge_request_url=mr.web_url, trigger="merge_request_event"))
         still_open = {f"mr:{mr.iid}" for mr in open_now}
         for key in [k for k in result.cursor if k.startswith("mr:") and k not in still_open]:
             del result.cursor[key]  # merged or closed: forget it, the cursor stays small

@@ -17,14 +17,16 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import dagster as dg
 
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.execution.instance import COMMIT_RUNS_POOL, DAGSTER_HOME_ENV
+from ds_pipelines.execution.instance import COMMIT_RUNS_POOL, DAGSTER_HOME_ENV, stores_in_postgres
 from ds_pipelines.project import Project
+from ds_pipelines.project.run_environment import notebook_run_environment
 from ds_pipelines.publishing.merge_request import publish_merge_request_comment
 from ds_pipelines.publishing.wiki import publish_wiki_pages
 from ds_pipelines.results.folder import RESULTS_FILE, RunResults, load_results
@@ -47,18 +49,24 @@ def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunC
     """Run the notebook with ``ds-pipelines run`` in ``config.project_dir``, then publish its results."""
     project_dir = Path(config.project_dir)
     output_dir = project_dir / RESULTS_DIR / context.run_id
+    # The commit's code runs in this process and its kernels: it gets the allow-listed environment only
+    # (project.run_environment), no GitLab or Slack token, and the Postgres URL only if the instance needs it.
+    home = Path(context.instance.root_directory) if context.instance.root_directory else None
     env = {
-        **os.environ,
+        **notebook_run_environment(os.environ, postgres=home is not None and stores_in_postgres(home)),
         RUN_TAGS_ENV: json.dumps({k: v for k, v in context.run.tags.items() if k.startswith(TAG_PREFIX)}),
         # The deployment's MLflow store, not one inside a checkout.
         TRACKING_URI_ENV: tracking_uri(Project()),
     }
-    if context.instance.root_directory:
-        env[DAGSTER_HOME_ENV] = context.instance.root_directory
-    command = [sys.executable, "-m", "ds_pipelines", "run", config.notebook,
+    if home is not None:
+        env[DAGSTER_HOME_ENV] = str(home)
+    # The deployment's ds_pipelines, never a ds_pipelines/ folder of the checkout: -I keeps the working folder
+    # off sys.path, and that folder is an empty one, as Dagster puts it on the kernel's sys.path to load the job.
+    command = [sys.executable, "-I", "-m", "ds_pipelines", "run", config.notebook,
                "--project-dir", str(project_dir), "--output-dir", str(output_dir)]
     context.log.info(f"running {config.notebook} in {project_dir}")
-    with subprocess.Popen(command, env=env, cwd=project_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+    with (tempfile.TemporaryDirectory(prefix="ds-pipelines-run-") as working_dir,
+          subprocess.Popen(command, env=env, cwd=working_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process):
         for line in process.stdout:
             context.log.info(line.rstrip())
     results = load_results(output_dir) if (output_dir / RESULTS_FILE).exists() else None

@@ -49,7 +49,8 @@ def commit_sensor(project: Project) -> dg.SensorDefinition:
             url = repository_url(client)
             evaluation = evaluate(
                 client, project.triggers, parse_cursor(context.cursor),
-                lambda sha: checkout(repository_url=url, sha=sha, cache_dir=project.state_dir / CHECKOUTS_DIR, token=gitlab.token),
+                lambda sha, merge_request=None: checkout(repository_url=url, sha=sha, cache_dir=project.state_dir / CHECKOUTS_DIR,
+                                                         token=gitlab.token, merge_request=merge_request),
             )
         except DsPipelinesError as exc:
             # GitLab down or refusing the token: say why; the cursor is kept, so the next tick catches up.
