@@ -32,6 +32,7 @@ carry no patch text (``diff`` is ""), commits of an unknown ``ref_name`` list as
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import mimetypes
 import re
@@ -92,6 +93,8 @@ class FakeGitLab(LoopbackServer):
         self.wiki: dict[str, dict] = {}
         self.releases: dict[str, dict] = {}
         self.merge_requests: list[dict] = []
+        self.protected_tags: list[str] = ["v*", "dev-*"]
+        """Patterns of protected tags, as the README asks GitLab to be set."""
         self.pipelines: list[dict] = []
         self.jobs: list[dict] = []
         """CI jobs, oldest first (``add_job``); listed newest first, filtered by ``scope[]`` statuses."""
@@ -495,7 +498,8 @@ class FakeGitLab(LoopbackServer):
             name, target, peeled, message = record.strip("\n").split("\x1f")
             commit = self._commits([peeled or target], walk=False)[0]
             found.append({"name": name, "target": target, "message": message.strip() if peeled else "",
-                          "commit": commit, "release": None, "protected": False})
+                          "commit": commit, "release": None,
+                          "protected": any(fnmatch.fnmatchcase(name, pattern) for pattern in self.protected_tags)})
         return self._page(found, params)
 
     def _resolve(self, ref: str) -> str | None:

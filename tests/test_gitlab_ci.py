@@ -36,10 +36,11 @@ from required import require
 from sklearn.datasets import load_breast_cancer
 
 from ds_pipelines.project import defaults
-from ds_pipelines.tracking.baselines import BRANCH_TAG, COMMIT_TAG
+from ds_pipelines.tracking.baselines import run_tags
 
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
-JOB_NAMES = {"build-container", "detect-notebooks", "run-notebooks", "release-image", "auto-release", "secret_detection"}
+JOB_NAMES = {"build-container", "detect-notebooks", "run-notebooks", "release-image", "auto-release", "secret_detection",
+             "refuse-fork-merge-request"}
 CHILD_PIPELINE = "notebooks-pipeline.yml"
 
 
@@ -123,6 +124,7 @@ def test_push_pipeline_plan(project):
     assert when(jobs) == {
         "build-container": "never", "detect-notebooks": "on_success", "run-notebooks": "on_success",
         "release-image": "never", "auto-release": "never", "secret_detection": "never",
+        "refuse-fork-merge-request": "never",
     }
     assert [n["job"] for n in jobs["run-notebooks"]["needs"]] == ["detect-notebooks"]
 
@@ -159,8 +161,9 @@ def test_only_notebook_runs_are_cancelled_and_shared_state_is_written_one_pipeli
         "forward": {"pipeline_variables": True},
     }
     assert jobs["detect-notebooks"]["artifacts"]["paths"] == [CHILD_PIPELINE]
+    # Image and model in one group: two close tags release in order (oldest_first, set through the API).
     assert {name: job["resource_group"] for name, job in jobs.items() if "resource_group" in job} == {
-        "release-image": "release-image", "auto-release": "production",
+        "release-image": "production", "auto-release": "production",
     }
 
 
@@ -170,12 +173,45 @@ def test_detect_publishing_and_releases_run_on_the_light_runner(project):
     tags = {name: job.get("tags") for name, job in config.items() if isinstance(job, dict) and "script" in job}
     assert tags == {
         "build-container": ["$COMMIT_RUNNER"], "detect-notebooks": ["$LIGHT_RUNNER"], "release-image": ["$COMMIT_RUNNER"],
-        "auto-release": ["$LIGHT_RUNNER"], "secret_detection": None,
+        "auto-release": ["$LIGHT_RUNNER"], "secret_detection": None, "refuse-fork-merge-request": ["$LIGHT_RUNNER"],
     }
     variables = yaml.safe_load((PROJECT / ".gitlab-ci.yml").read_text())["variables"]
     # Compatibility: COMMIT_RUNNER alone still moves every job (device runners default to it in detect).
     assert variables["LIGHT_RUNNER"]["value"] == "$COMMIT_RUNNER"
     assert variables["GPU_RUNNER"]["value"] == variables["CPU_RUNNER"]["value"] == ""
+
+
+FORK_MERGE_REQUEST = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_IID": "12",
+                      "CI_MERGE_REQUEST_PROJECT_ID": "7", "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "99",
+                      "CI_MERGE_REQUEST_SOURCE_PROJECT_PATH": "someone/project"}
+
+
+@pytest.mark.slow
+def test_a_fork_merge_request_runs_nothing_with_the_projects_secrets_and_says_why(project):
+    planned = project.jobs({**FORK_MERGE_REQUEST, "SECRET_DETECTION_DISABLED": "true"}, unset=("CI_COMMIT_BRANCH",))
+    assert {name: job["when"] for name, job in planned.items() if job["when"] != "never"} == {
+        "refuse-fork-merge-request": "on_success"}  # no image build, no detect, no notebook
+    result = project.gitlab_ci_local("refuse-fork-merge-request", variables=FORK_MERGE_REQUEST, env=job_environment(),
+                                     unset=("CI_COMMIT_BRANCH",))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert ("error: merge request !12 comes from the fork someone/project: its notebooks do not run with this "
+            "project's credentials") in output
+    # A merge request from a branch of the project itself plans as before.
+    own = project.jobs({**OFFLINE, **FORK_MERGE_REQUEST, "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "7"}, unset=("CI_COMMIT_BRANCH",))
+    assert own["run-notebooks"]["when"] == "on_success" and own["refuse-fork-merge-request"]["when"] == "never"
+
+
+def test_tag_pipelines_take_a_build_cache_only_from_a_protected_image():
+    """release-image builds the released image: a cache from an image any branch could push would poison it."""
+    _, jobs = component_documents()
+    script = "\n".join(yaml.safe_load(jobs)["release-image"]["script"])
+    cache_lines = [line for line in script.splitlines() if "--cache-from" in line]
+    assert cache_lines == ['if [ "$CI_COMMIT_REF_PROTECTED" = true ]; then CACHE_FROM="--cache-from $IMAGE"; fi']
+    # build-container: unprotected refs get their own tag; every build argument goes into the tag.
+    build = "\n".join(yaml.safe_load(jobs)["build-container"]["script"])
+    assert 'if [ "$CI_COMMIT_REF_PROTECTED" != true ]; then UNPROTECTED="--unprotected-ref $CI_COMMIT_REF_SLUG"; fi' in build
+    assert "TAG=$(ds-pipelines image-tag $BUILD_ARGS ${UNPROTECTED:-})" in build and "docker build $BUILD_ARGS" in build
 
 
 @pytest.mark.slow
@@ -428,7 +464,9 @@ def test_production_tag_releases_the_model_trained_from_the_tagged_commit(projec
     client.create_registered_model(model_name)
 
     def trained(commit: str, branch: str, roc_auc: float) -> str:
-        run = client.create_run(experiment, tags={COMMIT_TAG: commit, BRANCH_TAG: branch})
+        # Tagged as the protected training job of project 7 (FakeGitLab's) tags its run.
+        run = client.create_run(experiment, tags=run_tags(commit, branch, None, None, None, pipeline_source="push",
+                                                          protected_ref="true", project_id=str(fake_gitlab.project_id)))
         client.log_metric(run.info.run_id, "roc_auc", roc_auc)
         client.set_terminated(run.info.run_id)
         return client.create_model_version(model_name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version

@@ -108,6 +108,36 @@ def test_cli_prints_the_tag(project, tmp_path):
     assert prefixed.stdout == f"registry.example.com/g/p:{expected}\n"
 
 
+def test_the_tag_changes_with_every_build_argument(project, tmp_path):
+    plain = image_tag(project)
+    cuda = cli("image-tag", "--build-arg", "BUILDKIT_INLINE_CACHE=1", "--build-arg", "BASE_IMAGE=nvidia/cuda:12.6.3-runtime",
+               cwd=project)
+    debian = cli("image-tag", "--build-arg", "BUILDKIT_INLINE_CACHE=1", "--build-arg", "BASE_IMAGE=debian:12-slim",
+                 cwd=project)
+    assert cuda.returncode == debian.returncode == 0, cuda.stderr + debian.stderr
+    assert len({plain, cuda.stdout.strip(), debian.stdout.strip()}) == 3  # DOCKER_BASE_IMAGE makes another image
+    # The order they are given in is not part of the image.
+    reordered = cli("image-tag", "--build-arg", "BASE_IMAGE=debian:12-slim", "--build-arg", "BUILDKIT_INLINE_CACHE=1",
+                    cwd=project)
+    assert reordered.stdout == debian.stdout
+
+
+def test_an_unprotected_branch_gets_a_tag_of_its_own(project):
+    shared = image_tag(project)
+    branch = cli("image-tag", "--unprotected-ref", "feature-x", cwd=project)
+    assert (branch.returncode, branch.stdout) == (0, f"{shared}-feature-x\n")
+    assert DOCKER_TAG.fullmatch(branch.stdout.strip())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--build-arg", "BASE_IMAGE"], "'BASE_IMAGE' is not NAME=VALUE"),
+    (["--unprotected-ref", "Feature/X"], "'Feature/X' is not a ref slug"),
+])
+def test_bad_build_arguments_and_slugs_are_named(project, args, message):
+    done = cli("image-tag", *args, cwd=project)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
 def test_image_tag_needs_nothing_but_the_package_and_click(project, tmp_path):
     """CI's build-container and release-image jobs run `ds-pipelines image-tag` in the docker client image,
     where the package is installed with click alone (`pip install --no-deps`, templates/notebooks.yml)."""

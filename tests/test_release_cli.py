@@ -17,7 +17,15 @@ from published import assert_clean_exit, cli_env, notebook_entry, run_cli
 from sandbox import REPO, Sandbox
 
 from ds_pipelines.publishing.render.numbers import format_value
-from ds_pipelines.tracking.baselines import BRANCH_TAG, COMMIT_TAG
+from ds_pipelines.tracking.baselines import (
+    BLOCKING_CHECKS_TAG,
+    COMMIT_TAG,
+    PIPELINE_SOURCE_TAG,
+    PROJECT_ID_TAG,
+    PROTECTED_REF_TAG,
+    REPRODUCES_TAG,
+    run_tags,
+)
 from ds_pipelines.tracking.registry import ALIAS_TAG, unsupported_endpoint
 
 MODEL = "tests-xgb"  # what the session's training registered (Sandbox.training_config, tests/sandbox.py)
@@ -178,18 +186,34 @@ def test_a_registry_without_aliases_gets_the_version_tagged_and_scoring_finds_it
             proxy_env = cli_env(box, fake_gitlab, MLFLOW_TRACKING_URI=proxy.url)
             result = run_cli(proxy_env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
             again = run_cli(proxy_env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
+            # A later release put a newer version in production (by the tag, as this server has no aliases).
+            upstream_client = MlflowClient(upstream)
+            later_run = upstream_client.create_run(upstream_client.get_run(version.run_id).info.experiment_id)
+            newer = upstream_client.create_model_version(MODEL, f"runs:/{later_run.info.run_id}/model",
+                                                         run_id=later_run.info.run_id).version
+            upstream_client.set_model_version_tag(MODEL, newer, ALIAS_TAG, "production")
+            upstream_client.delete_model_version_tag(MODEL, version.version, ALIAS_TAG)
+            refused = run_cli(proxy_env, "release", "v1.2.3", "--results", str(box.root / "results"), cwd=tmp_path)
+            rolled_back = run_cli(proxy_env, "release", "v1.2.3", "--results", str(box.root / "results"),
+                                  "--rollback", cwd=tmp_path)
             scored = run_cli(proxy_env, "run", "inference_example", "--config", f"inference_example={scoring}", cwd=tmp_path)
+    assert_clean_exit(result)
+    assert_clean_exit(again)
+    assert_clean_exit(refused, 2)
+    assert (f"model {MODEL!r} version {version.version} is older than version {newer}, which is production now: "
+            "nothing was promoted") in refused.stderr
+    assert_clean_exit(rolled_back)
     assert_clean_exit(scored)
     assert f"models:/{MODEL}@production is version {version.version} ({ALIAS_TAG}=production" in scored.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["row_count"] > 0
-    assert_clean_exit(result)
-    assert_clean_exit(again)
-    # Each release tried the alias first, and so did scoring: all three got GitLab's 404.
-    assert [request.split()[0] for request in proxy.refused] == ["POST", "POST", "GET"]
+    # Each production release read the current version (the rollback need not), then tried the alias first,
+    # and so did scoring: all got GitLab's 404. The refused one stopped after reading.
+    assert [request.split()[0] for request in proxy.refused] == ["GET", "POST", "GET", "POST", "GET", "POST", "GET"]
     assert f"Model {MODEL} version {version.version}: tagged {ALIAS_TAG}=production (this MLflow server has no aliases)" in result.stdout
     assert "GitLab release v1.2.3 updated." in again.stdout
-    tags = MlflowClient(registry).get_model_version(MODEL, version.version).tags
-    assert tags[ALIAS_TAG] == "production"
+    client = MlflowClient(registry)
+    assert client.get_model_version(MODEL, version.version).tags[ALIAS_TAG] == "production"
+    assert ALIAS_TAG not in client.get_model_version(MODEL, newer).tags  # the rollback moved the tag
     assert alias_version(registry, "production") is None  # the registry's own alias was never set
     description = fake_gitlab.releases["v1.2.3"]["description"]
     assert f"`{ALIAS_TAG}=production`: this MLflow server has no aliases" in description
@@ -201,11 +225,13 @@ def made_up_sha() -> str:
 
 
 def trained_version(tracking_uri: str, *, commit: str, branch: str, roc_auc: float, status: str = "FINISHED",
-                    tag: str = COMMIT_TAG) -> str:
-    """A version of the configured model, registered by a training run of ``commit`` (tagged as CI tags it)."""
+                    tag: str = COMMIT_TAG, **extra_tags: str) -> str:
+    """A version of the configured model, registered by a training run of ``commit``, tagged as a protected
+    CI job of project 7 tags it (``extra_tags`` override)."""
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("training") or client.get_experiment(client.create_experiment("training"))
-    run = client.create_run(experiment.experiment_id, tags={tag: commit, BRANCH_TAG: branch})
+    tags = run_tags(None, branch, None, None, None, pipeline_source="push", protected_ref="true", project_id="7")
+    run = client.create_run(experiment.experiment_id, tags={**tags, tag: commit, **extra_tags})
     client.log_metric(run.info.run_id, "roc_auc", roc_auc)
     client.set_terminated(run.info.run_id, status=status)
     if not client.search_registered_models(f"name = '{CONFIGURED}'"):
@@ -250,10 +276,62 @@ def test_no_version_trained_from_the_commit_exits_2_saying_how_to_get_one_and_pr
             "MLflow run") in result.stderr
     assert f"version {newest} from commit {feature[:12]} on branch feature" in result.stderr
     assert f"version {failed} from commit {tagged[:12]} on branch main, run FAILED" in result.stderr
-    assert "Train on that commit: push it to a branch so that CI trains it, or run the training notebook" in result.stderr
+    assert "Train on that commit: push it to a protected branch so that CI trains it, or run the training notebook" in result.stderr
     with pytest.raises(MlflowException):
         MlflowClient(tracking_uri).get_model_version_by_alias(CONFIGURED, "production")
     assert fake_gitlab.releases == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("passed_over", "why"), [
+    ({BLOCKING_CHECKS_TAG: "failed"}, "its blocking quality checks failed"),
+    ({REPRODUCES_TAG: "results/results.json"}, "a ds-pipelines reproduce rerun"),
+    ({PROTECTED_REF_TAG: "false"}, "not trained on a protected ref"),
+    ({PIPELINE_SOURCE_TAG: "merge_request_event"}, "trained in a merge-request pipeline"),
+    ({PROJECT_ID_TAG: "8"}, "trained by project 8, not 7"),
+])
+def test_a_version_that_failed_its_checks_or_was_not_made_by_a_protected_job_here_is_never_promoted(
+    sandbox: Sandbox, tmp_path, fake_gitlab, passed_over, why,
+):
+    tracking_uri = sandbox.env["MLFLOW_TRACKING_URI"]
+    tagged = made_up_sha()
+    gated = trained_version(tracking_uri, commit=tagged, branch="main", roc_auc=0.91)
+    newer = trained_version(tracking_uri, commit=tagged, branch="main", roc_auc=0.99, **passed_over)
+    env = cli_env(sandbox, fake_gitlab, CI_PROJECT_ID="7")
+
+    result = run_cli(env, "release", "v1.2.3", "--commit", tagged, cwd=tmp_path)
+
+    assert_clean_exit(result)
+    assert int(newer) > int(gated)
+    assert f"Model {CONFIGURED} version {gated}: alias 'production' set" in result.stdout
+    # Alone, the passed-over version is no release at all; the message says why it was passed over.
+    client = MlflowClient(tracking_uri)
+    client.delete_model_version(CONFIGURED, gated)
+    alone = run_cli(env, "release", "v1.2.4", "--commit", tagged, cwd=tmp_path)
+    assert_clean_exit(alone, 2)
+    assert f"version {newer} from commit {tagged[:12]} on branch main, {why}" in alone.stderr
+
+
+@pytest.mark.slow
+def test_an_older_version_than_production_is_refused_without_rollback(sandbox: Sandbox, tmp_path, fake_gitlab):
+    tracking_uri = sandbox.env["MLFLOW_TRACKING_URI"]
+    first, second = made_up_sha(), made_up_sha()
+    older = trained_version(tracking_uri, commit=first, branch="main", roc_auc=0.91)
+    newer = trained_version(tracking_uri, commit=second, branch="main", roc_auc=0.92)
+    env = cli_env(sandbox, fake_gitlab)
+    assert_clean_exit(run_cli(env, "release", "v1.3.0", "--commit", second, cwd=tmp_path))
+
+    refused = run_cli(env, "release", "v1.2.9", "--commit", first, cwd=tmp_path)
+    assert_clean_exit(refused, 2)
+    assert (f"model {CONFIGURED!r} version {older} is older than version {newer}, which is production now: nothing "
+            "was promoted. To go back to it on purpose, run the release again with --rollback") in refused.stderr
+    client = MlflowClient(tracking_uri)
+    assert client.get_model_version_by_alias(CONFIGURED, "production").version == newer
+    assert "v1.2.9" not in fake_gitlab.releases
+
+    rolled_back = run_cli(env, "release", "v1.2.9", "--commit", first, "--rollback", cwd=tmp_path)
+    assert_clean_exit(rolled_back)
+    assert client.get_model_version_by_alias(CONFIGURED, "production").version == older
 
 
 @pytest.mark.parametrize(("args", "message"), [

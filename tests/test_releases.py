@@ -12,18 +12,20 @@ from sandbox import REPO, Sandbox
 from ds_pipelines.defs.triggers.releases import ReleaseConfig, release_job
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.results.origin import TAG_PREFIX
-from ds_pipelines.tracking.baselines import COMMIT_TAG
+from ds_pipelines.tracking.baselines import run_tags
 
 pytestmark = pytest.mark.slow  # Dagster jobs against a fresh MLflow store: 10-20 s each
 
 
-def registered_model(tracking_uri: str, commit: str | None = None) -> tuple[str, str]:
-    """The model configs/training_config.yaml registers, with a new version from a finished run (of ``commit``)."""
+def registered_model(tracking_uri: str, commit: str) -> tuple[str, str]:
+    """The model configs/training_config.yaml registers, with a new version from a finished run of ``commit``
+    by a protected job of project 7 (FakeGitLab's)."""
     name = yaml.safe_load((REPO / "configs/training_config.yaml").read_text())["mlflow"]["registered_model_name"]
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("training")
     run = client.create_run(experiment.experiment_id if experiment else client.create_experiment("training"),
-                            tags={COMMIT_TAG: commit} if commit else None)
+                            tags=run_tags(commit, "main", None, None, None, pipeline_source="push",
+                                          protected_ref="true", project_id="7"))
     client.log_metric(run.info.run_id, "roc_auc", 0.987)
     client.set_terminated(run.info.run_id)
     if not client.search_registered_models(f"name = '{name}'"):
@@ -31,20 +33,30 @@ def registered_model(tracking_uri: str, commit: str | None = None) -> tuple[str,
     return name, client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
 
 
-def test_the_release_job_releases_a_production_tag(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch):
+def test_a_release_launched_by_hand_needs_the_commit(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch):
     for key, value in sandbox.env.items():
         monkeypatch.setenv(key, value)
-    name, version = registered_model(sandbox.env["MLFLOW_TRACKING_URI"])
+    tagged = "3" * 40
+    name, version = registered_model(sandbox.env["MLFLOW_TRACKING_URI"], tagged)
+    registered_model(sandbox.env["MLFLOW_TRACKING_URI"], "4" * 40)  # newer, of another commit
 
     with FakeGitLab() as fake:
-        result = release_job.execute_in_process(
+        resources = {"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)}
+        # As from the UI's launchpad: no run tags, no commit.
+        refused = release_job.execute_in_process(
             run_config=dg.RunConfig(ops={"release_tag": ReleaseConfig(tag="v1.2.3")}),
-            instance=dg.DagsterInstance.ephemeral(),
-            resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)},
+            instance=dg.DagsterInstance.ephemeral(), resources=resources, raise_on_error=False,
+        )
+        assert fake.releases == {}
+        named = release_job.execute_in_process(
+            run_config=dg.RunConfig(ops={"release_tag": ReleaseConfig(tag="v1.2.3", commit=tagged)}),
+            instance=dg.DagsterInstance.ephemeral(), resources=resources,
         )
         release = fake.releases.get("v1.2.3")
 
-    assert result.success
+    assert not refused.success
+    assert "release of v1.2.3 refused: no commit to release" in refused.failure_data_for_node("release_tag").user_failure_data.description
+    assert named.success
     assert release is not None and name in release["description"]
     assert mlflow.MlflowClient(sandbox.env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(name, "production").version == version
 
@@ -71,10 +83,10 @@ def test_the_sensors_release_run_promotes_the_version_trained_from_the_tags_comm
 def test_the_release_job_fails_without_gitlab_settings(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch):
     for key, value in sandbox.env.items():
         monkeypatch.setenv(key, value)
-    name, _ = registered_model(sandbox.env["MLFLOW_TRACKING_URI"])
+    name, _ = registered_model(sandbox.env["MLFLOW_TRACKING_URI"], "5" * 40)
 
     result = release_job.execute_in_process(
-        run_config=dg.RunConfig(ops={"release_tag": ReleaseConfig(tag="v1.2.3")}),
+        run_config=dg.RunConfig(ops={"release_tag": ReleaseConfig(tag="v1.2.3", commit="5" * 40)}),
         instance=dg.DagsterInstance.ephemeral(), resources={"gitlab": GitLabResource()}, raise_on_error=False,
     )
 

@@ -130,6 +130,10 @@ def test_merge_requests_run_their_changes_from_the_merge_base(deployment: Path, 
     assert (feature_head, INFERENCE) not in by_ref  # main's change is not the merge request's
     assert (repo.git("rev-parse", "main"), INFERENCE) in by_ref
     assert json.loads(result.cursor)["mr:5"] == feature_head
+    # What a release trusts, from GitLab: main is protected (FakeGitLab, as GitLab, protects the default branch).
+    assert by_ref[(repo.git("rev-parse", "main"), INFERENCE)]["ds-pipelines/protected"] == "true"
+    assert by_ref[(feature_head, TRAINING)]["ds-pipelines/protected"] == "false"
+    assert by_ref[(feature_head, TRAINING)]["ds-pipelines/project-id"] == str(fake.project_id)
 
 
 def test_a_plan_commit_launches_nothing_and_logs_its_plan(deployment: Path, gitlab):
@@ -220,6 +224,18 @@ def test_each_new_production_tag_starts_one_release(deployment: Path, gitlab):
     assert request.tags["ds-pipelines/tag"] == "v1.2.3" and request.tags["ds-pipelines/commit"] == repo.head()
     assert request.run_config["ops"]["release_tag"]["config"]["tag"] == "v1.2.3"
     assert again.run_requests == []
+
+
+def test_new_tags_release_in_version_order_and_unprotected_ones_never(deployment: Path, gitlab):
+    repo, fake = gitlab
+    fake.protected_tags = ["v1.*"]
+    first = tag_tick(fake)
+    for tag in ("v1.10.0", "v1.9.0", "v2.0.0"):  # v2.* is not protected: anyone with Developer access pushes it
+        repo.git("tag", tag)
+
+    result = tag_tick(fake, first.cursor)
+
+    assert [r.run_key for r in result.run_requests] == ["release:v1.9.0", "release:v1.10.0"]
 
 
 def test_the_tag_sensor_skips_without_gitlab_settings(deployment: Path):

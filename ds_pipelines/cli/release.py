@@ -49,13 +49,16 @@ def _image(ctx, param, value: str | None) -> str | None:
 @click.option("--image", metavar="REF@sha256:DIGEST", callback=_image,
               help="The released container image, pinned by digest; the release notes name it. CI's "
               "auto-release passes release-image's RELEASE_IMAGE.")
+@click.option("--rollback", is_flag=True,
+              help="Allow a production release of a version older than the one in production now (refused "
+              "without it, nothing promoted).")
 @job_url_option
 @click.option("--strict", is_flag=True,
               help="Fail when the GitLab release cannot be written: exit 2 when GitLab is not configured "
               "(checked before anything is promoted), 1 when it refuses.")
 @project_dir_option
 def release(tag: str, results_dir: Path | None, model: str | None, commit: str | None, image: str | None,
-            job_url: str | None, strict: bool, project_dir: Path | None) -> None:
+            rollback: bool, job_url: str | None, strict: bool, project_dir: Path | None) -> None:
     """Release TAG: promote the model version in MLflow, then create or update the GitLab release.
 
     \b
@@ -69,7 +72,10 @@ def release(tag: str, results_dir: Path | None, model: str | None, commit: str |
     \b
     The model version: the one the training run in --results registered;
     else, of --model or of the configured model, the newest version trained
-    from --commit, or without --commit the latest version. On an MLflow
+    from --commit by a protected job of this project (CI_PROJECT_ID) that
+    passed its blocking checks (never a merge-request pipeline's or a
+    reproduce rerun's), or without --commit the latest version. A version
+    older than the current production one needs --rollback. On an MLflow
     server without aliases (GitLab's MLflow API) the version gets the tag
     ds-pipelines.alias=<alias> instead.
 
@@ -78,7 +84,8 @@ def release(tag: str, results_dir: Path | None, model: str | None, commit: str |
     warning unless --strict); 1 the model could not be promoted, or GitLab
     refused under --strict; 2 bad input (tag, results folder, model, commit,
     image), no version trained from --commit (nothing promoted: train on
-    that commit first), or GitLab not configured under --strict.
+    that commit first), an older version without --rollback, or GitLab not
+    configured under --strict.
     """
     from ds_pipelines.gitlab import GitLabError
     from ds_pipelines.masking import Masker
@@ -108,7 +115,7 @@ def release(tag: str, results_dir: Path | None, model: str | None, commit: str |
             tag, project=project, results=results, model=model, commit=commit, image=image, gitlab=gitlab,
             masker=Masker.from_env(os.environ),
             origin=Provenance.from_gitlab_ci(os.environ), tracking_uri=tracking_uri(project_dir),
-            artifacts=job_artifacts(job_url), warn=console.warn,
+            artifacts=job_artifacts(job_url), warn=console.warn, rollback=rollback,
         )
     for promotion in outcome.promotions:
         how = (f"alias {promotion.alias!r} set ({promotion.model_uri})" if promotion.method == "alias" else

@@ -102,7 +102,9 @@ def _notebook_env(origin: Provenance) -> dict[str, str]:
         # The notebooks' MLflow runs get the same origin (mlflow.start_run reads MLFLOW_RUN_CONTEXT): the
         # merge-request comment finds its baseline by branch.
         **mlflow_run_context_env(
-            run_tags(origin.commit, origin.branch, origin.merge_request, origin.pipeline_url, origin.job_url), os.environ,
+            run_tags(origin.commit, origin.branch, origin.merge_request, origin.pipeline_url, origin.job_url,
+                     pipeline_source=origin.trigger, protected_ref=origin.protected, project_id=origin.project_id),
+            os.environ,
         ),
     }
 

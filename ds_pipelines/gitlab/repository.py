@@ -76,6 +76,8 @@ class Tag:
     name: str
     sha: str
     """The commit the tag points to (through an annotated tag's object)."""
+    protected: bool = False
+    """Only Maintainers (or those allowed) may create it: GitLab's protected tags."""
 
 
 def branch_head(client: GitLabClient, *, branch: str) -> str:
@@ -84,6 +86,14 @@ def branch_head(client: GitLabClient, *, branch: str) -> str:
     """
     found = client.call(f"reading branch {branch!r}", client.project.branches.get, branch)
     return found.commit["id"]
+
+
+def branch_protected(client: GitLabClient, *, branch: str) -> bool:
+    """Whether ``branch`` is protected in GitLab (only Maintainers, or those they allow, push to it).
+    API: https://docs.gitlab.com/api/branches/#get-single-repository-branch
+    """
+    found = client.call(f"reading branch {branch!r}", client.project.branches.get, branch)
+    return bool(found.attributes.get("protected"))
 
 
 def commits_since(client: GitLabClient, *, ref: str, since_sha: str | None, limit: int = 100) -> list[Commit]:
@@ -162,7 +172,7 @@ def tags(client: GitLabClient) -> list[Tag]:
     API: https://docs.gitlab.com/api/tags/#list-project-repository-tags
     """
     listed = client.call("listing tags", client.project.tags.list, get_all=True, per_page=_MAX_PER_PAGE)
-    return [Tag(name=tag.name, sha=tag.commit["id"]) for tag in listed]
+    return [Tag(name=tag.name, sha=tag.commit["id"], protected=bool(tag.attributes.get("protected"))) for tag in listed]
 
 
 def repository_url(client: GitLabClient) -> str:

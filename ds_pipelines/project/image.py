@@ -9,7 +9,10 @@ run the checkout's code inside the image, so a code change needs no new image.
 
 Tag scheme (``$CI_REGISTRY_IMAGE`` is GitLab's registry path of the project):
 
-- ``$CI_REGISTRY_IMAGE:<image_tag()>``: every build, e.g. ``:3f2a9c1d0b7e``; CI jobs run in it.
+- ``$CI_REGISTRY_IMAGE:<image_tag()>``: every build of a protected ref, e.g. ``:3f2a9c1d0b7e``; CI jobs run
+  in it. The build arguments are part of the hash: another ``BASE_IMAGE`` is another image.
+- ``$CI_REGISTRY_IMAGE:<image_tag()>-<branch slug>``: the build of an unprotected branch. Any Developer can
+  push such a branch, so its image never takes (nor replaces) the shared tag that protected refs run.
 - ``dev-1.2.3`` (a development release): ``:staging-dev-1.2.3`` and the moving ``:staging``.
 - ``v1.2.3`` (a production release): ``:v1.2.3`` and the moving ``:production``.
 """
@@ -17,6 +20,8 @@ Tag scheme (``$CI_REGISTRY_IMAGE`` is GitLab's registry path of the project):
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from ds_pipelines.errors import DsPipelinesError
@@ -25,11 +30,12 @@ from ds_pipelines.project.defaults import DEVELOPMENT, PRODUCTION, release_kind
 IMAGE_FILES: tuple[str, ...] = ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock")
 """Paths, relative to the project root, whose content defines the image (and nothing else does)."""
 
+_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 TAG_LENGTH = 12
 """Hex digits kept of the sha256: 48 bits, ample for the images of one project, short enough to read."""
 
 # Part of the hash: changing how tags are computed must never reuse an image built under the old rule.
-_SCHEME = b"ds-pipelines-image-tag/1\n"
+_SCHEME = b"ds-pipelines-image-tag/2\n"
 
 
 class ImageFileMissingError(DsPipelinesError):
@@ -51,13 +57,21 @@ class NotAReleaseError(DsPipelinesError):
         )
 
 
-def image_tag(root: Path) -> str:
-    """Hex digest over the path and content of every file in ``IMAGE_FILES`` under ``root``.
+def image_tag(root: Path, build_args: Mapping[str, str] | None = None, *, unprotected_ref: str | None = None) -> str:
+    """Hex digest over the path and content of every file in ``IMAGE_FILES`` under ``root`` and over every
+    build argument (``NAME=VALUE``), then ``-<unprotected_ref>`` (a branch slug) for a ref that is not
+    protected.
 
-    Only paths relative to ``root`` and bytes enter the hash: the same files give the same tag in any
-    folder, at any modification time.
+    Only paths relative to ``root``, bytes and arguments enter the hash: the same files give the same tag in
+    any folder, at any modification time.
     """
+    if unprotected_ref is not None and not _SLUG.fullmatch(unprotected_ref):
+        raise DsPipelinesError(f"--unprotected-ref {unprotected_ref!r} is not a ref slug (lowercase letters, digits and "
+                               "'-', at most 63, as GitLab's CI_COMMIT_REF_SLUG)")
     digest = hashlib.sha256(_SCHEME)
+    for name, value in sorted((build_args or {}).items()):
+        digest.update(f"arg\0{len(name)}\0{name}\0{len(value)}\0".encode())
+        digest.update(value.encode())
     for path in IMAGE_FILES:
         file = root / path
         if not file.is_file():
@@ -66,7 +80,8 @@ def image_tag(root: Path) -> str:
         # Lengths delimit the fields, so no two different file sets can hash the same stream.
         digest.update(f"{path}\0{len(content)}\0".encode())
         digest.update(content)
-    return digest.hexdigest()[:TAG_LENGTH]
+    tag = digest.hexdigest()[:TAG_LENGTH]
+    return f"{tag}-{unprotected_ref}" if unprotected_ref is not None else tag
 
 
 def release_tags(git_tag: str) -> list[str]:

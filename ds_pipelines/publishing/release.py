@@ -30,7 +30,16 @@ from ds_pipelines.publishing.render.escape import md_code, md_text
 from ds_pipelines.publishing.render.release import render_release_notes
 from ds_pipelines.results.folder import NotebookResult, RunResults
 from ds_pipelines.results.origin import Provenance
-from ds_pipelines.tracking.baselines import BRANCH_TAG, COMMIT_TAG, NOTEBOOK_TAG
+from ds_pipelines.tracking.baselines import (
+    BLOCKING_CHECKS_TAG,
+    BRANCH_TAG,
+    COMMIT_TAG,
+    NOTEBOOK_TAG,
+    PIPELINE_SOURCE_TAG,
+    PROJECT_ID_TAG,
+    PROTECTED_REF_TAG,
+    REPRODUCES_TAG,
+)
 from ds_pipelines.tracking.links import mlflow_ui_url, model_version_url, shown_uri
 from ds_pipelines.tracking.registry import (
     ALIAS_TAG,
@@ -40,6 +49,7 @@ from ds_pipelines.tracking.registry import (
     ModelVersion,
     Promotion,
     RegistryError,
+    aliased_version,
     current_aliases,
     latest_version,
     promote,
@@ -53,6 +63,10 @@ TRAINING_SCHEMA = "training"
 
 class ReleaseTagError(DsPipelinesError):
     """A tag that is neither a production nor a development release."""
+
+
+class RollbackError(DsPipelinesError):
+    """The version to release is older than the one in production, and no rollback was asked for."""
 
 
 @dataclass(frozen=True)
@@ -92,9 +106,12 @@ def release(
     tracking_uri: str | None,
     artifacts: JobArtifacts | None,
     warn: Warn,
+    rollback: bool = False,
 ) -> ReleaseOutcome:
     """Release ``tag`` (see the module docstring). ``commit``: promote the newest version trained from this
     commit (see ``choose_versions``); ``image``: the released image, pinned by digest, for the notes.
+    A production release of a version older than the model's current ``production`` one is refused
+    (RollbackError, nothing promoted) unless ``rollback``.
     ``gitlab`` is the client of the project's GitLab, or why there is none (the model is promoted all the
     same, and the outcome says why no release was written). A GitLab release that cannot be written comes
     back as ``gitlab_error``: the model is promoted by then."""
@@ -110,7 +127,9 @@ def release(
     require_reachable(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     chosen = choose_versions(client, results=results, model=model, commit=commit, project=project,
-                             tracking_uri=tracking_uri, warn=warn)
+                             tracking_uri=tracking_uri, warn=warn, project_id=origin.project_id)
+    if kind == PRODUCTION and not rollback:
+        _refuse_older_than_production(client, chosen)
     alias = PRODUCTION_ALIAS if kind == PRODUCTION else STAGING_ALIAS
     promotions = [promote(client, c.version.name, c.version.version, alias) for c in chosen]
     if kind == DEVELOPMENT:
@@ -139,9 +158,19 @@ def release(
     return ReleaseOutcome(tag=tag, kind=kind, promotions=promotions, gitlab_release=action, notes=description)
 
 
+def _refuse_older_than_production(client, chosen: list[ChosenVersion]) -> None:
+    for choice in chosen:
+        current = aliased_version(client, choice.version.name, PRODUCTION_ALIAS)
+        if current is not None and int(choice.version.version) < int(current):
+            raise RollbackError(
+                f"model {choice.version.name!r} version {choice.version.version} is older than version {current}, "
+                f"which is {PRODUCTION_ALIAS} now: nothing was promoted. To go back to it on purpose, run the "
+                "release again with --rollback")
+
+
 def choose_versions(
     client, *, results: RunResults | None, model: str | None, commit: str | None, project: Project,
-    tracking_uri: str | None, warn: Warn,
+    tracking_uri: str | None, warn: Warn, project_id: str | None = None,
 ) -> list[ChosenVersion]:
     """The model versions a release promotes: the one the training run in ``results`` registered (the
     newest per registered model among its runs); without results, or when its runs registered none, a
@@ -160,16 +189,20 @@ def choose_versions(
                  f"{f' of {model!r}' if model else ''}: releasing the latest registered version instead")
         names = [(model, model, None)] if model else _configured_models(project)
         if commit is not None:
-            return [ChosenVersion(trained_from(client, name, commit), notebook, path) for name, notebook, path in names]
+            return [ChosenVersion(trained_from(client, name, commit, project_id=project_id), notebook, path)
+                    for name, notebook, path in names]
         return [ChosenVersion(latest_version(client, name), notebook, path) for name, notebook, path in names]
     except (MlflowException, OSError) as exc:
         raise RegistryError(f"the MLflow model registry cannot be read at {shown_uri(tracking_uri)}: {first_line(exc)}") from None
 
 
-def trained_from(client, name: str, commit: str) -> ModelVersion:
-    """The newest version of registered model ``name`` whose MLflow run finished and was trained from
-    ``commit`` (run tag ``ds-pipelines.commit``, else ``mlflow.source.git.commit``). ModelLookupError naming
-    what the newest versions were trained from, and how to get a version, when there is none."""
+def trained_from(client, name: str, commit: str, *, project_id: str | None = None) -> ModelVersion:
+    """The newest version of registered model ``name`` that a release may promote for ``commit``: its MLflow
+    run finished, was trained from ``commit`` (run tag ``ds-pipelines.commit``, else
+    ``mlflow.source.git.commit``) by a job on a protected ref (``ds-pipelines.protected_ref=true``) of project
+    ``project_id`` (when known), not in a merge-request pipeline, passed its blocking quality checks and is not
+    a ``ds-pipelines reproduce`` rerun. ModelLookupError naming what the newest versions were and why each
+    was passed over, and how to get a version, when there is none."""
     from mlflow.exceptions import MlflowException
 
     latest_version(client, name)  # ModelLookupError when the model has no version at all
@@ -185,20 +218,38 @@ def trained_from(client, name: str, commit: str) -> ModelVersion:
             raise
         tags = run.data.tags
         trained = tags.get(COMMIT_TAG) or tags.get(GIT_COMMIT_TAG)
-        if trained == commit and run.info.status == "FINISHED":
+        passed_over = _not_releasable(tags, run.info.status, project_id) if trained == commit else None
+        if trained == commit and passed_over is None:
             return ModelVersion(name=name, version=str(version.version), run_id=version.run_id)
         if len(seen) < 3:
             where = f"commit {trained[:12]}" if trained else "an unknown commit"
             branch = f" on branch {tags[BRANCH_TAG]}" if tags.get(BRANCH_TAG) else ""
-            status = "" if run.info.status == "FINISHED" else f", run {run.info.status}"
-            seen.append(f"version {version.version} from {where}{branch}{status}")
+            seen.append(f"version {version.version} from {where}{branch}{f', {passed_over}' if passed_over else ''}")
     raise ModelLookupError(
         f"no version of registered model {name!r} was trained from commit {commit} by a finished MLflow run "
-        f"(run tag {COMMIT_TAG} or {GIT_COMMIT_TAG}; the newest: {'; '.join(seen) or 'none has a run'}): nothing "
+        f"of a protected job that passed its blocking checks (run tags {COMMIT_TAG} or {GIT_COMMIT_TAG}, "
+        f"{PROTECTED_REF_TAG}; the newest: {'; '.join(seen) or 'none has a run'}): nothing "
         "was promoted (a version of another commit never is). "
-        "Train on that commit: push it to a branch so that CI trains it, or run the training notebook on the "
-        "tag's commit before tagging; then run the release again"
+        "Train on that commit: push it to a protected branch so that CI trains it, or run the training notebook "
+        "in a pipeline of the tag; then run the release again"
     )
+
+
+def _not_releasable(tags: dict[str, str], status: str, project_id: str | None) -> str | None:
+    """Why a run of the right commit cannot be released, in words; None when it can."""
+    if status != "FINISHED":
+        return f"run {status}"
+    if tags.get(BLOCKING_CHECKS_TAG) == "failed":
+        return "its blocking quality checks failed"
+    if tags.get(REPRODUCES_TAG):
+        return "a ds-pipelines reproduce rerun"
+    if tags.get(PROTECTED_REF_TAG) != "true":
+        return "not trained on a protected ref"
+    if tags.get(PIPELINE_SOURCE_TAG) == "merge_request_event":
+        return "trained in a merge-request pipeline"
+    if project_id and tags.get(PROJECT_ID_TAG) != str(project_id):
+        return f"trained by project {tags.get(PROJECT_ID_TAG) or 'unknown'}, not {project_id}"
+    return None
 
 
 def _registered_by_results(client, results: RunResults, model: str | None) -> list[ChosenVersion]:

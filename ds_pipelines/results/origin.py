@@ -46,6 +46,10 @@ class Provenance:
     runner: str | None = None
     """``CPU`` or ``GPU``."""
     image: str | None = None
+    protected: str | None = None
+    """``true`` when the ref is protected in GitLab (``CI_COMMIT_REF_PROTECTED``; the commit sensor asks GitLab)."""
+    project_id: str | None = None
+    """The GitLab project whose pipeline (or sensor) made the run (``CI_PROJECT_ID``)."""
 
     @classmethod
     def from_gitlab_ci(cls, environ: Mapping[str, str] | None = None) -> Provenance:
@@ -67,6 +71,8 @@ class Provenance:
             tag=env.get("CI_COMMIT_TAG") or None,
             runner=_runner(env),
             image=env.get(IMAGE_ENV) or env.get("CI_JOB_IMAGE") or None,
+            protected=env.get("CI_COMMIT_REF_PROTECTED") or None,
+            project_id=env.get("CI_PROJECT_ID") or None,
         )
 
     @classmethod
@@ -125,6 +131,10 @@ def current(environ: Mapping[str, str] | None = None) -> Provenance:
         if not isinstance(tags, dict):
             raise DsPipelinesError(f"{RUN_TAGS_ENV} is not a JSON object of run tags: {handed_on[:200]!r}")
         found.update({key: value for key, value in asdict(Provenance.from_run_tags(tags)).items() if value})
+    if env.get("GITLAB_CI"):
+        # In a GitLab job, whether the ref is protected and which project ran it come from GitLab alone: a
+        # release trusts them (``publishing.release.trained_from``).
+        found.update(protected=env.get("CI_COMMIT_REF_PROTECTED") or None, project_id=env.get("CI_PROJECT_ID") or None)
     return Provenance(**found)
 
 

@@ -10,6 +10,10 @@ Runs are told apart by MLflow run tags that ds-pipelines sets (``run_tags``):
 ``ds-pipelines.job_url``       CI job
 ``ds-pipelines.notebook``      notebook path (optional; restricts baselines when experiments are shared)
 ``ds-pipelines.blocking_checks`` ``failed`` when a blocking quality check failed the run (never a baseline)
+``ds-pipelines.pipeline_source`` how the pipeline started (``CI_PIPELINE_SOURCE``; the sensor's: ``push``...)
+``ds-pipelines.protected_ref`` ``true`` when the run's ref is protected (``CI_COMMIT_REF_PROTECTED``)
+``ds-pipelines.project_id``    the GitLab project whose job made the run (``CI_PROJECT_ID``)
+``ds-pipelines.reproduces``    set on a ``ds-pipelines reproduce`` rerun (never a baseline, never released)
 =============================  ==========================================================
 
 ``ds-pipelines run`` passes them to every run a notebook starts through MLflow's ``MLFLOW_RUN_CONTEXT``
@@ -41,6 +45,10 @@ JOB_URL_TAG = TAG_PREFIX + "job_url"
 NOTEBOOK_TAG = TAG_PREFIX + "notebook"
 BLOCKING_CHECKS_TAG = TAG_PREFIX + "blocking_checks"
 """``passed`` or ``failed``: set after the notebook's quality checks ran, when it has blocking ones."""
+PIPELINE_SOURCE_TAG = TAG_PREFIX + "pipeline_source"
+PROTECTED_REF_TAG = TAG_PREFIX + "protected_ref"
+PROJECT_ID_TAG = TAG_PREFIX + "project_id"
+REPRODUCES_TAG = TAG_PREFIX + "reproduces"
 RUN_CONTEXT_ENV = "MLFLOW_RUN_CONTEXT"
 MAX_RUNS_SCANNED = 1000
 """How far back (newest first) an experiment is searched for a baseline."""
@@ -70,9 +78,15 @@ def run_tags(
     job_url: str | None,
     *,
     notebook: str | None = None,
+    pipeline_source: str | None = None,
+    protected_ref: str | None = None,
+    project_id: str | None = None,
 ) -> dict[str, str]:
     """The MLflow run tags that identify where a run comes from (absent values are left out)."""
     values = {
+        PIPELINE_SOURCE_TAG: pipeline_source,
+        PROTECTED_REF_TAG: protected_ref,
+        PROJECT_ID_TAG: project_id,
         COMMIT_TAG: commit_sha,
         BRANCH_TAG: branch,
         MERGE_REQUEST_TAG: None if mr_iid is None else str(mr_iid),

@@ -2,8 +2,8 @@
 also on servers without them (GitLab's MLflow-compatible API).
 
 ``ds-pipelines release`` promotes a version by alias (``promote``), or where the server has no alias
-endpoints, by the model version tag ``ds-pipelines.alias=<alias>`` (older versions keep theirs: the newest
-version carrying the tag is the promoted one). Scoring resolves ``models:/name@alias`` the same way, so a
+endpoints, by the model version tag ``ds-pipelines.alias=<alias>``, moved as an alias moves: the versions
+that carried it lose it, so a rollback to an older version is what scoring loads. Scoring resolves ``models:/name@alias`` the same way, so a
 model released on GitLab's MLflow API is the one the inference notebook loads. No Dagster imports: the
 notebooks use it.
 
@@ -133,12 +133,29 @@ def promote(client, name: str, version: str, alias: str) -> Promotion:
         raise PromotionError(f"could not set alias {alias!r} on model {name!r}: {_reason(exc)}") from None
     try:
         client.set_model_version_tag(name, version, ALIAS_TAG, alias)
+        # Then untagged elsewhere: in between, the newest tagged version is the one scoring loads.
+        for other in client.search_model_versions(f"name = '{name}'"):
+            if str(other.version) != str(version) and (other.tags or {}).get(ALIAS_TAG) == alias:
+                client.delete_model_version_tag(name, str(other.version), ALIAS_TAG)
     except (MlflowException, OSError) as exc:
         raise PromotionError(
             f"the MLflow server has no model aliases, and tagging model {name!r} version {version} "
             f"with {ALIAS_TAG}={alias} failed too: {_reason(exc)}"
         ) from None
     return Promotion(name, version, alias, "tag")
+
+
+def aliased_version(client, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at (the registry's alias, else the ``ds-pipelines.alias`` tag); None when
+    no version has it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if not unsupported_endpoint(exc) and getattr(exc, "error_code", None) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+    return version_tagged_with_alias(client, name, alias)
 
 
 def current_aliases(client, name: str, version: str) -> tuple[str, ...]:

@@ -43,13 +43,12 @@ from ds_pipelines.results.reproducibility import (
     ReproducibilityError,
     file_sha256,
 )
-from ds_pipelines.tracking.baselines import RUN_CONTEXT_ENV
+from ds_pipelines.tracking.baselines import REPRODUCES_TAG, RUN_CONTEXT_ENV
 from ds_pipelines.triggers.checkout import checkout
 
 GPU_RELATIVE_TOLERANCE = 1e-4
 """On ``cuda``, metrics match when ``|a - b| <= GPU_RELATIVE_TOLERANCE * max(|a|, |b|, 1e-12)``."""
 TIMING_METRIC = re.compile(r"(^|_)(seconds|secs|duration|elapsed|time)(_|$)|_s$")
-REPRODUCES_TAG = "ds-pipelines.reproduces"
 _SKLEARN_SOURCE = "sklearn.datasets."
 
 

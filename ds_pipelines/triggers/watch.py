@@ -88,9 +88,14 @@ def evaluate(client: GitLabClient, settings: TriggerSettings, cursor: dict[str, 
                 result.cursor[key] = commits[-1].sha
                 result.messages.append(f"watching branch {branch} from {commits[-1].sha[:12]}")
             continue
-        for commit, changes in _pushes(client, commits, cursor[key]):
+        pushes = _pushes(client, commits, cursor[key])
+        # Recorded on the runs' MLflow runs, as CI_COMMIT_REF_PROTECTED is in CI: releases promote only
+        # versions that protected refs of this project trained.
+        protected = str(repository.branch_protected(client, branch=branch)).lower() if pushes else None
+        for commit, changes in pushes:
             _plan(result, commit, changes, settings, checkout, Provenance(
-                commit=commit.sha, branch=branch, commit_url=commit.web_url, trigger="push"))
+                commit=commit.sha, branch=branch, commit_url=commit.web_url, trigger="push", protected=protected,
+                project_id=_project_id(client)))
             result.cursor[key] = commit.sha
     if settings.merge_requests:
         open_now = open_merge_requests(client)
@@ -115,11 +120,16 @@ def evaluate(client: GitLabClient, settings: TriggerSettings, cursor: dict[str, 
             _plan(result, head, changes, settings,
                   lambda sha, iid=mr.iid if trusted_fork else None: checkout(sha, merge_request=iid),
                   Provenance(commit=mr.sha, branch=branch, merge_request=str(mr.iid), commit_url=head.web_url,
-                             merge_request_url=mr.web_url, trigger="merge_request_event"))
+                             merge_request_url=mr.web_url, trigger="merge_request_event", protected="false",
+                             project_id=_project_id(client)))
         still_open = {f"mr:{mr.iid}" for mr in open_now}
         for key in [k for k in result.cursor if k.startswith("mr:") and k not in still_open]:
             del result.cursor[key]  # merged or closed: forget it, the cursor stays small
     return result
+
+
+def _project_id(client: GitLabClient) -> str:
+    return str(client.project_attributes()["id"])
 
 
 def commit_changes(client: GitLabClient, *, sha: str) -> list[Change]:
