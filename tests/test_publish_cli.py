@@ -90,6 +90,18 @@ def test_comment_is_created_then_updated_in_place_with_the_first_commit_in_its_h
 
 
 @pytest.mark.slow
+def test_the_comment_uses_the_note_only_token_when_there_is_one(trained, results, tmp_path, fake_gitlab):
+    # GITLAB_TOKEN (wiki, releases) is a protected variable: a branch's pipeline has only the note token.
+    env = ci_env(trained, fake_gitlab, tmp_path, GITLAB_TOKEN="", GITLAB_NOTE_TOKEN=fake_gitlab.token)
+    result = run_cli(env, "publish", "mr", "--results", str(results), cwd=tmp_path)
+    assert_clean_exit(result)
+    assert len(fake_gitlab.marked_notes(MR, MR_MARKER)) == 1
+    refused = run_cli({**env, "GITLAB_NOTE_TOKEN": "glpat-not-the-note-token-0000"}, "publish", "mr", "--results",
+                      str(results), "--strict", cwd=tmp_path)
+    assert refused.returncode == 1 and "glpat-not-the-note-token" not in refused.stdout + refused.stderr
+
+
+@pytest.mark.slow
 def test_faults_on_the_note_post_still_leave_exactly_one_comment(trained, results, tmp_path, fake_gitlab):
     # Every fault on the same request, in a row: rate limit, server error, dropped connection, then a
     # POST that GitLab applied but whose reply was lost (python-gitlab retries it: a twin note appears).

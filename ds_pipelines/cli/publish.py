@@ -101,11 +101,16 @@ def tracking_uri(project_dir: Path | None) -> str:
     return os.environ.get(TRACKING_URI_ENV) or project_tracking_uri(load_project(project_dir))
 
 
-def gitlab_client():
-    """The GitLab client of GitLab CI's variables (or GITLAB_URL...); GitLabConfigError naming what to set."""
+def gitlab_client(*, comments_only: bool = False):
+    """The GitLab client of GitLab CI's variables (or GITLAB_URL...); GitLabConfigError naming what to set.
+    ``comments_only``: with the note-only token ``GITLAB_NOTE_TOKEN`` when that is set."""
     from ds_pipelines.gitlab import GitLabClient, GitLabSettings
+    from ds_pipelines.gitlab.settings import NOTE_TOKEN_VARIABLE
 
-    return GitLabClient(GitLabSettings.from_env(os.environ))
+    environ = dict(os.environ)
+    if comments_only and environ.get(NOTE_TOKEN_VARIABLE):
+        environ["GITLAB_TOKEN"] = environ[NOTE_TOKEN_VARIABLE]
+    return GitLabClient(GitLabSettings.from_env(environ))
 
 
 def job_artifacts(job_url: str | None):
@@ -198,7 +203,7 @@ def merge_request(results_dirs: tuple[Path, ...], mr_iid: int | None, default_br
     with console.policy("merge-request comment not published", strict=strict):
         results = load_run(results_dirs)
         outcome = publish_merge_request_comment(
-            results, mr_iid=merge_request_iid(mr_iid, os.environ), client=gitlab_client(),
+            results, mr_iid=merge_request_iid(mr_iid, os.environ), client=gitlab_client(comments_only=True),
             masker=Masker.from_env(os.environ), origin=Provenance.from_gitlab_ci(os.environ),
             tracking_uri=tracking_uri(project_dir), default_branch=default_branch,
             artifacts=artifacts_of(results_dirs, job_urls),
@@ -298,6 +303,6 @@ def plan_comment(plan_json: str, mr_iid: int | None, gpu_runner: str | None, cpu
         note_id, action = publish_plan_comment(
             explanation.lines, summary=explanation.summary, durations_note=explanation.durations_note,
             expected_total=duration_text(total) if total is not None else None,
-            mr_iid=iid, client=gitlab_client(), origin=Provenance.from_gitlab_ci(os.environ),
+            mr_iid=iid, client=gitlab_client(comments_only=True), origin=Provenance.from_gitlab_ci(os.environ),
         )
         console.echo(f"Plan {action} in the merge-request comment on !{iid} (note {note_id}).")

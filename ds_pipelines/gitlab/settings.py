@@ -14,6 +14,9 @@ from ds_pipelines.gitlab.errors import TOKEN_VARIABLES, GitLabConfigError
 URL_VARIABLES = ("CI_SERVER_URL", "GITLAB_URL")
 PROJECT_VARIABLES = ("CI_PROJECT_ID", "GITLAB_PROJECT_ID")
 TOKEN_VARIABLE_NAMES = ("GITLAB_TOKEN", "REPO_TOKEN")
+NOTE_TOKEN_VARIABLE = "GITLAB_NOTE_TOKEN"
+"""A token that can only comment (a Reporter-role project access token): the merge-request comment and plan
+jobs of every branch use it when set, so they never hold GITLAB_TOKEN, which writes the wiki and releases."""
 _SETTINGS = {
     "url": (URL_VARIABLES, "CI_SERVER_URL (or GITLAB_URL)"),
     "project_id": (PROJECT_VARIABLES, "CI_PROJECT_ID (or GITLAB_PROJECT_ID)"),
