@@ -19,7 +19,8 @@ DEPLOY = REPO / "deploy"
 SECRET_NAMES = {"DAGSTER_POSTGRES_URL", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "GITLAB_URL", "GITLAB_TOKEN",
                 "GITLAB_PROJECT_ID", "SLACK_WEBHOOK_URL"}
 SERVICES = {"postgres", "user-code", "webserver", "daemon"}
-COMPOSE_ENV = {"DOCKER_GID": "999", "POSTGRES_PASSWORD": "x", "DAGSTER_POSTGRES_URL": "postgresql://dagster:x@postgres/dagster"}
+COMPOSE_ENV = {"DOCKER_GID": "999", "POSTGRES_PASSWORD": "x", "DAGSTER_DB_PASSWORD": "y",
+               "DAGSTER_POSTGRES_URL": "postgresql://dagster_app:y@postgres/dagster"}
 
 
 def load(name: str) -> dict:

@@ -8,9 +8,13 @@ cannot be used is a clear error naming the variable, with the password hidden, b
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import uuid
 from pathlib import Path
 
 import dagster as dg
+import psycopg2
 import pytest
 import yaml
 
@@ -154,3 +158,46 @@ def _closed_port() -> int:
     from mlflow_serve import free_port
 
     return free_port()
+
+
+ROLE_SQL = Path(__file__).resolve().parent.parent / "deploy" / "postgres-init" / "sql" / "dagster-role.sql"
+
+
+def test_the_deployments_database_role_runs_dagster_and_nothing_more(postgres, tmp_path, monkeypatch):
+    """deploy/postgres-init's role, created by psql from its SQL as the postgres image does, is no superuser
+    and is enough for a Dagster instance on Postgres: it creates the storage and records a run."""
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.skip("psql is not installed (apt-get install postgresql-client)")
+    database, role = postgres.new_database(), f"dagster_app_{uuid.uuid4().hex[:8]}"  # roles are the server's
+    done = subprocess.run(
+        [psql, "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-v", f"role={role}", "-v", "password=app-password-1",
+         "-v", f"dbname={database}", "-f", str(ROLE_SQL), postgres.url(database)],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    url = postgres.url(database, user=role, password="app-password-1")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(POSTGRES_STORAGE)
+    monkeypatch.setenv(POSTGRES_URL_ENV, url)
+
+    @dg.op
+    def one() -> int:
+        return 1
+
+    @dg.job
+    def tiny() -> None:
+        one()
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert tiny.execute_in_process(instance=instance).success
+        assert len(instance.get_runs()) == 1
+    [(superuser, create_role, create_db)] = postgres.execute(
+        f"SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = '{role}'")
+    assert (superuser, create_role, create_db) == (False, False, False)
+    connection = psycopg2.connect(url)
+    try:
+        with connection.cursor() as cursor, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute("CREATE ROLE intruder")
+    finally:
+        connection.close()
