@@ -102,6 +102,16 @@ def test_the_detect_job_installs_the_versions_uv_lock_pins():
     detect = yaml.safe_load(jobs)["detect-notebooks"]
     assert detect["image"] == "$[[ inputs.light-image ]]"
     [install] = [line for line in detect["before_script"] if "pip install" in line]
-    pinned = dict(re.findall(r"([A-Za-z0-9_.-]+)==([0-9][^\s]*)", install))
-    locked = lock_closure(LIGHT_PACKAGES)
-    assert pinned == {name: locked[name] for name in LIGHT_PACKAGES}
+    assert "--require-hashes" in install and "--no-deps" in install
+    pinned = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([0-9][^\s]*) --hash=", install, re.MULTILINE))
+    # Every package detect needs, dependencies included, at uv.lock's version ...
+    assert {_normalized(name): version for name, version in pinned.items()} == lock_closure(LIGHT_PACKAGES)
+    # ... each with exactly uv.lock's hashes of the files Alpine's CPython 3.11 installs (pure Python wheels,
+    # or musllinux wheels for x86_64 and aarch64).
+    locked = {_normalized(p["name"]): p for p in tomllib.loads((PROJECT / "uv.lock").read_text())["package"]}
+    for name in pinned:
+        hashes = set(re.findall(rf"^{re.escape(name)}==\S+ (.*)$", install, re.MULTILINE)[0].replace("--hash=", "").split())
+        wheels = {wheel["hash"] for wheel in locked[_normalized(name)].get("wheels", [])
+                  if "-none-any." in wheel["url"]
+                  or ("-cp311-cp311-musllinux_" in wheel["url"] and ("x86_64" in wheel["url"] or "aarch64" in wheel["url"]))}
+        assert hashes == wheels, name
