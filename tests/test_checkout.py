@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,46 @@ def test_a_commit_already_checked_out_is_not_fetched_again(tmp_path: Path):
     again = checkout(repository_url=str(tmp_path / "gone"), sha=sha, cache_dir=cache)
 
     assert again == folder and (again / "outputs.txt").read_text() == "written by training"
-    assert (again / COMPLETE_MARKER).read_text().strip() == sha
+    assert json.loads((again / COMPLETE_MARKER).read_text())["sha"] == sha
+
+
+def test_a_checkout_changed_after_extraction_is_extracted_again(tmp_path: Path):
+    """Runs execute as the deployment's user: one could rewrite another commit's files in the cache."""
+    repo = make_project(tmp_path / "repo")
+    sha = repo.head()
+    cache = tmp_path / "cache"
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=cache)
+    original = (folder / TRAINING).read_text()
+    (folder / TRAINING).write_text('{"cells": ["planted by another run"]}')
+
+    again = checkout(repository_url=str(repo.root), sha=sha, cache_dir=cache)
+
+    assert again == folder and (again / TRAINING).read_text() == original
+    [set_aside] = cache.glob(f".changed-{sha[:12]}-*/{sha}")  # kept aside, never used
+    assert "planted" in (set_aside / TRAINING).read_text()
+
+
+def test_hooks_and_settings_planted_in_the_mirror_are_never_used(tmp_path: Path):
+    repo = make_project(tmp_path / "repo")
+    cache = tmp_path / "cache"
+    checkout(repository_url=str(repo.root), sha=repo.head(), cache_dir=cache)
+    mirror = cache / "mirror.git"
+    fired = tmp_path / "hook-fired"
+    (mirror / "hooks").mkdir(exist_ok=True)
+    for hook in ("reference-transaction", "post-checkout", "pre-auto-gc"):
+        (mirror / "hooks" / hook).write_text(f"#!/bin/sh\ntouch {fired}\n")
+        (mirror / "hooks" / hook).chmod(0o755)
+    decoy = make_project(tmp_path / "decoy")  # where a planted url.insteadOf would send the next fetch
+    with (mirror / "config").open("a") as config:
+        config.write(f'[url "{decoy.root}"]\n\tinsteadOf = {repo.root}\n[core]\n\thooksPath = {mirror / "hooks"}\n')
+    repo.write(TRAINING, '{"marker": "next commit"}')
+    next_commit = repo.commit("next")
+
+    folder = checkout(repository_url=str(repo.root), sha=next_commit, cache_dir=cache)
+
+    assert (folder / TRAINING).read_text() == '{"marker": "next commit"}'
+    assert not fired.exists(), "a hook planted in the mirror ran"
+    assert "insteadOf" not in (mirror / "config").read_text()
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,20 @@ A Dagster deployment has one version of the project checked out, but the commit 
 many commits: each run gets the files of its own commit, extracted from a local mirror of the repository
 into ``<cache>/<sha>/`` (kept, so the notebooks of one commit share their outputs: training writes the
 model that inference reads). No Dagster imports.
+
+The runs execute a commit's code as the deployment's user, so they could write into the cache. Nothing there
+is trusted as found: a checkout is used again only while every file of its commit still has the sha256 that
+its marker recorded at extraction (otherwise it is extracted afresh), and the mirror's configuration is
+rewritten and its alternates dropped before each fetch, which runs with no hooks (``core.hooksPath``), so a
+run cannot redirect the next fetch or plant code that git would execute.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -30,6 +38,9 @@ FETCH_REFSPECS = (
     "+refs/tags/*:refs/tags/*",
 )
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# Given on every git command line: the repository's own settings cannot turn hooks or an fsmonitor back on.
+_NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}", "-c", "core.fsmonitor=false")
+MIRROR_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
 
 
 class CheckoutError(DsPipelinesError):
@@ -48,12 +59,15 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
     if not _SHA.fullmatch(sha):
         raise CheckoutError(f"{sha!r} is not a full commit SHA (40 or 64 lowercase hex digits)")
     target = cache_dir / sha
-    if (target / COMPLETE_MARKER).exists():
+    if _intact(target, sha):
         return target
+    if target.exists():  # changed since it was extracted (or never completed): set aside, extracted again
+        target.rename(Path(tempfile.mkdtemp(prefix=f".changed-{sha[:12]}-", dir=cache_dir)) / sha)
     mirror = cache_dir / MIRROR_DIR
     if not mirror.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
         _git(mirror.parent, "init", "--quiet", "--bare", mirror.name)
+    _reset_mirror(mirror)
     if not _has_commit(mirror, sha):
         refspecs = FETCH_REFSPECS + ((f"+refs/merge-requests/{merge_request}/head:refs/merge-requests/{merge_request}/head",)
                                      if merge_request is not None else ())
@@ -66,7 +80,9 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
         archive = _git(mirror, "archive", "--format=tar", sha)
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(staging, filter="data")  # refuses absolute paths and links that leave the folder
-        (staging / COMPLETE_MARKER).write_text(sha + "\n")
+            files = {member.name: hashlib.sha256(tar.extractfile(member).read()).hexdigest()
+                     for member in tar.getmembers() if member.isfile()}
+        (staging / COMPLETE_MARKER).write_text(json.dumps({"sha": sha, "files": files}, sort_keys=True) + "\n")
         try:
             staging.rename(target)
         except OSError:
@@ -77,8 +93,41 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
     return target
 
 
+def _intact(target: Path, sha: str) -> bool:
+    """Whether ``target`` is a complete checkout of ``sha`` whose files are as extracted (outputs that runs
+    added beside them are not part of it)."""
+    try:
+        marker = json.loads((target / COMPLETE_MARKER).read_text())
+        files = marker["files"] if marker["sha"] == sha else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not isinstance(files, dict):
+        return False
+    for name, digest in files.items():
+        path = target / name
+        if path.is_symlink() or not path.is_file() or _sha256(path) != digest:
+            return False
+    return True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _reset_mirror(mirror: Path) -> None:
+    """The mirror's settings as ``git init --bare`` writes them, no alternate object stores, no hooks: a run
+    may have changed any of them (``url.*.insteadOf`` would redirect the fetch, a hook would run code)."""
+    (mirror / "config").write_text(MIRROR_CONFIG)
+    (mirror / "objects" / "info" / "alternates").unlink(missing_ok=True)
+    shutil.rmtree(mirror / "hooks", ignore_errors=True)
+
+
 def _has_commit(mirror: Path, sha: str) -> bool:
-    probe = subprocess.run(["git", "-C", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}"], capture_output=True)
+    probe = subprocess.run(["git", *_NO_HOOKS, "-C", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}"], capture_output=True)
     return probe.returncode == 0
 
 
@@ -89,7 +138,7 @@ def _git(cwd: Path, *args: str, token: str | None = None, failure: str | None = 
         env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
                    GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
     try:
-        done = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, env=env, timeout=FETCH_TIMEOUT_S)
+        done = subprocess.run(["git", *_NO_HOOKS, "-C", str(cwd), *args], capture_output=True, env=env, timeout=FETCH_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CheckoutError(f"{failure or 'git ' + args[0]}: {exc}") from None
     if done.returncode != 0:
