@@ -212,6 +212,9 @@ def test_tag_pipelines_take_a_build_cache_only_from_a_protected_image():
     build = "\n".join(yaml.safe_load(jobs)["build-container"]["script"])
     assert 'if [ "$CI_COMMIT_REF_PROTECTED" != true ]; then UNPROTECTED="--unprotected-ref $CI_COMMIT_REF_SLUG"; fi' in build
     assert "TAG=$(ds-pipelines image-tag $BUILD_ARGS ${UNPROTECTED:-})" in build and "docker build $BUILD_ARGS" in build
+    # The jobs after it run the image by digest, as the release notes name the released one.
+    assert build.splitlines()[-1] == 'echo "IMAGE=$IMAGE@$DIGEST" > image.env'
+    assert 'echo "RELEASE_IMAGE=$1@${pushed#*@}" > release.env' in script
 
 
 @pytest.mark.slow
