@@ -402,10 +402,13 @@ def test_open_merge_requests_with_their_diff_base(repo, served):
     feature = repo.git("rev-parse", "feature")
     assert open_merge_requests(client) == [
         MergeRequest(iid=1, source_branch="other", target_branch="main", sha=base,
-                     web_url=f"{fake.web_url}/-/merge_requests/1", diff_base_sha=base),
+                     web_url=f"{fake.web_url}/-/merge_requests/1", diff_base_sha=base,
+                     source_project_id=fake.project_id, target_project_id=fake.project_id),
         MergeRequest(iid=3, source_branch="feature", target_branch="main", sha=feature,
-                     web_url=f"{fake.web_url}/-/merge_requests/3", diff_base_sha=base),
+                     web_url=f"{fake.web_url}/-/merge_requests/3", diff_base_sha=base,
+                     source_project_id=fake.project_id, target_project_id=fake.project_id),
     ]
+    assert not any(mr.from_fork for mr in open_merge_requests(client))
 
 
 def test_tags_branch_head_and_clone_url(repo, served, tmp_path):
