@@ -7,6 +7,11 @@ repository's path, so ``git clone`` of it works). Every API request needs ``PRIV
 ``Authorization: Bearer <token>``), else 401. Lists are paginated like GitLab (``per_page`` 20 by default,
 100 at most, ``X-Total``/``X-Page``/``X-Next-Page``/``Link`` headers).
 
+Users: every token belongs to a user, ``GET /user`` answers who (``fake.token`` is the bot's,
+``fake.add_user("reviewer")`` gives another user's token). A note's author is the user whose token created it;
+like GitLab, only its author may edit a note (403 otherwise), while deleting one is allowed to every token
+(the Maintainer role may delete anyone's note).
+
 Use it as a context manager, or take the ``fake_gitlab`` fixture (no repository): tests/conftest.py loads
 this module as a plugin (``pytest_plugins``), so tests name the fixture as a parameter without importing it,
 and import only the class::
@@ -55,6 +60,7 @@ DROP, LOSE_REPLY = "drop", "lose-reply"
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 20, 100
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".svg", ".ico", ".tiff"}
 _SEGMENT = r"([^/]+)"
+BOT_USER = {"id": 1, "username": "ds-pipelines-bot", "name": "ds-pipelines bot"}
 
 
 @dataclass
@@ -64,6 +70,10 @@ class Reply:
     """JSON-able data, or bytes sent as they are."""
     headers: dict[str, str] | None = None
     content_type: str = "application/json"
+
+
+_PROJECT, _USER, _PUBLIC = "project", "user", "public"
+"""What a route needs: a token and the project, only a token, nothing (uploaded files)."""
 
 
 class _Fault:
@@ -86,6 +96,8 @@ class FakeGitLab(LoopbackServer):
         # Made at run time so that no token-looking string sits in the source (secret scanners read it),
         # yet shaped like a real one so that a leak in output is caught by the same detectors.
         self.token = "glpat-" + secrets.token_hex(10)
+        self.users: dict[str, dict] = {self.token: BOT_USER}
+        """Each token's user (``add_user`` adds one)."""
         self.notes: dict[int, list[dict]] = {}
         self.uploads: dict[str, bytes] = {}
         """Uploaded files by the ``url`` GitLab answered (``/uploads/<secret>/<name>``)."""
@@ -117,6 +129,13 @@ class FakeGitLab(LoopbackServer):
         """Make the next ``times`` requests of ``method`` whose path matches fail with ``kind``."""
         with self._lock:
             self._faults.append(_Fault(method, path_regex, kind, times))
+
+    def add_user(self, username: str) -> str:
+        """Add a user; a token of theirs, for writes by someone other than the bot."""
+        token = "glpat-" + secrets.token_hex(10)
+        with self._lock:
+            self.users[token] = {"id": next(self._ids), "username": username, "name": username.title()}
+        return token
 
     def add_merge_request(self, *, iid: int, source_branch: str = "feature", target_branch: str = "main",
                           sha: str | None = None, base_sha: str | None = None, state: str = "opened") -> dict:
@@ -160,32 +179,37 @@ class FakeGitLab(LoopbackServer):
                     return fault.kind
         return None
 
-    def _authorized(self, headers: Any) -> bool:
-        return headers.get("PRIVATE-TOKEN") == self.token or headers.get("Authorization") == f"Bearer {self.token}"
+    def _user(self, headers: Any) -> dict | None:
+        """The user of the request's token, or None when it has no known token."""
+        bearer = (headers.get("Authorization") or "").removeprefix("Bearer ")
+        return self.users.get(headers.get("PRIVATE-TOKEN") or bearer)
 
     def _dispatch(self, method: str, path: str, query: dict[str, str], headers: Any, body: bytes) -> Reply:
-        for route_method, pattern, needs_project, action in self._routes:
+        user = self._user(headers)
+        for route_method, pattern, scope, action in self._routes:
             match = pattern.fullmatch(path)
             if route_method != method or not match:
                 continue
             args = [unquote(group) for group in match.groups()]
-            if not needs_project:
+            if scope == _PUBLIC:
                 return action(*args)
-            if not self._authorized(headers):
+            if user is None:
                 return Reply(401, {"message": "401 Unauthorized"})
+            if scope == _USER:
+                return action(user)
             if args[0] not in (str(self.project_id), self.project_path):
                 return _not_found("Project")
             try:
-                params = {**query, **_parse_body(headers.get("Content-Type", ""), body)}
+                params = {**query, **_parse_body(headers.get("Content-Type", ""), body), "_user": user}
             except (ValueError, TypeError) as exc:
                 return Reply(400, {"error": str(exc)})
             with self._lock:
                 return action(params, *args[1:])
-        if path.startswith(API) and not self._authorized(headers):
+        if path.startswith(API) and user is None:
             return Reply(401, {"message": "401 Unauthorized"})
         return Reply(404, {"error": "404 Not Found"})
 
-    def _make_routes(self) -> list[tuple[str, re.Pattern, bool, Callable[..., Reply]]]:
+    def _make_routes(self) -> list[tuple[str, re.Pattern, str, Callable[..., Reply]]]:
         project = f"{API}/projects/{_SEGMENT}"
         mr = f"{project}/merge_requests/{_SEGMENT}"
         api = [
@@ -220,7 +244,12 @@ class FakeGitLab(LoopbackServer):
             ("GET", rf"/-/project/{_SEGMENT}/uploads/{_SEGMENT}/{_SEGMENT}", self._uploaded_file),
             ("GET", rf"/{re.escape(self.project_path)}/uploads/{_SEGMENT}/{_SEGMENT}", self._uploaded_file_by_web_path),
         ]
-        return [(m, re.compile(p), True, a) for m, p, a in api] + [(m, re.compile(p), False, a) for m, p, a in files]
+        routes = [(m, re.compile(p), _PROJECT, a) for m, p, a in api]
+        routes.append(("GET", re.compile(f"{API}/user"), _USER, self._current_user))
+        return routes + [(m, re.compile(p), _PUBLIC, a) for m, p, a in files]
+
+    def _current_user(self, user: dict) -> Reply:
+        return Reply(200, {**user, "state": "active", "web_url": f"{self.url}/{user['username']}"})
 
     # -- project and merge requests -------------------------------------------------------------------
 
@@ -262,7 +291,7 @@ class FakeGitLab(LoopbackServer):
         now = _now()
         note = {
             "id": next(self._ids), "type": None, "body": params["body"], "system": False,
-            "author": {"id": 1, "username": "ds-pipelines-bot", "name": "ds-pipelines bot"},
+            "author": dict(params["_user"]),
             "created_at": now, "updated_at": now, "noteable_id": int(iid), "noteable_iid": int(iid),
             "noteable_type": "MergeRequest", "project_id": self.project_id, "resolvable": False,
         }
@@ -280,6 +309,8 @@ class FakeGitLab(LoopbackServer):
         note = self._find_note(iid, note_id)
         if note is None:
             return _not_found("Note")
+        if note["author"]["id"] != params["_user"]["id"]:
+            return Reply(403, {"message": "403 Forbidden"})
         if not params.get("body"):
             return Reply(400, {"error": "body is missing"})
         note.update(body=params["body"], updated_at=_now())

@@ -44,9 +44,11 @@ def client_for(fake: FakeGitLab, *, token: str | None = None, project: str | Non
     return GitLabClient(settings, timeout=5, max_retries=max_retries)
 
 
-def plain_notes(fake: FakeGitLab, mr_iid: int):
-    """python-gitlab's own notes manager, for notes written by someone else than our client."""
-    project = gitlab.Gitlab(fake.url, private_token=fake.token, timeout=5).projects.get(fake.project_id, lazy=True)
+def plain_notes(fake: FakeGitLab, mr_iid: int, *, token: str | None = None):
+    """python-gitlab's own notes manager, for notes written by someone else than our client (with the bot's
+    token unless ``token`` is another user's)."""
+    gl = gitlab.Gitlab(fake.url, private_token=token or fake.token, timeout=5)
+    project = gl.projects.get(fake.project_id, lazy=True)
     return project.mergerequests.get(mr_iid, lazy=True).notes
 
 
@@ -155,6 +157,25 @@ def test_duplicates_from_earlier_runs_are_removed(client, fake_gitlab):
     plain.create({"body": f"{MARKER} old 2"})
     assert client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} new") == oldest
     assert sorted(n["body"] for n in fake_gitlab.notes[1]) == [f"{MARKER} new", "a reviewer's comment"]
+
+
+def test_a_marked_note_by_another_author_is_never_adopted_edited_or_deleted(client, fake_gitlab):
+    reviewer = plain_notes(fake_gitlab, 1, token=fake_gitlab.add_user("reviewer"))
+    planted = reviewer.create({"body": f"{MARKER}\nAUC 1.00, ship it"}).id
+    assert client.marked_note_body(mr_iid=1, marker=MARKER) is None  # its data block is not read back either
+    ours = client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER}\nAUC 0.91")
+    assert client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER}\nAUC 0.92") == ours != planted
+    by_id = {n["id"]: (n["author"]["username"], n["body"]) for n in fake_gitlab.notes[1]}
+    assert by_id == {planted: ("reviewer", f"{MARKER}\nAUC 1.00, ship it"),
+                     ours: ("ds-pipelines-bot", f"{MARKER}\nAUC 0.92")}
+    assert not [r for r in fake_gitlab.requests if r[0] in ("PUT", "DELETE") and r[1].endswith(f"/{planted}")]
+    assert client.marked_note_body(mr_iid=1, marker=MARKER) == f"{MARKER}\nAUC 0.92"
+
+
+def test_the_token_s_user_is_read_once_per_client(client, fake_gitlab):
+    for version in range(3):
+        client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v{version}")
+    assert fake_gitlab.requests.count(("GET", "/api/v4/user")) == 1
 
 
 def test_note_is_found_beyond_the_first_page(client, fake_gitlab):

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import gitlab
 import requests
-from gitlab.v4.objects import Project
+from gitlab.v4.objects import CurrentUserManager, Project
 
 from ds_pipelines.gitlab.errors import (
     TOKEN_VARIABLES,
@@ -53,6 +53,7 @@ class GitLabClient:
             settings.url, private_token=settings.token, timeout=timeout, retry_transient_errors=True
         )
         self._project_attributes: dict[str, Any] | None = None
+        self._own_user_id: int | None = None
 
     def __repr__(self) -> str:
         return f"GitLabClient({self.settings!r}, timeout={self.timeout}, max_retries={self.max_retries})"
@@ -97,6 +98,14 @@ class GitLabClient:
             self._project_attributes = dict(project.attributes)
         return self._project_attributes
 
+    def own_user_id(self) -> int:
+        """The id of the user the token belongs to (`GET /user
+        <https://docs.gitlab.com/api/users/#get-the-current-user>`_, read once, then cached)."""
+        if self._own_user_id is None:
+            user = self.call("reading the token's own user", CurrentUserManager(self._gitlab).get)
+            self._own_user_id = int(user.id)
+        return self._own_user_id
+
     @property
     def project_web_url(self) -> str:
         """The project's page, e.g. ``https://gitlab.example.com/group/project``."""
@@ -109,7 +118,7 @@ class GitLabClient:
     # -- writes ------------------------------------------------------------------------------------------
 
     def marked_note_body(self, *, mr_iid: int, marker: str) -> str | None:
-        """The body of the note ``upsert_merge_request_note`` would update (the oldest carrying ``marker``)."""
+        """The body of the note ``upsert_merge_request_note`` would update (our oldest carrying ``marker``)."""
         marked = self._marked_notes(self.project.mergerequests.get(mr_iid, lazy=True).notes, mr_iid, marker)
         return marked[0].get("body") if marked else None
 
@@ -117,7 +126,9 @@ class GitLabClient:
         """Make the one note of merge request ``!mr_iid`` that carries ``marker`` say ``body``; its id.
 
         ``marker`` is a hidden HTML comment such as ``<!-- ds-pipelines:metrics -->`` that ``body`` must
-        contain: it is how the next run finds the note to update instead of adding another. When several
+        contain: it is how the next run finds the note to update instead of adding another. Only notes
+        written by the token's own user count: anyone who may comment can paste the marker, and such a
+        note is never adopted, edited or deleted (a Maintainer token could delete it). When several of our
         notes carry it (a retried POST whose first reply was lost created a twin, or two jobs raced), the
         oldest is kept and updated and the others are deleted, also right after a create.
         API: https://docs.gitlab.com/api/notes/#merge-requests
@@ -217,12 +228,14 @@ class GitLabClient:
     # -- helpers -----------------------------------------------------------------------------------------
 
     def _marked_notes(self, notes: Any, mr_iid: int, marker: str) -> list[dict[str, Any]]:
-        """The notes carrying ``marker``, oldest first (GitLab lists newest first by default)."""
+        """Our own notes carrying ``marker``, oldest first (GitLab lists newest first by default)."""
+        own_user_id = self.own_user_id()
         listed = self.call(f"listing notes of merge request !{mr_iid}", notes.list,
                            get_all=True, per_page=_PER_PAGE, sort="asc", order_by="created_at")
         marked = [
             note.attributes for note in listed
             if not note.attributes.get("system") and marker in (note.attributes.get("body") or "")
+            and (note.attributes.get("author") or {}).get("id") == own_user_id
         ]
         return sorted(marked, key=lambda note: (note.get("created_at") or "", note["id"]))
 
