@@ -25,7 +25,7 @@ and import only the class::
 ``fake.environ()`` gives the variables ``GitLabSettings.from_env`` reads, for a CLI run in a subprocess.
 
 Faults: ``fake.fail_next("POST", r"/notes$", "lose-reply")`` makes the next matching request fail: ``429``
-(with ``Retry-After: 0``), ``500`` (or any other 3-digit status), ``drop`` (connection closed without a reply,
+(with ``Retry-After: 0`` unless ``headers`` says otherwise: ``headers={"Retry-After": "3600"}``), ``500`` (or any other 3-digit status), ``drop`` (connection closed without a reply,
 nothing applied) or ``lose-reply`` (applied, then the connection closed without a reply). Paths are matched
 with ``re.search`` against the raw path as sent (``/api/v4/projects/7/merge_requests/1/notes``; ``%2F``
 stays encoded), without the query string. ``fake.requests`` logs every request as ``(method, path)``.
@@ -77,9 +77,10 @@ _PROJECT, _USER, _PUBLIC = "project", "user", "public"
 
 
 class _Fault:
-    def __init__(self, method: str, path_regex: str, kind: str, times: int):
+    def __init__(self, method: str, path_regex: str, kind: str, times: int, headers: dict[str, str]):
         if kind not in (DROP, LOSE_REPLY) and not re.fullmatch(r"[1-5][0-9][0-9]", kind):
             raise ValueError(f"fault kind {kind!r}: expected 429, 500 (any 3-digit status), {DROP!r} or {LOSE_REPLY!r}")
+        self.headers = {"Retry-After": "0", **headers} if kind == "429" else headers
         self.method, self.pattern, self.kind, self.left = method.upper(), re.compile(path_regex), kind, times
 
 
@@ -125,10 +126,12 @@ class FakeGitLab(LoopbackServer):
         """The variables GitLabSettings.from_env reads, pointing at this fake."""
         return {"GITLAB_URL": self.url, "GITLAB_PROJECT_ID": str(self.project_id), "GITLAB_TOKEN": self.token}
 
-    def fail_next(self, method: str, path_regex: str, kind: str, times: int = 1) -> None:
-        """Make the next ``times`` requests of ``method`` whose path matches fail with ``kind``."""
+    def fail_next(self, method: str, path_regex: str, kind: str, times: int = 1,
+                  headers: dict[str, str] | None = None) -> None:
+        """Make the next ``times`` requests of ``method`` whose path matches fail with ``kind``, an HTTP
+        status one answering with ``headers`` too."""
         with self._lock:
-            self._faults.append(_Fault(method, path_regex, kind, times))
+            self._faults.append(_Fault(method, path_regex, kind, times, headers or {}))
 
     def add_user(self, username: str) -> str:
         """Add a user; a token of theirs, for writes by someone other than the bot."""
@@ -170,13 +173,13 @@ class FakeGitLab(LoopbackServer):
 
     # -- request handling (called by _Handler, one thread per connection) -------------------------------
 
-    def _take_fault(self, method: str, path: str) -> str | None:
+    def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self._lock:
             self.requests.append((method, path))
             for fault in self._faults:
                 if fault.left > 0 and fault.method == method and fault.pattern.search(path):
                     fault.left -= 1
-                    return fault.kind
+                    return fault
         return None
 
     def _user(self, headers: Any) -> dict | None:
@@ -627,20 +630,21 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         fault = self.fake._take_fault(method, split.path)
-        if fault == DROP:
+        kind = fault.kind if fault else None
+        if kind == DROP:
             self.close_connection = True
             return
-        if fault not in (None, LOSE_REPLY):
-            status = int(fault)
+        if fault is not None and kind != LOSE_REPLY:
+            status = int(fault.kind)
             if status == 429:
-                self._send(Reply(429, b"Retry later\n", {"Retry-After": "0"}, "text/plain"))
+                self._send(Reply(429, b"Retry later\n", fault.headers, "text/plain"))
             else:
-                self._send(Reply(status, {"message": f"{status} {HTTPStatus(status).phrase}"}))
+                self._send(Reply(status, {"message": f"{status} {HTTPStatus(status).phrase}"}, fault.headers))
             return
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         query["_path"] = split.path
         reply = self.fake._dispatch(method, split.path, query, self.headers, body)
-        if fault == LOSE_REPLY:
+        if kind == LOSE_REPLY:
             self.close_connection = True  # applied, but the client never hears of it
             return
         self._send(reply)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import secrets
 import subprocess
+import time
 import urllib.request
 
 import gitlab
@@ -39,9 +41,10 @@ MARKER = "<!-- ds-pipelines:metrics -->"
 NOTES = r"/merge_requests/1/notes$"
 
 
-def client_for(fake: FakeGitLab, *, token: str | None = None, project: str | None = None, max_retries: int = 3) -> GitLabClient:
+def client_for(fake: FakeGitLab, *, token: str | None = None, project: str | None = None, max_retries: int = 3,
+               max_retry_after: int = 10) -> GitLabClient:
     settings = GitLabSettings(url=fake.url, project_id=project or str(fake.project_id), token=token or fake.token)
-    return GitLabClient(settings, timeout=5, max_retries=max_retries)
+    return GitLabClient(settings, timeout=5, max_retries=max_retries, max_retry_after=max_retry_after)
 
 
 def plain_notes(fake: FakeGitLab, mr_iid: int, *, token: str | None = None):
@@ -223,6 +226,34 @@ def test_persistent_server_errors_name_operation_and_status(fake_gitlab):
         client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=MARKER)
     assert caught.value.status == 502
     assert fake_gitlab.requests.count(("GET", "/api/v4/projects/7/merge_requests/1/notes")) == 3
+
+
+def _in_an_hour() -> dict[str, str]:
+    return {"Retry-After": email.utils.formatdate(time.time() + 3600, usegmt=True)}
+
+
+@pytest.mark.parametrize(("status", "asks"), [
+    ("429", lambda: {"Retry-After": "3600"}),
+    ("429", _in_an_hour),
+    ("503", lambda: {"RateLimit-Reset": str(int(time.time()) + 3600)}),
+], ids=["retry-after-seconds", "retry-after-http-date", "ratelimit-reset"])
+def test_an_hour_long_retry_after_is_capped(fake_gitlab, status, asks):
+    fake_gitlab.fail_next("GET", NOTES, status, headers=asks())
+    client = client_for(fake_gitlab, max_retry_after=1)
+    started = time.monotonic()
+    client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v1")
+    waited = time.monotonic() - started
+    assert 1 <= waited < 5  # the capped wait is still obeyed, the hour is not
+    assert fake_gitlab.requests.count(("GET", "/api/v4/projects/7/merge_requests/1/notes")) == 2 + 1
+    assert [n["body"] for n in fake_gitlab.notes[1]] == [f"{MARKER} v1"]
+
+
+def test_an_unreadable_retry_after_falls_back_to_the_backoff(client, fake_gitlab):
+    fake_gitlab.fail_next("GET", NOTES, "429", headers={"Retry-After": "soon"})
+    started = time.monotonic()
+    client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v1")
+    assert time.monotonic() - started < 1
+    assert [n["body"] for n in fake_gitlab.notes[1]] == [f"{MARKER} v1"]
 
 
 def test_dropped_connections_after_retries_are_a_gitlab_error(fake_gitlab):
