@@ -25,8 +25,9 @@ and import only the class::
 ``fake.environ()`` gives the variables ``GitLabSettings.from_env`` reads, for a CLI run in a subprocess.
 
 Faults: ``fake.fail_next("POST", r"/notes$", "lose-reply")`` makes the next matching request fail: ``429``
-(with ``Retry-After: 0`` unless ``headers`` says otherwise: ``headers={"Retry-After": "3600"}``), ``500`` (or any other 3-digit status), ``drop`` (connection closed without a reply,
-nothing applied) or ``lose-reply`` (applied, then the connection closed without a reply). Paths are matched
+(with ``Retry-After: 0`` unless ``headers`` says otherwise: ``headers={"Retry-After": "3600"}``), ``500`` (or
+any other 3-digit status), ``drop`` (connection closed without a reply, nothing applied) or ``lose-reply``
+(applied, then the connection closed without a reply). Paths are matched
 with ``re.search`` against the raw path as sent (``/api/v4/projects/7/merge_requests/1/notes``; ``%2F``
 stays encoded), without the query string. ``fake.requests`` logs every request as ``(method, path)``.
 

@@ -1,8 +1,9 @@
 """A thin, typed layer over python-gitlab: the writes our pipelines make to one project, safe to retry.
 
 Every request has a timeout and is retried on 429, 5xx and dropped connections (``MAX_RETRIES`` times, with
-python-gitlab's backoff, or the wait the server asks for in ``Retry-After``, at most ``MAX_RETRY_AFTER_S``). A retried POST is not idempotent, so each write here is an upsert that ends in the
-same state however many times its request reached GitLab. python-gitlab's exceptions never leave this
+python-gitlab's backoff, or the wait the server asks for in ``Retry-After``, at most ``MAX_RETRY_AFTER_S``).
+A retried POST is not idempotent, so each write here is an upsert that ends in the same state however many
+times its request reached GitLab. python-gitlab's exceptions never leave this
 module: they become GitLabError and its subclasses, with messages built here that never hold the token.
 """
 
