@@ -72,8 +72,16 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
     return target
 
 
+_PROBE_TIMEOUT_S = 60  # a lookup in the local mirror: longer is a hang (a blocked volume, a lock)
+
+
 def _has_commit(mirror: Path, sha: str) -> bool:
-    probe = subprocess.run(["git", "-C", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}"], capture_output=True)
+    command = ["git", "-C", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}"]
+    try:
+        probe = subprocess.run(command, check=False, capture_output=True, timeout=_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise CheckoutError(f"git cat-file -e {sha} in {str(mirror)!r} did not finish within {_PROBE_TIMEOUT_S} s: "
+                            "stopped") from None
     return probe.returncode == 0
 
 
