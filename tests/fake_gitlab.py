@@ -7,6 +7,11 @@ repository's path, so ``git clone`` of it works). Every API request needs ``PRIV
 ``Authorization: Bearer <token>``), else 401. Lists are paginated like GitLab (``per_page`` 20 by default,
 100 at most, ``X-Total``/``X-Page``/``X-Next-Page``/``Link`` headers).
 
+Users: every token belongs to a user, ``GET /user`` answers who (``fake.token`` is the bot's,
+``fake.add_user("reviewer")`` gives another user's token). A note's author is the user whose token created it;
+like GitLab, only its author may edit a note (403 otherwise), while deleting one is allowed to every token
+(the Maintainer role may delete anyone's note).
+
 Use it as a context manager, or take the ``fake_gitlab`` fixture (no repository): tests/conftest.py loads
 this module as a plugin (``pytest_plugins``), so tests name the fixture as a parameter without importing it,
 and import only the class::
@@ -20,8 +25,9 @@ and import only the class::
 ``fake.environ()`` gives the variables ``GitLabSettings.from_env`` reads, for a CLI run in a subprocess.
 
 Faults: ``fake.fail_next("POST", r"/notes$", "lose-reply")`` makes the next matching request fail: ``429``
-(with ``Retry-After: 0``), ``500`` (or any other 3-digit status), ``drop`` (connection closed without a reply,
-nothing applied) or ``lose-reply`` (applied, then the connection closed without a reply). Paths are matched
+(with ``Retry-After: 0`` unless ``headers`` says otherwise: ``headers={"Retry-After": "3600"}``), ``500`` (or
+any other 3-digit status), ``drop`` (connection closed without a reply, nothing applied) or ``lose-reply``
+(applied, then the connection closed without a reply). Paths are matched
 with ``re.search`` against the raw path as sent (``/api/v4/projects/7/merge_requests/1/notes``; ``%2F``
 stays encoded), without the query string. ``fake.requests`` logs every request as ``(method, path)``.
 
@@ -56,6 +62,7 @@ DROP, LOSE_REPLY = "drop", "lose-reply"
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 20, 100
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".svg", ".ico", ".tiff"}
 _SEGMENT = r"([^/]+)"
+BOT_USER = {"id": 1, "username": "ds-pipelines-bot", "name": "ds-pipelines bot"}
 
 
 @dataclass
@@ -67,10 +74,15 @@ class Reply:
     content_type: str = "application/json"
 
 
+_PROJECT, _USER, _PUBLIC = "project", "user", "public"
+"""What a route needs: a token and the project, only a token, nothing (uploaded files)."""
+
+
 class _Fault:
-    def __init__(self, method: str, path_regex: str, kind: str, times: int):
+    def __init__(self, method: str, path_regex: str, kind: str, times: int, headers: dict[str, str]):
         if kind not in (DROP, LOSE_REPLY) and not re.fullmatch(r"[1-5][0-9][0-9]", kind):
             raise ValueError(f"fault kind {kind!r}: expected 429, 500 (any 3-digit status), {DROP!r} or {LOSE_REPLY!r}")
+        self.headers = {"Retry-After": "0", **headers} if kind == "429" else headers
         self.method, self.pattern, self.kind, self.left = method.upper(), re.compile(path_regex), kind, times
 
 
@@ -87,6 +99,8 @@ class FakeGitLab(LoopbackServer):
         # Made at run time so that no token-looking string sits in the source (secret scanners read it),
         # yet shaped like a real one so that a leak in output is caught by the same detectors.
         self.token = "glpat-" + secrets.token_hex(10)
+        self.users: dict[str, dict] = {self.token: BOT_USER}
+        """Each token's user (``add_user`` adds one)."""
         self.notes: dict[int, list[dict]] = {}
         self.uploads: dict[str, bytes] = {}
         """Uploaded files by the ``url`` GitLab answered (``/uploads/<secret>/<name>``)."""
@@ -116,10 +130,19 @@ class FakeGitLab(LoopbackServer):
         """The variables GitLabSettings.from_env reads, pointing at this fake."""
         return {"GITLAB_URL": self.url, "GITLAB_PROJECT_ID": str(self.project_id), "GITLAB_TOKEN": self.token}
 
-    def fail_next(self, method: str, path_regex: str, kind: str, times: int = 1) -> None:
-        """Make the next ``times`` requests of ``method`` whose path matches fail with ``kind``."""
+    def fail_next(self, method: str, path_regex: str, kind: str, times: int = 1,
+                  headers: dict[str, str] | None = None) -> None:
+        """Make the next ``times`` requests of ``method`` whose path matches fail with ``kind``, an HTTP
+        status one answering with ``headers`` too."""
         with self._lock:
-            self._faults.append(_Fault(method, path_regex, kind, times))
+            self._faults.append(_Fault(method, path_regex, kind, times, headers or {}))
+
+    def add_user(self, username: str) -> str:
+        """Add a user; a token of theirs, for writes by someone other than the bot."""
+        token = "glpat-" + secrets.token_hex(10)
+        with self._lock:
+            self.users[token] = {"id": next(self._ids), "username": username, "name": username.title()}
+        return token
 
     def add_merge_request(self, *, iid: int, source_branch: str = "feature", target_branch: str = "main",
                           sha: str | None = None, base_sha: str | None = None, state: str = "opened",
@@ -158,41 +181,46 @@ class FakeGitLab(LoopbackServer):
 
     # -- request handling (called by _Handler, one thread per connection) -------------------------------
 
-    def _take_fault(self, method: str, path: str) -> str | None:
+    def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self._lock:
             self.requests.append((method, path))
             for fault in self._faults:
                 if fault.left > 0 and fault.method == method and fault.pattern.search(path):
                     fault.left -= 1
-                    return fault.kind
+                    return fault
         return None
 
-    def _authorized(self, headers: Any) -> bool:
-        return headers.get("PRIVATE-TOKEN") == self.token or headers.get("Authorization") == f"Bearer {self.token}"
+    def _user(self, headers: Any) -> dict | None:
+        """The user of the request's token, or None when it has no known token."""
+        bearer = (headers.get("Authorization") or "").removeprefix("Bearer ")
+        return self.users.get(headers.get("PRIVATE-TOKEN") or bearer)
 
     def _dispatch(self, method: str, path: str, query: dict[str, str], headers: Any, body: bytes) -> Reply:
-        for route_method, pattern, needs_project, action in self._routes:
+        user = self._user(headers)
+        for route_method, pattern, scope, action in self._routes:
             match = pattern.fullmatch(path)
             if route_method != method or not match:
                 continue
             args = [unquote(group) for group in match.groups()]
-            if not needs_project:
+            if scope == _PUBLIC:
                 return action(*args)
-            if not self._authorized(headers):
+            if user is None:
                 return Reply(401, {"message": "401 Unauthorized"})
+            if scope == _USER:
+                return action(user)
             if args[0] not in (str(self.project_id), self.project_path):
                 return _not_found("Project")
             try:
-                params = {**query, **_parse_body(headers.get("Content-Type", ""), body)}
+                params = {**query, **_parse_body(headers.get("Content-Type", ""), body), "_user": user}
             except (ValueError, TypeError) as exc:
                 return Reply(400, {"error": str(exc)})
             with self._lock:
                 return action(params, *args[1:])
-        if path.startswith(API) and not self._authorized(headers):
+        if path.startswith(API) and user is None:
             return Reply(401, {"message": "401 Unauthorized"})
         return Reply(404, {"error": "404 Not Found"})
 
-    def _make_routes(self) -> list[tuple[str, re.Pattern, bool, Callable[..., Reply]]]:
+    def _make_routes(self) -> list[tuple[str, re.Pattern, str, Callable[..., Reply]]]:
         project = f"{API}/projects/{_SEGMENT}"
         mr = f"{project}/merge_requests/{_SEGMENT}"
         api = [
@@ -227,7 +255,12 @@ class FakeGitLab(LoopbackServer):
             ("GET", rf"/-/project/{_SEGMENT}/uploads/{_SEGMENT}/{_SEGMENT}", self._uploaded_file),
             ("GET", rf"/{re.escape(self.project_path)}/uploads/{_SEGMENT}/{_SEGMENT}", self._uploaded_file_by_web_path),
         ]
-        return [(m, re.compile(p), True, a) for m, p, a in api] + [(m, re.compile(p), False, a) for m, p, a in files]
+        routes = [(m, re.compile(p), _PROJECT, a) for m, p, a in api]
+        routes.append(("GET", re.compile(f"{API}/user"), _USER, self._current_user))
+        return routes + [(m, re.compile(p), _PUBLIC, a) for m, p, a in files]
+
+    def _current_user(self, user: dict) -> Reply:
+        return Reply(200, {**user, "state": "active", "web_url": f"{self.url}/{user['username']}"})
 
     # -- project and merge requests -------------------------------------------------------------------
 
@@ -269,7 +302,7 @@ class FakeGitLab(LoopbackServer):
         now = _now()
         note = {
             "id": next(self._ids), "type": None, "body": params["body"], "system": False,
-            "author": {"id": 1, "username": "ds-pipelines-bot", "name": "ds-pipelines bot"},
+            "author": dict(params["_user"]),
             "created_at": now, "updated_at": now, "noteable_id": int(iid), "noteable_iid": int(iid),
             "noteable_type": "MergeRequest", "project_id": self.project_id, "resolvable": False,
         }
@@ -287,6 +320,8 @@ class FakeGitLab(LoopbackServer):
         note = self._find_note(iid, note_id)
         if note is None:
             return _not_found("Note")
+        if note["author"]["id"] != params["_user"]["id"]:
+            return Reply(403, {"message": "403 Forbidden"})
         if not params.get("body"):
             return Reply(400, {"error": "body is missing"})
         note.update(body=params["body"], updated_at=_now())
@@ -604,20 +639,21 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         fault = self.fake._take_fault(method, split.path)
-        if fault == DROP:
+        kind = fault.kind if fault else None
+        if kind == DROP:
             self.close_connection = True
             return
-        if fault not in (None, LOSE_REPLY):
-            status = int(fault)
+        if fault is not None and kind != LOSE_REPLY:
+            status = int(fault.kind)
             if status == 429:
-                self._send(Reply(429, b"Retry later\n", {"Retry-After": "0"}, "text/plain"))
+                self._send(Reply(429, b"Retry later\n", fault.headers, "text/plain"))
             else:
-                self._send(Reply(status, {"message": f"{status} {HTTPStatus(status).phrase}"}))
+                self._send(Reply(status, {"message": f"{status} {HTTPStatus(status).phrase}"}, fault.headers))
             return
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         query["_path"] = split.path
         reply = self.fake._dispatch(method, split.path, query, self.headers, body)
-        if fault == LOSE_REPLY:
+        if kind == LOSE_REPLY:
             self.close_connection = True  # applied, but the client never hears of it
             return
         self._send(reply)

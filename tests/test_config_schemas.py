@@ -3,6 +3,7 @@ with no change to ds-pipelines, and the Dagster launchpad shows and checks that 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -88,6 +89,40 @@ def test_a_schema_that_names_no_model_is_an_error_naming_the_registry_key(tmp_pa
         project.config_for(project.notebooks()[0])
     message = str(error.value)
     assert message.startswith("configs/notebooks.yaml: notebooks.notebooks/churn.ipynb.schema: ") and expected in message
+
+
+@pytest.mark.parametrize(("schema", "expected"), [
+    ("/etc/schemas.py:ChurnConfig", "'/etc/schemas.py' is outside the project: expected a path relative to the project root"),
+    ("../outside/schemas.py:ChurnConfig", "'../outside/schemas.py' is outside the project"),
+    ("configs/../../outside/schemas.py:ChurnConfig", "'configs/../../outside/schemas.py' is outside the project"),
+    ("..outside.schemas:ChurnConfig", "'..outside.schemas' is not a module name: expected package.module"),
+])
+def test_a_schema_outside_the_project_is_refused_and_never_executed(tmp_path: Path, schema: str, expected: str):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    ran = tmp_path / "ran"
+    (outside / "schemas.py").write_text(f"open({str(ran)!r}, 'w').close()\n" + SCHEMAS)
+    project = churn_project(tmp_path / "project", schema=schema)
+    with pytest.raises(ConfigError) as error:
+        project.config_for(project.notebooks()[0])
+    prefix = f"configs/notebooks.yaml: notebooks.notebooks/churn.ipynb.schema: schema {schema!r}: "
+    assert str(error.value).startswith(prefix) and expected in str(error.value)
+    assert not ran.exists()
+
+
+def test_each_commit_is_validated_against_its_own_schema_module(tmp_path: Path):
+    path_before = list(sys.path)
+    strict = SCHEMAS.replace("window: Window = Window()", "window: Window")  # the later commit requires window
+    models = []
+    for commit, schemas in (("first", SCHEMAS), ("second", strict)):
+        project = churn_project(tmp_path / commit, schema="churn_schemas:ChurnConfig", config="target: churned\n")
+        (tmp_path / commit / "churn_schemas.py").write_text(schemas)
+        models.append(project.schema_model(project.notebooks()[0]))
+    assert models[0] is not models[1]
+    assert models[0].model_validate({"target": "x"}).window.days >= 1
+    with pytest.raises(ConfigError, match="window: required key is missing"):
+        project.config_for(project.notebooks()[0])
+    assert sys.path == path_before and "churn_schemas" not in sys.modules
 
 
 def test_the_launchpad_shows_the_models_fields_with_the_yaml_as_defaults(tmp_path: Path):

@@ -73,6 +73,17 @@ def test_push_from_gitlab_variables(repo, tmp_path):
     assert result.stderr == ""
 
 
+def test_notebooks_with_one_asset_name_in_two_folders_are_refused(tmp_path):
+    repo = make_project(tmp_path / "repo", "notebooks/a/report.ipynb", "notebooks/b/report.ipynb")
+    child = tmp_path / "child.yml"
+    result = invoke(repo, "--json", "--child-pipeline", str(child), CI_COMMIT_BEFORE_SHA="0" * 40,
+                    CI_COMMIT_SHA=repo.head())
+    assert result.exit_code == 2
+    assert ("error: notebooks/a/report.ipynb and notebooks/b/report.ipynb both become the Dagster asset 'report'"
+            in result.stderr)
+    assert not child.exists() and result.stdout == ""
+
+
 def test_flags_override_the_variables(repo):
     before = repo.head()
     repo.touch(TRAINING)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import secrets
 import subprocess
+import time
 import urllib.request
 
 import gitlab
@@ -39,14 +41,17 @@ MARKER = "<!-- ds-pipelines:metrics -->"
 NOTES = r"/merge_requests/1/notes$"
 
 
-def client_for(fake: FakeGitLab, *, token: str | None = None, project: str | None = None, max_retries: int = 3) -> GitLabClient:
+def client_for(fake: FakeGitLab, *, token: str | None = None, project: str | None = None, max_retries: int = 3,
+               max_retry_after: int = 10) -> GitLabClient:
     settings = GitLabSettings(url=fake.url, project_id=project or str(fake.project_id), token=token or fake.token)
-    return GitLabClient(settings, timeout=5, max_retries=max_retries)
+    return GitLabClient(settings, timeout=5, max_retries=max_retries, max_retry_after=max_retry_after)
 
 
-def plain_notes(fake: FakeGitLab, mr_iid: int):
-    """python-gitlab's own notes manager, for notes written by someone else than our client."""
-    project = gitlab.Gitlab(fake.url, private_token=fake.token, timeout=5).projects.get(fake.project_id, lazy=True)
+def plain_notes(fake: FakeGitLab, mr_iid: int, *, token: str | None = None):
+    """python-gitlab's own notes manager, for notes written by someone else than our client (with the bot's
+    token unless ``token`` is another user's)."""
+    gl = gitlab.Gitlab(fake.url, private_token=token or fake.token, timeout=5)
+    project = gl.projects.get(fake.project_id, lazy=True)
     return project.mergerequests.get(mr_iid, lazy=True).notes
 
 
@@ -157,6 +162,25 @@ def test_duplicates_from_earlier_runs_are_removed(client, fake_gitlab):
     assert sorted(n["body"] for n in fake_gitlab.notes[1]) == [f"{MARKER} new", "a reviewer's comment"]
 
 
+def test_a_marked_note_by_another_author_is_never_adopted_edited_or_deleted(client, fake_gitlab):
+    reviewer = plain_notes(fake_gitlab, 1, token=fake_gitlab.add_user("reviewer"))
+    planted = reviewer.create({"body": f"{MARKER}\nAUC 1.00, ship it"}).id
+    assert client.marked_note_body(mr_iid=1, marker=MARKER) is None  # its data block is not read back either
+    ours = client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER}\nAUC 0.91")
+    assert client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER}\nAUC 0.92") == ours != planted
+    by_id = {n["id"]: (n["author"]["username"], n["body"]) for n in fake_gitlab.notes[1]}
+    assert by_id == {planted: ("reviewer", f"{MARKER}\nAUC 1.00, ship it"),
+                     ours: ("ds-pipelines-bot", f"{MARKER}\nAUC 0.92")}
+    assert not [r for r in fake_gitlab.requests if r[0] in ("PUT", "DELETE") and r[1].endswith(f"/{planted}")]
+    assert client.marked_note_body(mr_iid=1, marker=MARKER) == f"{MARKER}\nAUC 0.92"
+
+
+def test_the_token_s_user_is_read_once_per_client(client, fake_gitlab):
+    for version in range(3):
+        client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v{version}")
+    assert fake_gitlab.requests.count(("GET", "/api/v4/user")) == 1
+
+
 def test_note_is_found_beyond_the_first_page(client, fake_gitlab):
     note_id = client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v1")
     plain = plain_notes(fake_gitlab, 1)
@@ -202,6 +226,34 @@ def test_persistent_server_errors_name_operation_and_status(fake_gitlab):
         client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=MARKER)
     assert caught.value.status == 502
     assert fake_gitlab.requests.count(("GET", "/api/v4/projects/7/merge_requests/1/notes")) == 3
+
+
+def _in_an_hour() -> dict[str, str]:
+    return {"Retry-After": email.utils.formatdate(time.time() + 3600, usegmt=True)}
+
+
+@pytest.mark.parametrize(("status", "asks"), [
+    ("429", lambda: {"Retry-After": "3600"}),
+    ("429", _in_an_hour),
+    ("503", lambda: {"RateLimit-Reset": str(int(time.time()) + 3600)}),
+], ids=["retry-after-seconds", "retry-after-http-date", "ratelimit-reset"])
+def test_an_hour_long_retry_after_is_capped(fake_gitlab, status, asks):
+    fake_gitlab.fail_next("GET", NOTES, status, headers=asks())
+    client = client_for(fake_gitlab, max_retry_after=1)
+    started = time.monotonic()
+    client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v1")
+    waited = time.monotonic() - started
+    assert 1 <= waited < 5  # the capped wait is still obeyed, the hour is not
+    assert fake_gitlab.requests.count(("GET", "/api/v4/projects/7/merge_requests/1/notes")) == 2 + 1
+    assert [n["body"] for n in fake_gitlab.notes[1]] == [f"{MARKER} v1"]
+
+
+def test_an_unreadable_retry_after_falls_back_to_the_backoff(client, fake_gitlab):
+    fake_gitlab.fail_next("GET", NOTES, "429", headers={"Retry-After": "soon"})
+    started = time.monotonic()
+    client.upsert_merge_request_note(mr_iid=1, marker=MARKER, body=f"{MARKER} v1")
+    assert time.monotonic() - started < 1
+    assert [n["body"] for n in fake_gitlab.notes[1]] == [f"{MARKER} v1"]
 
 
 def test_dropped_connections_after_retries_are_a_gitlab_error(fake_gitlab):

@@ -68,7 +68,7 @@ def test_comment_is_created_then_updated_in_place_with_the_first_commit_in_its_h
     [note] = fake_gitlab.marked_notes(MR, MR_MARKER)
     assert len(fake_gitlab.notes[MR]) == 1
     body = note["body"]
-    assert f"Notebook results for {short_sha(SECOND_SHA)}" in body
+    assert f"Notebook results for `{short_sha(SECOND_SHA)}`" in body  # no commit URL here: a code span
     [data] = hidden_data(body)
     assert data["current"]["commit"] == SECOND_SHA
     assert [entry["commit"] for entry in data["history"]] == [FIRST_SHA]

@@ -35,6 +35,7 @@ from ds_pipelines.publishing.render.escape import (
     md_code,
     md_code_block,
     md_link,
+    md_text,
     safe_url,
 )
 from ds_pipelines.publishing.render.links import Links, job_artifact_url
@@ -323,7 +324,7 @@ def test_comment_for_a_real_run_without_then_with_a_baseline_on_main(trained, tm
     assert rows["accuracy"][2] == "0"
     assert rows["f1"][1:] == ["—", "new"]  # not in the baseline
     assert rows["retired"] == ["—", "1", "removed"]  # in the baseline only
-    assert f"Baseline: MLflow run {earlier}, commit <code>cccccccc</code>" in MARKDOWN.render(body)
+    assert f"Baseline: MLflow run <code>{earlier}</code>, commit <code>cccccccc</code>" in MARKDOWN.render(body)
 
 
 def test_comment_shows_given_links_and_plots_and_omits_absent_ones(tmp_path):
@@ -395,7 +396,13 @@ HOSTILE = {
     "reference": "#123 !45 ~bug %\"v1\" $7 &8",
     "quick-action": "\n/merge\n/approve",
     "html-entity": "&lt;script&gt;",
+    "bare-url": "see https://evil.example.com/x, HTTP://evil.example.com or www.evil.example.com",
+    "sha": "fixed in 0123456789abcdef0123456789abcdef01234567 (short: deadbee)",
 }
+# What GitLab auto-links in rendered text outside code (markdown-it, unlike GitLab, links none of it): a URL
+# with a scheme (its autolink filter), a www. host (GLFM's extended autolinks) and 7 to 64 hex digits in a
+# row (a commit reference, linked when a commit of the project has that prefix).
+GITLAB_AUTOLINKS = re.compile(r"(?i)[a-z][a-z0-9+.-]*://|(?<![\w.-])www\.|(?<![0-9a-f])[0-9a-f]{7,64}(?![0-9a-f])")
 
 
 @pytest.mark.parametrize("hostile", list(HOSTILE.values()), ids=list(HOSTILE))
@@ -423,6 +430,9 @@ def test_notebook_text_cannot_inject_markup_mentions_or_markers(tmp_path, hostil
         # GitLab resolves references (and pings people) in text, not in code.
         text = unescape(re.sub(r"<pre>.*?</pre>|<code[^>]*>.*?</code>", "", MARKDOWN.render(page), flags=re.DOTALL))
         assert not re.search(r"(?<!\w)[@#!~%$&](alice|all|123|45|bug|\"v1|7|8)\b", text), where
+        # Nor does it auto-link inside links, or in hidden data (HTML comments are not rendered).
+        unlinked = re.sub(r"<a [^>]*>.*?</a>|<!--.*?-->", "", text, flags=re.DOTALL)
+        assert not GITLAB_AUTOLINKS.search(unlinked), (where, GITLAB_AUTOLINKS.search(unlinked))
         assert not re.search(r"^\s*/(merge|approve)", page, re.MULTILINE), where
         assert "<!--" not in page.replace(MR_MARKER, "").replace("<!-- ds-pipelines:wiki -->", "").split("<!-- ds-pipelines:data:")[0], where
     comment = pages["comment"]
@@ -441,6 +451,10 @@ def test_escape_primitives():
     assert safe_url("javascript:alert(1)") is None and safe_url("//evil.example.com/x") is None
     assert safe_url("https://x.example.com/a (b)") == "https://x.example.com/a%20%28b%29"
     assert md_link("run", "data:text/html,hi") == "run"
+    # A link's label is never auto-linked by GitLab: a SHA there stays whole; without a link it is split.
+    assert md_link("0123456789", "https://gitlab.example.com/g/p/-/commit/0123456789") == (
+        "[0123456789](https://gitlab.example.com/g/p/-/commit/0123456789)")
+    assert md_link("0123456789", None) == "012345\u200b6789" == md_text("0123456789")
     assert mlflow_run_url("https://mlflow.example.com/", "3", "abc") == "https://mlflow.example.com/#/experiments/3/runs/abc"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -175,6 +176,17 @@ def test_force_push_falls_back_to_the_parent(repo):
     assert rewritten in notes[0] and "force push" in notes[0]
     with pytest.raises(TriggerError, match=f"commit '{rewritten}' \\(before\\) is not in the repository"):
         changed_files(repo.root, rewritten, force_push_fallback=False)
+
+
+def test_a_git_command_that_hangs_is_stopped_and_named(repo):
+    # A FIFO as the repository's config: git blocks opening it, as on a hung network file system.
+    config = repo.root / ".git" / "config"
+    config.unlink()
+    os.mkfifo(config)
+    started = time.monotonic()
+    with pytest.raises(TriggerError, match=r"^git rev-parse --git-dir in '.*repo' did not finish within 0.5 s: stopped"):
+        changed_files(repo.root, None, git_timeout_s=0.5)
+    assert time.monotonic() - started < 10
 
 
 def test_shallow_clone_without_the_parent_compares_with_the_empty_tree(repo, tmp_path):

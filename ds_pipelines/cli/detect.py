@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.errors import DsPipelinesError, ProjectProblemsError
 from ds_pipelines.project import PROJECT_DIR_ENV, defaults
 from ds_pipelines.triggers import rules
 
@@ -113,6 +113,10 @@ def detect(repo: Path, source: str, before: str | None, after: str, message: str
             raise DsPipelinesError(f"{named_by}: the folder does not exist (expected the project, inside a git checkout)")
         # The same settings a Dagster deployment's sensors and schedule read: one answer for both.
         project = Project(root=repo.resolve())
+        # Two notebooks with one asset name would be one child-pipeline job (and one asset): the plan is wrong.
+        collisions = project.name_collisions()
+        if collisions:
+            raise ProjectProblemsError(collisions)
         triggers = project.triggers
         deferred = triggers.deferred(GITLAB_CI)
         changes = []

@@ -1,14 +1,17 @@
 """A thin, typed layer over python-gitlab: the writes our pipelines make to one project, safe to retry.
 
 Every request has a timeout and is retried on 429, 5xx and dropped connections (``MAX_RETRIES`` times, with
-python-gitlab's backoff). A retried POST is not idempotent, so each write here is an upsert that ends in the
-same state however many times its request reached GitLab. python-gitlab's exceptions never leave this
+python-gitlab's backoff, or the wait the server asks for in ``Retry-After``, at most ``MAX_RETRY_AFTER_S``).
+A retried POST is not idempotent, so each write here is an upsert that ends in the same state however many
+times its request reached GitLab. python-gitlab's exceptions never leave this
 module: they become GitLabError and its subclasses, with messages built here that never hold the token.
 """
 
 from __future__ import annotations
 
+import email.utils
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +20,7 @@ from typing import Any, TypeVar
 
 import gitlab
 import requests
-from gitlab.v4.objects import Project
+from gitlab.v4.objects import CurrentUserManager, Project
 
 from ds_pipelines.gitlab.errors import (
     TOKEN_VARIABLES,
@@ -31,6 +34,11 @@ TIMEOUT_S = 30
 """Seconds one HTTP request may take (python-gitlab waits forever by default)."""
 MAX_RETRIES = 5
 """Retries of one request after 429, 5xx or a dropped connection."""
+MAX_RETRY_AFTER_S = 10
+"""The longest wait before a retry, whatever ``Retry-After`` or ``RateLimit-Reset`` asks for: python-gitlab
+sleeps for as long as they say (a 429 with ``Retry-After: 3600`` would hold a CI job or a sensor for an hour).
+The commit sensor's tick must finish within Dagster's 60 s; a request still refused after its retries fails
+with HTTP 429, and the next tick or job tries again (the Slack client caps its waits alike)."""
 
 CREATED, UPDATED = "created", "updated"
 
@@ -45,14 +53,18 @@ T = TypeVar("T")
 class GitLabClient:
     """One GitLab project, reached with one token; see GitLabSettings.from_env for where they come from."""
 
-    def __init__(self, settings: GitLabSettings, *, timeout: float = TIMEOUT_S, max_retries: int = MAX_RETRIES):
+    def __init__(self, settings: GitLabSettings, *, timeout: float = TIMEOUT_S, max_retries: int = MAX_RETRIES,
+                 max_retry_after: int = MAX_RETRY_AFTER_S):
         self.settings = settings
         self.timeout = timeout
         self.max_retries = max_retries
+        session = requests.Session()
+        session.hooks["response"].append(_retry_after_capper(max_retry_after))
         self._gitlab = gitlab.Gitlab(
-            settings.url, private_token=settings.token, timeout=timeout, retry_transient_errors=True
+            settings.url, private_token=settings.token, timeout=timeout, retry_transient_errors=True, session=session
         )
         self._project_attributes: dict[str, Any] | None = None
+        self._own_user_id: int | None = None
 
     def __repr__(self) -> str:
         return f"GitLabClient({self.settings!r}, timeout={self.timeout}, max_retries={self.max_retries})"
@@ -97,6 +109,14 @@ class GitLabClient:
             self._project_attributes = dict(project.attributes)
         return self._project_attributes
 
+    def own_user_id(self) -> int:
+        """The id of the user the token belongs to (`GET /user
+        <https://docs.gitlab.com/api/users/#get-the-current-user>`_, read once, then cached)."""
+        if self._own_user_id is None:
+            user = self.call("reading the token's own user", CurrentUserManager(self._gitlab).get)
+            self._own_user_id = int(user.id)
+        return self._own_user_id
+
     @property
     def project_web_url(self) -> str:
         """The project's page, e.g. ``https://gitlab.example.com/group/project``."""
@@ -109,7 +129,7 @@ class GitLabClient:
     # -- writes ------------------------------------------------------------------------------------------
 
     def marked_note_body(self, *, mr_iid: int, marker: str) -> str | None:
-        """The body of the note ``upsert_merge_request_note`` would update (the oldest carrying ``marker``)."""
+        """The body of the note ``upsert_merge_request_note`` would update (our oldest carrying ``marker``)."""
         marked = self._marked_notes(self.project.mergerequests.get(mr_iid, lazy=True).notes, mr_iid, marker)
         return marked[0].get("body") if marked else None
 
@@ -117,7 +137,9 @@ class GitLabClient:
         """Make the one note of merge request ``!mr_iid`` that carries ``marker`` say ``body``; its id.
 
         ``marker`` is a hidden HTML comment such as ``<!-- ds-pipelines:metrics -->`` that ``body`` must
-        contain: it is how the next run finds the note to update instead of adding another. When several
+        contain: it is how the next run finds the note to update instead of adding another. Only notes
+        written by the token's own user count: anyone who may comment can paste the marker, and such a
+        note is never adopted, edited or deleted (a Maintainer token could delete it). When several of our
         notes carry it (a retried POST whose first reply was lost created a twin, or two jobs raced), the
         oldest is kept and updated and the others are deleted, also right after a create.
         API: https://docs.gitlab.com/api/notes/#merge-requests
@@ -217,12 +239,14 @@ class GitLabClient:
     # -- helpers -----------------------------------------------------------------------------------------
 
     def _marked_notes(self, notes: Any, mr_iid: int, marker: str) -> list[dict[str, Any]]:
-        """The notes carrying ``marker``, oldest first (GitLab lists newest first by default)."""
+        """Our own notes carrying ``marker``, oldest first (GitLab lists newest first by default)."""
+        own_user_id = self.own_user_id()
         listed = self.call(f"listing notes of merge request !{mr_iid}", notes.list,
                            get_all=True, per_page=_PER_PAGE, sort="asc", order_by="created_at")
         marked = [
             note.attributes for note in listed
             if not note.attributes.get("system") and marker in (note.attributes.get("body") or "")
+            and (note.attributes.get("author") or {}).get("id") == own_user_id
         ]
         return sorted(marked, key=lambda note: (note.get("created_at") or "", note["id"]))
 
@@ -258,6 +282,52 @@ class GitLabClient:
         if status:
             return GitLabError(f"GitLab request failed while {operation}: HTTP {status}: {detail}", status=status)
         return GitLabError(f"GitLab request failed while {operation}: {type(exc).__name__}: {detail}")
+
+
+def _retry_after_capper(max_wait_s: int) -> Callable[..., requests.Response]:
+    """A requests response hook that rewrites a failed response's wait to at most ``max_wait_s`` seconds.
+
+    python-gitlab reads the wait of a retry from ``Retry-After`` (whole seconds, ``int()`` of it: an HTTP-date
+    would raise), else from ``RateLimit-Reset`` (an epoch second), uncapped. The hook puts the capped wait
+    into ``Retry-After`` in whole seconds, which python-gitlab then obeys, so no library code is replaced.
+    Headers it cannot read are removed, and python-gitlab's own backoff applies.
+    """
+
+    def cap(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        if response.status_code >= 400:
+            wait_s = _asked_wait_s(response.headers)
+            if wait_s is None:
+                response.headers.pop("Retry-After", None)
+                response.headers.pop("RateLimit-Reset", None)
+            else:
+                response.headers["Retry-After"] = str(min(max_wait_s, max(0, math.ceil(wait_s))))
+        return response
+
+    return cap
+
+
+def _asked_wait_s(headers: Any) -> float | None:
+    """Seconds the server asks to wait (``Retry-After`` as seconds or an HTTP-date, else ``RateLimit-Reset``);
+    None when it asks nothing it can be understood to ask."""
+    retry_after = (headers.get("Retry-After") or "").strip()
+    if retry_after:
+        seconds = _finite(retry_after)
+        if seconds is not None:
+            return seconds
+        try:
+            return email.utils.parsedate_to_datetime(retry_after).timestamp() - time.time()
+        except (TypeError, ValueError):
+            pass
+    reset = _finite(headers.get("RateLimit-Reset") or "")
+    return None if reset is None else reset - time.time()
+
+
+def _finite(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _transient(exc: Exception) -> bool:

@@ -4,7 +4,13 @@ The model that validates a notebook's config is named by ``schema:`` in ``config
 
 - a built-in name: ``training`` or ``inference`` (``BUILT_IN_SCHEMAS``, the reference notebooks' models);
 - a class in a Python file of the project: ``configs/schemas.py:ChurnConfig`` (relative to the project root);
-- a class in an importable module: ``package.module:ChurnConfig`` (the project root is importable too).
+- a class in a module: ``package.module:ChurnConfig``, the project's own ``package/module.py`` (or
+  ``package/module/__init__.py``) when there is one, else a module of the environment.
+
+A project's schema file or module is loaded from its file under a name unique to its path and content, never
+through ``sys.path``: a long-lived process (the Dagster code location, the sensor) that validates a later
+commit gets that commit's schema, not the first one it imported. Paths stay inside the project: an absolute
+path or one with ``..`` is refused (``check`` executes the schema's code).
 
 Any pydantic model works; so a project adds a schema without changing ds-pipelines.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +37,7 @@ BUILT_IN_SCHEMAS = {
     "inference": "ds_pipelines.project.schemas.inference:InferenceConfig",
 }
 _SCHEMA_FORMS = "a built-in name (training, inference), FILE.py:Class or package.module:Class"
+_DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def read_yaml(file: Path, *, display: str | None = None) -> Any:
@@ -91,8 +99,16 @@ def resolve_schema(schema: str | None, *, root: Path, display: str, key: str | N
     where, sep, attribute = target.rpartition(":")
     if not sep or not where or not attribute:
         raise ConfigError(display, key, f"unknown schema {schema!r}: expected {_SCHEMA_FORMS}")
+    if where.endswith(".py"):
+        relative = Path(where)
+        if relative.is_absolute() or ".." in relative.parts or where.startswith("~"):
+            raise ConfigError(display, key, f"schema {schema!r}: {where!r} is outside the project: expected a "
+                                            "path relative to the project root, without '..'")
+    elif not _DOTTED_NAME.fullmatch(where):
+        raise ConfigError(display, key, f"schema {schema!r}: {where!r} is not a module name: expected "
+                                        "package.module (letters, digits, _ and dots)")
     try:
-        module = _schema_file(root / where) if where.endswith(".py") else _schema_module(where, root)
+        module = _schema_file(root / where, root) if where.endswith(".py") else _schema_module(where, root)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's module may raise anything while it is imported
@@ -104,10 +120,12 @@ def resolve_schema(schema: str | None, *, root: Path, display: str, key: str | N
     return model
 
 
-def _schema_file(file: Path) -> Any:
-    """The module of a schema file, imported once per content (an edited file is imported anew)."""
+def _schema_file(file: Path, root: Path) -> Any:
+    """The module of a schema file, imported once per path and content (an edited file is imported anew)."""
     if not file.is_file():
         raise FileNotFoundError(f"{file} does not exist")
+    if not file.resolve().is_relative_to(root.resolve()):  # a symbolic link out of the project
+        raise FileNotFoundError(f"{file} leads outside the project")
     content = file.read_bytes()
     name = f"_ds_pipelines_schema_{hashlib.sha256(str(file.resolve()).encode() + content).hexdigest()[:16]}"
     if name not in sys.modules:
@@ -123,9 +141,12 @@ def _schema_file(file: Path) -> Any:
 
 
 def _schema_module(name: str, root: Path) -> Any:
-    """``package.module`` of the environment, or of the project folder."""
-    if str(root) not in sys.path:
-        sys.path.append(str(root))
+    """``package.module`` of the project folder (loaded from its file, as ``_schema_file``), else of the
+    environment."""
+    relative = Path(*name.split("."))
+    for candidate in (root / relative.with_suffix(".py"), root / relative / "__init__.py"):
+        if candidate.is_file():
+            return _schema_file(candidate, root)
     return importlib.import_module(name)
 
 

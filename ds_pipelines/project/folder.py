@@ -89,7 +89,7 @@ def asset_name(notebook_path: str) -> str:
         # NFC before hashing: macOS file systems hand out decomposed names (NFD), git and Linux usually
         # composed ones; the same notebook must get the same key on both.
         composed = unicodedata.normalize("NFC", stem)
-        digest = hashlib.sha256(composed.encode("utf-8")).hexdigest()[:8]
+        digest = hashlib.sha256(composed.encode("utf-8", "surrogateescape")).hexdigest()[:8]  # undecodable bytes too
         decomposed = unicodedata.normalize("NFKD", composed).encode("ascii", "ignore").decode("ascii")
         readable = re.sub(r"[^A-Za-z0-9]+", "_", decomposed).strip("_")
         name = f"{readable}_{digest}" if readable else f"nb_{digest}"

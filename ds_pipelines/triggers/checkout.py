@@ -126,8 +126,16 @@ def _reset_mirror(mirror: Path) -> None:
     shutil.rmtree(mirror / "hooks", ignore_errors=True)
 
 
+_PROBE_TIMEOUT_S = 60  # a lookup in the local mirror: longer is a hang (a blocked volume, a lock)
+
+
 def _has_commit(mirror: Path, sha: str) -> bool:
-    probe = subprocess.run(["git", *_NO_HOOKS, "-C", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}"], capture_output=True)
+    command = ["git", *_NO_HOOKS, "-C", str(mirror), "cat-file", "-e", f"{sha}^{{commit}}"]
+    try:
+        probe = subprocess.run(command, check=False, capture_output=True, timeout=_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise CheckoutError(f"git cat-file -e {sha} in {str(mirror)!r} did not finish within {_PROBE_TIMEOUT_S} s: "
+                            "stopped") from None
     return probe.returncode == 0
 
 

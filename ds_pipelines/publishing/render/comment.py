@@ -12,7 +12,13 @@ from typing import Any
 
 from ds_pipelines.masking import Masker
 from ds_pipelines.publishing.render import datablock
-from ds_pipelines.publishing.render.escape import md_code, md_image, md_link, md_text
+from ds_pipelines.publishing.render.escape import (
+    md_code,
+    md_identifier,
+    md_image,
+    md_link,
+    md_text,
+)
 from ds_pipelines.publishing.render.failure import Failure, describe_failure
 from ds_pipelines.publishing.render.links import Links
 from ds_pipelines.publishing.render.numbers import (
@@ -136,7 +142,7 @@ def _valid_entry(entry: Any) -> bool:
 
 
 def _heading(results: RunResults, links: Links) -> str:
-    commit = md_link(short_sha(results.commit_sha), links.commit) if results.commit_sha else "this run"
+    commit = md_identifier(short_sha(results.commit_sha), links.commit) if results.commit_sha else "this run"
     return f"## {STATUS_ICONS.get(results.status, '')} Notebook results for {commit}"
 
 
@@ -214,7 +220,7 @@ def _metrics_table(metrics: Mapping[str, float], uncertainty: Mapping[str, Inter
                 delta = _classed_delta(format_delta(current, previous), classify(name, interval, base_interval))
         rows.append(f"| {safe.code(name)} | {format_uncertain(current, interval.half_width if interval else None)} | {base_cell} | {delta} |")
     note = (
-        f"Baseline: MLflow run {md_text(baseline.run_id)}"
+        f"Baseline: MLflow run {md_code(baseline.run_id, in_table=False)}"  # a code span: copied whole, never linked
         + (f", commit {md_code(short_sha(baseline.commit_sha), in_table=False)}" if baseline.commit_sha else "")
         + (f", {md_text(baseline.started_at)}" if baseline.started_at else "")
         + "."

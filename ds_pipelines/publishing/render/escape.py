@@ -8,11 +8,17 @@ notes) and in Slack messages. None of that text may:
 - inject markdown (``[link](javascript:...)``, images, emphasis, headings, tables broken by ``|`` or by
   newlines inside a cell, code spans closed by backticks),
 - ping people or link things in GitLab (``@user``, ``@all``, ``#123``, ``!12``, ``~label``, ``%milestone``,
-  ``$snippet``, ``&epic``) or run quick actions (``/merge`` at the start of a line in a note).
+  ``$snippet``, ``&epic``) or run quick actions (``/merge`` at the start of a line in a note),
+- become a link by itself: GitLab auto-links bare URLs (``https://...``, ``www.example.com``) and strings
+  of 7 to 64 hex digits that name a commit of the project (a SHA, or an MLflow run id that happens to).
 
-GitLab resolves references on the rendered text, after markdown escapes are removed, so a backslash does
-not stop ``@user``: a zero-width space after the sigil does (it is not a name character), and it is
-invisible to readers.
+GitLab resolves references and auto-links on the rendered text, after markdown escapes are removed, so a
+backslash stops none of them (for URLs: gitlab-org/gitlab#339017). A zero-width space does, and it is
+invisible to readers: after a sigil (it is not a name character), between a URL's ``:`` and ``//`` (GitLab's
+autolink filter and GLFM's extended autolinks both need the literal ``://``, or ``www.``), and after every
+sixth digit of a hex run (a commit reference needs seven in a row). Code spans and blocks need none of this:
+GitLab neither links nor resolves references inside ``code`` and ``pre``, so identifiers that readers may
+copy (SHAs, run ids) go in code spans (``md_code``), which keep them intact.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ ZERO_WIDTH_SPACE = "\u200b"
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-!|~$])")
 # GitLab reference sigils followed by something a reference could start with.
 _REFERENCE = re.compile(r"([@#!~%$&])(?=[\w\"'.-])")
+_URL_SCHEME_SEPARATOR = re.compile(r"(?<=:)(?=//)")
+_WWW_PREFIX = re.compile(r"(?i)(?<![\w.-])(www)(?=\.)")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{7,}")
+_HEX_CHUNK = 6  # a commit reference needs at least 7 hex digits in a row
 _WHITESPACE_RUNS = re.compile(r"[\r\n\t\v\f\u2028\u2029]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BACKTICK_RUN = re.compile(r"`+")
@@ -45,7 +55,13 @@ def one_line(value: object, *, limit: int | None = None) -> str:
 def md_text(value: object, *, limit: int | None = None) -> str:
     """Notebook text as literal GitLab markdown on one line: safe in paragraphs, headings, links' labels
     and table cells."""
+    return _md_text(value, limit=limit, in_link=False)
+
+
+def _md_text(value: object, *, limit: int | None, in_link: bool) -> str:
     text = _REFERENCE.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE, one_line(value, limit=limit))
+    if not in_link:  # GitLab links nothing inside a link: its label (a SHA) stays whole for copying
+        text = _no_autolinks(text)
     text = _MARKDOWN_SPECIALS.sub(r"\\\1", text)
     # HTML as entities, last (the backslashes above must not split them): no tag, no comment marker and no
     # entity of the author's own survives.
@@ -107,8 +123,15 @@ def safe_url(url: str | None) -> str | None:
 def md_link(label: object, url: str | None) -> str:
     """``[label](url)`` with the label escaped; just the escaped label when the URL is absent or unsafe."""
     target = safe_url(url)
-    text = md_text(label)
+    text = _md_text(label, limit=None, in_link=bool(target))
     return f"[{text}]({target})" if target else text
+
+
+def md_identifier(identifier: str, url: str | None) -> str:
+    """One of ds-pipelines' own identifiers (a short SHA) linked to ``url``, or as a code span without a
+    safe URL: GitLab links neither further, and readers copy it whole (no zero-width spaces in it)."""
+    target = safe_url(url)
+    return md_link(identifier, target) if target else md_code(identifier, in_table=True)
 
 
 def md_image(markdown: str, *, fallback_label: str) -> str:
@@ -150,6 +173,17 @@ def slack_link(label: object, url: str | None) -> str:
 def _slack_escape(text: str) -> str:
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return re.sub(r"@(?=\w)", "@" + ZERO_WIDTH_SPACE, text)
+
+
+def _no_autolinks(text: str) -> str:
+    """``text`` with zero-width spaces where GitLab would start a bare URL or a commit link (see the module)."""
+    text = _URL_SCHEME_SEPARATOR.sub(ZERO_WIDTH_SPACE, text)
+    text = _WWW_PREFIX.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE, text)
+    return _HEX_RUN.sub(lambda m: _split_every(m.group(0), _HEX_CHUNK), text)
+
+
+def _split_every(text: str, size: int) -> str:
+    return ZERO_WIDTH_SPACE.join(text[i:i + size] for i in range(0, len(text), size))
 
 
 def _neutralize_html_comments(text: str) -> str:

@@ -17,7 +17,12 @@ from ds_pipelines.publishing.render.comment import (
     history_section,
     previous_history,
 )
-from ds_pipelines.publishing.render.escape import md_code, md_link, md_text
+from ds_pipelines.publishing.render.escape import (
+    md_code,
+    md_identifier,
+    md_link,
+    md_text,
+)
 from ds_pipelines.publishing.render.numbers import short_sha
 
 
@@ -43,7 +48,7 @@ def render_plan_comment(
     previous_body: str | None = None,
 ) -> str:
     """The markdown of the comment; ``previous_body``: the comment it replaces (its results are kept)."""
-    commit = md_link(short_sha(commit_sha), commit_url) if commit_sha else "this commit"
+    commit = md_identifier(short_sha(commit_sha), commit_url) if commit_sha else "this commit"
     parts = [MR_MARKER, f"## 🗺️ Plan for {commit}: dry run, nothing executed"]
     intro = [md_text(summary)]
     if pipeline_url:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ds_pipelines.masking import Masker
 from ds_pipelines.project.defaults import DEVELOPMENT, PRODUCTION
-from ds_pipelines.publishing.render.escape import md_code, md_link
+from ds_pipelines.publishing.render.escape import md_code, md_identifier, md_link
 from ds_pipelines.publishing.render.failure import Failure, describe_failure
 from ds_pipelines.publishing.render.links import Links
 from ds_pipelines.publishing.render.numbers import (
@@ -48,7 +48,7 @@ def render_release_notes(
     model_versions = model_versions or {}
     words = KIND_WORDS.get(kind, "release")
     failures = failures or {}
-    commit = md_link(short_sha(results.commit_sha), links.commit) if results.commit_sha else "an unknown commit"
+    commit = md_identifier(short_sha(results.commit_sha), links.commit) if results.commit_sha else "an unknown commit"
     run_links = " · ".join(md_link(label, url) for label, url in (("Pipeline", links.pipeline), ("Job", links.job)) if url)
     parts = [
         f"## {md_code(tag, in_table=False)}: {words}",

@@ -17,7 +17,12 @@ from typing import Any
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.masking import Masker
 from ds_pipelines.publishing.render import datablock
-from ds_pipelines.publishing.render.escape import md_code, md_link, md_text
+from ds_pipelines.publishing.render.escape import (
+    md_code,
+    md_identifier,
+    md_link,
+    md_text,
+)
 from ds_pipelines.publishing.render.links import Links
 from ds_pipelines.publishing.render.numbers import (
     format_duration,
@@ -238,7 +243,7 @@ def _row_markdown(row: Mapping[str, Any], columns: list[str], *, older: Mapping[
     named = (("pipeline", "pipeline"), ("job", "job"), ("mlflow_run", "MLflow"), ("executed_notebook", "notebook"))
     cells = [
         md_text(format_time(row["finished_at"])),
-        md_link(short_sha(row["commit"]), links.get("commit")),
+        md_identifier(short_sha(row["commit"]), links.get("commit")),
         md_link(row["trigger"], links.get("trigger")),
         md_text(row.get("runner") or "—"),
         md_code(row["image"]) if row.get("image") else "—",
