@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -33,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.files import write_atomically
@@ -55,13 +56,23 @@ _PEM_END = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 # What may follow a BEGIN line inside a block: base64 lines, blank lines, RFC 1421 / PGP headers. Anything
 # else ends a block that lost its END line, so a truncated key does not mask the rest of a notebook.
 _PEM_BODY = re.compile(r"(?:[A-Za-z0-9+/=]*|[A-Za-z][A-Za-z-]*: .*)\s*")
-# A line detect-secrets' default plugins can find nothing in has no run of 10 token characters (the shortest
-# detected tokens, Artifactory's, have 11), no URL credentials, no key block and no secret-sounding keyword.
-# Streamed lines are scanned only when they match (scanning costs ~7 ms a line).
-_MAY_HOLD_SECRET = re.compile(
-    r"[A-Za-z0-9_\-+/=]{10,}|://|-----BEGIN|pass|pwd|secret|token|key|auth|credential|api|cloudant|softlayer",
+# What a line must hold for detect-secrets' default plugins to find anything in it, checked before its
+# per-line scan (~0.3 ms a line in bulk, more for a line alone): a keyword of its keyword and regex detectors,
+# URL credentials, a key block, a public IPv4 address, or the prefix or shape of a token its regex detectors
+# know (case-sensitive). Its entropy detectors only look at quoted strings and at the values of ``name:
+# value`` / ``name = value`` lines, so for them a line needs a quote, ``:`` or ``=`` and a run of 20 base64
+# characters (a base64 string needs 23 distinct characters to pass its entropy limit of 4.5) or a hex run of
+# 9 with digits and letters (limit 3.0: 9 distinct characters at least, and digits alone score lower).
+_SECRET_HINT = re.compile(
+    r"://|-----BEGIN|PuTTY|pass|pwd|pw|secret|token|key|auth|credential|api|iam|cloudant|softlayer|contrase"
+    r"|eyJ|xox|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
+    r"|(?-i:A3T|ABIA|ACCA|AKIA|ASIA|AKC|AP[0-9A-F]|gh[pousr]_|gl[a-z]+-|GR1348941|AC[a-z0-9]{32}|SK[a-z0-9]{32}"
+    r"|-us[0-9]|sk-|pypi-|SG\.|sq0csp|[rs]k_live|AccountKey|[0-9]{8,10}:|[MNO][A-Za-z0-9_-]{23,25}\.)",
     re.IGNORECASE,
 )
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{20,}")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{9,}")
+_ASSIGNED_OR_QUOTED = re.compile(r"[\"':=]")
 # Secrets a line's shape gives away; group 1 is masked (everywhere, like any secret found).
 _SHAPED_SECRETS = [
     re.compile(r"\bmachine\s+\S+\s+(?:login\s+\S+\s+)?password\s+(\S+)"),  # .netrc
@@ -74,6 +85,17 @@ _SHAPED_SECRETS = [
     # A whole JWT: detect-secrets' pattern may stop before the signature, which would then show.
     re.compile(r"\b(eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"),
 ]
+# A token after a credential keyword (also inside a name: aws_secret_access_key, mlflow_tracking_token) with
+# only blanks or ``:`` between them: ``aws_secret_access_key AKIA...``, ``token: 3f9a...``. Neither
+# detect-secrets (it wants ``=`` or quotes) nor gitleaks' generic rule finds these. Masked when the token
+# looks random (``_looks_random``), so ``primary key column`` stays readable.
+_KEYWORD_VALUE = re.compile(
+    r"(?i:[A-Za-z0-9_.-]*(?:secret|token|password|passwd|key|credential)[A-Za-z0-9_.-]*)[ \t]*(?::[ \t]*|[ \t]+)"
+    r"([A-Za-z0-9+/=_-]{16,})"
+)
+# Shannon entropy per character above which a keyword's token counts as random: 32 hex characters score
+# about 3.7, a 40-character AWS secret key about 4.8; "abcdefabcdefabcdef" scores 2.6.
+_RANDOM_TOKEN_ENTROPY = 3.2
 
 
 class MaskingError(DsPipelinesError):
@@ -81,7 +103,9 @@ class MaskingError(DsPipelinesError):
 
 
 def secret_env_values(env: Mapping[str, str]) -> list[str]:
-    """The values to mask from ``env``, longest first (so a secret containing another is masked whole)."""
+    """The values to mask from ``env``, longest first (so a secret containing another is masked whole): the
+    values of secret-named variables, and the password of every ``scheme://user:password@host`` value
+    (``DAGSTER_POSTGRES_URL``, ``MLFLOW_TRACKING_URI``, whatever its name), as written and percent-decoded."""
     values = {
         value
         for name, value in env.items()
@@ -89,27 +113,49 @@ def secret_env_values(env: Mapping[str, str]) -> list[str]:
         and len(value) >= MIN_ENV_SECRET_LENGTH
         and (name.upper() in SECRET_NAMES or name.upper().startswith(SECRET_PREFIXES) or SECRET_NAME.search(name))
     }
+    values |= {password for value in env.values() for password in url_passwords(value)
+               if len(password) >= MIN_ENV_SECRET_LENGTH}
     # The same secret URL-encoded (in a printed URL or query string) is masked too.
     values |= {quote(value, safe="") for value in values}
     return sorted(values, key=len, reverse=True)
 
 
+def url_passwords(value: str) -> set[str]:
+    """The password of a ``scheme://user:password@host...`` value, as written and percent-decoded; empty for
+    any other value."""
+    if "://" not in value or "@" not in value:
+        return set()
+    try:
+        written = urlsplit(value.strip()).password
+    except ValueError:  # a malformed URL, e.g. an unclosed IPv6 bracket
+        return set()
+    return {written, unquote(written)} if written else set()
+
+
 @dataclass(frozen=True)
 class Masker:
-    """Masks the secrets of one environment; build it once per publish (``Masker.from_env``)."""
+    """Masks the secrets of one environment; build it once per publish (``Masker.from_env``), and tell it
+    the identifiers ds-pipelines itself wrote (``trusting``), which detectors would otherwise take for
+    secrets: MLflow and Dagster run ids, commit SHAs, the reproducibility record's sha256 hashes."""
 
     env_values: tuple[str, ...] = ()
+    known_safe: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Masker:
         return cls(tuple(secret_env_values(os.environ if env is None else env)))
+
+    def trusting(self, identifiers: Iterable[str]) -> Masker:
+        """This masker, leaving ``identifiers`` readable where a detector finds them (never where they are
+        a secret variable's value)."""
+        return Masker(self.env_values, self.known_safe | {value for value in identifiers if value})
 
     def mask(self, text: str) -> str:
         return self.mask_counting(text)[0]
 
     def mask_counting(self, text: str) -> tuple[str, int]:
         """``text`` with secrets masked, and how many occurrences were masked."""
-        masked, count = mask_strings([text], self.env_values)
+        masked, count = mask_strings([text], self.env_values, self.known_safe)
         return masked[0], count
 
 
@@ -118,12 +164,14 @@ def mask_text(text: str, env: Mapping[str, str] | None = None) -> str:
     return Masker.from_env(env).mask(text)
 
 
-def mask_strings(texts: list[str], env_values: Iterable[str]) -> tuple[list[str], int]:
+def mask_strings(texts: list[str], env_values: Iterable[str],
+                 known_safe: frozenset[str] = frozenset()) -> tuple[list[str], int]:
     """Mask several strings together, in order: a secret detected in one is masked in all, and a private key
-    block may run from one string into the next. Returns the masked strings and the number of occurrences
-    masked."""
+    block may run from one string into the next. What a detector finds inside one of ``known_safe`` (ids
+    ds-pipelines wrote) is left alone. Returns the masked strings and the number of occurrences masked."""
     texts, total = _mask_key_blocks(texts)
-    secrets = set(env_values) | detected_secrets(texts) | shaped_secrets(texts)
+    found = detected_secrets(texts) | shaped_secrets(texts) | keyword_valued_secrets(texts)
+    secrets = set(env_values) | {value for value in found if not _known_safe(value, known_safe)}
     ordered = sorted((s for s in secrets if s), key=len, reverse=True)
     if not ordered:
         return texts, total
@@ -140,6 +188,31 @@ def shaped_secrets(texts: Iterable[str]) -> set[str]:
     """Passwords of .netrc and .pgpass lines and service-account key ids (``_SHAPED_SECRETS``)."""
     return {match.group(1) for text in texts for regex in _SHAPED_SECRETS for match in regex.finditer(text)
             if len(match.group(1)) >= MIN_DETECTED_LENGTH and match.group(1) != MASK}
+
+
+def keyword_valued_secrets(texts: Iterable[str]) -> set[str]:
+    """Random-looking tokens that follow a credential keyword with only blanks or ``:`` between
+    (``_KEYWORD_VALUE``)."""
+    return {match.group(1) for text in texts for match in _KEYWORD_VALUE.finditer(text)
+            if _looks_random(match.group(1))}
+
+
+def _looks_random(token: str) -> bool:
+    """Whether ``token`` has digits or mixed case and an entropy a word or a number does not reach."""
+    mixed = any(c.isdigit() for c in token) + any(c.islower() for c in token) + any(c.isupper() for c in token) >= 2
+    return mixed and _entropy(token) > _RANDOM_TOKEN_ENTROPY
+
+
+def _entropy(text: str) -> float:
+    """Shannon entropy in bits per character."""
+    counts = [text.count(c) for c in set(text)]
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts)
+
+
+def _known_safe(value: str, known_safe: frozenset[str]) -> bool:
+    """Whether a detected ``value`` is one of the identifiers ds-pipelines wrote, or a piece of one."""
+    stripped = value.strip(_TRIM)
+    return stripped in known_safe or any(stripped in safe for safe in known_safe if len(safe) > len(stripped))
 
 
 def _mask_key_blocks(texts: list[str]) -> tuple[list[str], int]:
@@ -199,11 +272,8 @@ class LineMasker:
         return self._mask(line)
 
     def _mask(self, line: str) -> str:
-        if _MAY_HOLD_SECRET.search(line):
-            return mask_strings([line], self._env_values)[0][0]
-        for value in self._env_values:
-            line = line.replace(value, MASK)
-        return line
+        # Only a line that may hold a secret costs a detect-secrets scan (``detected_secrets``).
+        return mask_strings([line], self._env_values)[0][0]
 
 
 class MaskingLogFilter(logging.Filter):
@@ -222,9 +292,23 @@ class MaskingLogFilter(logging.Filter):
         return True
 
 
+def may_hold_secret(line: str) -> bool:
+    """Whether detect-secrets' default plugins can find anything in ``line`` (``_SECRET_HINT``)."""
+    if _SECRET_HINT.search(line):
+        return True
+    if not _ASSIGNED_OR_QUOTED.search(line):
+        return False
+    return bool(_LONG_TOKEN.search(line)) or any(_digits_and_letters(run.group()) for run in _HEX_RUN.finditer(line))
+
+
+def _digits_and_letters(run: str) -> bool:
+    return not run.isdigit() and not run.isalpha()
+
+
 def detected_secrets(texts: Iterable[str]) -> set[str]:
-    """The secret strings detect-secrets finds in ``texts`` (all lines scanned in one pass)."""
-    lines = [line for text in texts for line in text.splitlines() if line.strip()]
+    """The secret strings detect-secrets finds in ``texts``: its per-line scan, the costly part of masking, gets
+    each distinct line that may hold a secret once (``may_hold_secret``), all in one pass."""
+    lines = list(dict.fromkeys(line for text in texts for line in text.splitlines() if may_hold_secret(line)))
     if not lines:
         return set()
     from detect_secrets.core.scan import scan_file

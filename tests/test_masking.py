@@ -18,6 +18,7 @@ from made_up import random_text
 
 from ds_pipelines.masking import (
     MASK,
+    LineMasker,
     Masker,
     MaskingError,
     mask_notebook,
@@ -236,3 +237,65 @@ def test_masking_a_file_that_is_not_a_notebook_names_it(tmp_path):
     listing.write_text("[1, 2]")
     with pytest.raises(MaskingError, match=r"list\.ipynb is not a Jupyter notebook"):
         mask_notebook(listing, tmp_path / "out.ipynb", env={})
+
+
+AWS_SECRET_KEY = random_text(40, string.ascii_letters + string.digits + "+/")
+MLFLOW_TOKEN = random_text(32, "0123456789abcdef")
+
+
+@pytest.mark.parametrize(
+    "line, secret",
+    [
+        (f"aws_secret_access_key {AWS_SECRET_KEY}", AWS_SECRET_KEY),
+        (f"mlflow_tracking_token {MLFLOW_TOKEN}", MLFLOW_TOKEN),
+        (f"password:\t{AWS_SECRET_KEY}", AWS_SECRET_KEY),
+        (f"  Service-Credential : {MLFLOW_TOKEN} (rotated)", MLFLOW_TOKEN),
+        (f"the API KEY {MLFLOW_TOKEN}", MLFLOW_TOKEN),
+    ],
+    ids=["aws-secret-key", "mlflow-token-hex", "password-colon-tab", "credential-in-a-name", "upper-case-key"],
+)
+def test_a_random_token_after_a_credential_keyword_with_no_equals_sign_is_masked(line, secret):
+    masked = mask_text(line, env={})
+    assert secret not in masked and MASK in masked
+    # Streamed to the console a line at a time, the same.
+    assert secret not in LineMasker(())(line)
+
+
+@pytest.mark.parametrize("line", [
+    "primary key customer_identifier_column",
+    "token count 123456789012345678 in the corpus",
+    "password reset_link_expired_for_the_account",
+    "sort key: abcdefabcdefabcdefab",
+])
+def test_a_word_or_a_number_after_a_credential_keyword_stays(line):
+    assert mask_text(line, env={}) == line
+
+
+def test_the_password_inside_a_url_valued_variable_is_masked_alone_and_percent_decoded():
+    password = "p@ss:" + random_text(12)
+    written = password.replace("@", "%40").replace(":", "%3A")
+    env = {"DAGSTER_POSTGRES_URL": f"postgresql://dagster:{written}@postgres:5432/dagster",
+           "MLFLOW_TRACKING_URI": f"https://ml:{random_text(16)}@mlflow.example.com",
+           "UPSTREAM": "https://gitlab.example.com/group/project"}  # no credentials: nothing to mask
+    masker = Masker.from_env(env)
+    for printed in (password, written):
+        assert masker.mask(f"connecting with {printed} now") == f"connecting with {MASK} now"
+    tracking_password = env["MLFLOW_TRACKING_URI"].split(":")[2].split("@")[0]
+    assert masker.mask(f"token {tracking_password}.") == f"token {MASK}."
+    assert masker.mask("see https://gitlab.example.com/group/project") == "see https://gitlab.example.com/group/project"
+    # A password as short as the user name ("dagster") would mask every mention of Dagster: left alone.
+    assert secret_env_values({"DAGSTER_POSTGRES_URL": "postgresql://dagster:dagster@db/dagster"}) == []
+
+
+def test_identifiers_ds_pipelines_wrote_stay_readable_and_others_do_not():
+    run_id, other = random_text(32, "0123456789abcdef"), random_text(32, "0123456789abcdef")
+    commit = random_text(40, "0123456789abcdef")
+    text = f'MLflow run: {run_id}\n{{"commit": "{commit}", "notebook_sha256": "sha256:{commit}"}}\nleaked: "{other}"'
+    trusting = Masker().trusting([run_id, commit])
+    assert trusting.mask(text) == text.replace(other, MASK)
+    # Without being told, the ids read as secrets (what every run's summary showed: "MLflow run: [MASKED]").
+    assert Masker().mask(text).count(MASK) == 3
+    assert Masker().mask(f"MLflow run: {run_id}") == f"MLflow run: {MASK}"
+    assert trusting.mask(f"MLflow run: {run_id}") == f"MLflow run: {run_id}"
+    # A secret variable's value is masked even when it equals a trusted id: trust never unmasks a secret.
+    assert Masker.from_env({"MLFLOW_TRACKING_TOKEN": run_id}).trusting([run_id]).mask(run_id) == MASK
