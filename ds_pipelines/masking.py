@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
+import zlib
 import math
 import os
 import re
@@ -89,8 +91,10 @@ _SHAPED_SECRETS = [
 # only blanks or ``:`` between them: ``aws_secret_access_key AKIA...``, ``token: 3f9a...``. Neither
 # detect-secrets (it wants ``=`` or quotes) nor gitleaks' generic rule finds these. Masked when the token
 # looks random (``_looks_random``), so ``primary key column`` stays readable.
+# The name is matched from its start only: tried inside a long run of name characters, it would cost the
+# square of the run's length.
 _KEYWORD_VALUE = re.compile(
-    r"(?i:[A-Za-z0-9_.-]*(?:secret|token|password|passwd|key|credential)[A-Za-z0-9_.-]*)[ \t]*(?::[ \t]*|[ \t]+)"
+    r"(?<![A-Za-z0-9_.-])(?i:[A-Za-z0-9_.-]*(?:secret|token|password|passwd|key|credential)[A-Za-z0-9_.-]*)[ \t]*(?::[ \t]*|[ \t]+)"
     r"([A-Za-z0-9+/=_-]{16,})"
 )
 # Shannon entropy per character above which a keyword's token counts as random: 32 hex characters score
@@ -100,6 +104,11 @@ _RANDOM_TOKEN_ENTROPY = 3.2
 
 class MaskingError(DsPipelinesError):
     """A notebook that cannot be read or written while masking it."""
+
+
+class UnmaskableFileError(MaskingError):
+    """A binary file that cannot be masked: it holds a secret (masking would break it) or its content cannot
+    be checked (compressed). It must not be kept."""
 
 
 def secret_env_values(env: Mapping[str, str]) -> list[str]:
@@ -252,8 +261,9 @@ class LineMasker:
     """Masks text that arrives a line at a time (a notebook's output streamed to the console): the lines of a
     private key block after its BEGIN line are masked until its END line, then lines are masked one by one."""
 
-    def __init__(self, env_values: Iterable[str]):
+    def __init__(self, env_values: Iterable[str], known_safe: Iterable[str] = ()):
         self._env_values = tuple(env_values)
+        self._known_safe = frozenset(known_safe)
         self._inside_key = False
 
     def __call__(self, line: str) -> str:
@@ -273,7 +283,7 @@ class LineMasker:
 
     def _mask(self, line: str) -> str:
         # Only a line that may hold a secret costs a detect-secrets scan (``detected_secrets``).
-        return mask_strings([line], self._env_values)[0][0]
+        return mask_strings([line], self._env_values, self._known_safe)[0][0]
 
 
 class MaskingLogFilter(logging.Filter):
@@ -351,7 +361,7 @@ def mask_notebook(src: Path, dst: Path, env: Mapping[str, str] | None = None) ->
     return mask_notebook_file(Path(src), Path(dst), Masker.from_env(env).env_values)
 
 
-def mask_notebook_file(src: Path, dst: Path, env_values: Iterable[str]) -> int:
+def mask_notebook_file(src: Path, dst: Path, env_values: Iterable[str], known_safe: frozenset[str] = frozenset()) -> int:
     """``mask_notebook`` with the environment's secret values already read (``Masker.env_values``)."""
     try:
         notebook = json.loads(src.read_text(encoding="utf-8"))
@@ -361,30 +371,99 @@ def mask_notebook_file(src: Path, dst: Path, env_values: Iterable[str]) -> int:
         raise MaskingError(f"notebook {src} cannot be read as JSON (an .ipynb file was expected): {exc}") from None
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise MaskingError(f"notebook {src} is not a Jupyter notebook (expected a JSON object with 'cells')")
-    masked, count = mask_json(notebook, env_values)
+    masked, count = mask_json(notebook, env_values, known_safe)
     if count == 0 and dst.exists() and dst.resolve() == src.resolve():
         return 0  # nothing to mask in place: the file stays byte for byte
     write_atomically(dst, lambda tmp: tmp.write_text(json.dumps(masked, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"))
     return count
 
 
-def mask_json_file(file: Path, env_values: Iterable[str]) -> int:
+# Binary formats whose bytes hide their content (compressed or archived): a secret in them cannot be seen.
+_COMPRESSED_FORMATS = {
+    b"PK\x03\x04": "a zip archive (also .npz, .xlsx, PyTorch's .pt)", b"\x1f\x8b": "gzip-compressed",
+    b"BZh": "bzip2-compressed", b"\xfd7zXZ\x00": "xz-compressed", b"\x28\xb5\x2f\xfd": "zstd-compressed",
+    b"7z\xbc\xaf\x27\x1c": "a 7z archive", b"\x04\x22\x4d\x18": "lz4-compressed",
+    b"%PDF-": "a PDF (its streams are compressed)", b"PAR1": "a Parquet file (its pages are compressed)",
+}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The strings a binary file holds, as ``strings`` finds them: a secret written by accident is printable.
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
+
+
+def mask_kept_file(file: Path, env_values: Iterable[str], known_safe: frozenset[str] = frozenset()) -> int:
+    """Mask a file CI keeps (an artifact, a file the notebook wrote) in place, rewritten only when something
+    was masked; returns the occurrences. A text file (UTF-8 without NUL bytes) is masked; a binary file is
+    checked and kept as it is when it holds no secret: its printable strings and a PNG's text chunks.
+    Raises ``UnmaskableFileError`` for a binary file that holds a secret or whose content cannot be checked."""
+    env_values = tuple(env_values)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise MaskingError(f"{file} cannot be read, so it cannot be masked: {exc}") from None
+    try:
+        text = None if b"\x00" in data else data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        masked, count = mask_strings([text], env_values, known_safe)
+        if count:
+            write_atomically(file, lambda tmp: tmp.write_text(masked[0], encoding="utf-8", newline=""))
+        return count
+    for magic, kind in _COMPRESSED_FORMATS.items():
+        if data.startswith(magic):
+            raise UnmaskableFileError(f"{file} is {kind}: its content cannot be checked for secrets")
+    strings = [run.decode("ascii") for run in _PRINTABLE_RUN.findall(data)]
+    if data.startswith(_PNG_SIGNATURE):
+        try:
+            strings += _png_texts(data)
+        except ValueError as exc:
+            raise UnmaskableFileError(f"{file} is a PNG whose text cannot be checked for secrets: {exc}") from None
+    found = mask_strings(strings, env_values, known_safe)[1]
+    found += sum(data.count(value.encode("utf-8")) for value in env_values if not value.isascii())
+    if found:
+        raise UnmaskableFileError(f"{file} is a binary file that holds {found} secret occurrence{'s' if found != 1 else ''}, "
+                                  "which cannot be masked without breaking it")
+    return 0
+
+
+def _png_texts(data: bytes) -> list[str]:
+    """The decompressed texts of a PNG's zTXt and iTXt chunks (tEXt is plain, found as printable strings)."""
+    texts, position = [], len(_PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        position += 12 + length
+        try:
+            if kind == b"zTXt":
+                _, _, rest = body.partition(b"\x00")
+                texts.append(zlib.decompress(rest[1:]).decode("latin-1"))
+            elif kind == b"iTXt":
+                _, _, rest = body.partition(b"\x00")
+                compressed, rest = rest[0], rest[2:]
+                text = rest.split(b"\x00", 2)[-1]
+                texts.append((zlib.decompress(text) if compressed else text).decode("utf-8", errors="replace"))
+        except (zlib.error, IndexError) as exc:
+            raise ValueError(f"its {kind.decode('latin-1')} chunk cannot be read ({exc})") from None
+    return texts
+
+
+def mask_json_file(file: Path, env_values: Iterable[str], known_safe: frozenset[str] = frozenset()) -> int:
     """Mask a JSON file in place (rewritten only when something was masked); returns the occurrences."""
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MaskingError(f"{file} cannot be read as JSON, so it cannot be masked: {exc}") from None
-    masked, count = mask_json(data, env_values)
+    masked, count = mask_json(data, env_values, known_safe)
     if count:
         write_atomically(file, lambda tmp: tmp.write_text(json.dumps(masked, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
     return count
 
 
-def mask_json(data: Any, env_values: Iterable[str]) -> tuple[Any, int]:
+def mask_json(data: Any, env_values: Iterable[str], known_safe: frozenset[str] = frozenset()) -> tuple[Any, int]:
     """A copy of JSON ``data`` with every text (values and keys; base64 images skipped) masked, and the count."""
     leaves: list[str] = []
     _collect(data, leaves)
-    masked, count = mask_strings(leaves, env_values)
+    masked, count = mask_strings(leaves, env_values, known_safe)
     return _replace(data, iter(masked)), count
 
 

@@ -4,6 +4,7 @@ notes, Slack text. A real notebook prints them (papermill runs it), and the publ
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import re
@@ -144,14 +145,14 @@ def test_results_folder_is_masked_in_place_and_still_reads(leaky_run, tmp_path):
     results_dir, env = leaky_run
     copy = tmp_path / "results"
     subprocess.run(["cp", "-r", str(results_dir), str(copy)], check=True)
-    count = mask_results_folder(copy, env=env)
+    count = mask_results_folder(copy, env=env).occurrences
     assert count >= 6  # the notebook's occurrences and the error in results.json
     for file in copy.rglob("*"):
         if file.is_file():
             text = file.read_text()
             assert GITLAB_TOKEN not in text and PASSWORD not in text, file
     assert load_results(copy).notebooks[0].error.endswith(f"login refused for {MASK}")
-    assert mask_results_folder(copy, env=env) == 0  # nothing left to mask
+    assert mask_results_folder(copy, env=env).occurrences == 0  # nothing left to mask
 
 
 def test_secret_env_values_are_masked_and_harmless_text_is_unchanged():
@@ -299,3 +300,68 @@ def test_identifiers_ds_pipelines_wrote_stay_readable_and_others_do_not():
     assert trusting.mask(f"MLflow run: {run_id}") == f"MLflow run: {run_id}"
     # A secret variable's value is masked even when it equals a trusted id: trust never unmasks a secret.
     assert Masker.from_env({"MLFLOW_TRACKING_TOKEN": run_id}).trusting([run_id]).mask(run_id) == MASK
+
+
+def _png(path: Path, **text_chunks: tuple[str, bool]) -> Path:
+    """A real plot as matplotlib saves it, with extra PNG text chunks (``key=(text, compressed)``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from PIL import Image, PngImagePlugin
+
+    figure, axes = plt.subplots(figsize=(2, 2))
+    axes.plot([0, 1], [0, 1])
+    figure.savefig(path)
+    plt.close(figure)
+    if text_chunks:
+        info = PngImagePlugin.PngInfo()
+        for key, (text, compressed) in text_chunks.items():
+            info.add_text(key, text, zip=compressed)
+        with Image.open(path) as image:
+            image.load()
+            image.save(path, pnginfo=info)
+    return path
+
+
+def test_every_kept_file_is_masked_and_a_binary_that_cannot_be_checked_is_left_out_with_a_note(leaky_run, tmp_path):
+    results_dir, env = leaky_run
+    copy = tmp_path / "results"
+    subprocess.run(["cp", "-r", str(results_dir), str(copy)], check=True)
+    artifacts = copy / "demo" / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "notes.txt").write_text(f"logged in with {GITLAB_TOKEN}\n")
+    (copy / "metrics.txt").write_text(f'# TYPE auc gauge\nauc{{notebook="demo",via="{PASSWORD}"}} 0.9\n# EOF\n')
+    written = tmp_path / "demo.files"
+    outputs = written / "outputs"
+    outputs.mkdir(parents=True)
+    (outputs / "run.log").write_text(f"step 1\naws_secret_access_key {AWS_SECRET_KEY}\nstep 2\n")
+    clean_plot = _png(outputs / "roc.png", Software=("matplotlib", False))
+    clean_bytes, clean_weights = clean_plot.read_bytes(), os.urandom(4096).replace(b"\x00", b"\x01")
+    (outputs / "weights.bin").write_bytes(b"\x00" + clean_weights)
+    leaky_plot = _png(outputs / "leaky.png", Comment=(f"made with {PASSWORD}", True))  # a zTXt chunk
+    (outputs / "model.bin").write_bytes(b"\x00\x01" + f"token={GITLAB_TOKEN}".encode() + b"\x00\xff")
+    (outputs / "dump.gz").write_bytes(gzip.compress(b"nothing to see"))
+
+    result = subprocess.run([sys.executable, "-m", "ds_pipelines", "mask-secrets", str(copy), "--files", str(written)],
+                            env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Masked ") and result.stdout.endswith(f" in {copy} and {written}.\n")
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: left out of the artifacts: ")]
+    assert notes == [
+        f"note: left out of the artifacts: {outputs / 'dump.gz'} is gzip-compressed: its content cannot be checked for secrets",
+        f"note: left out of the artifacts: {leaky_plot} is a binary file that holds 1 secret occurrence, "
+        "which cannot be masked without breaking it",
+        f"note: left out of the artifacts: {outputs / 'model.bin'} is a binary file that holds 1 secret occurrence, "
+        "which cannot be masked without breaking it",
+    ]
+    assert not any(path.exists() for path in (outputs / "dump.gz", leaky_plot, outputs / "model.bin"))
+    # Text files are masked in place; binary files without a secret are kept byte for byte.
+    assert (artifacts / "notes.txt").read_text() == f"logged in with {MASK}\n"
+    assert f'via="{MASK}"' in (copy / "metrics.txt").read_text()
+    assert (outputs / "run.log").read_text() == f"step 1\naws_secret_access_key {MASK}\nstep 2\n"
+    assert clean_plot.read_bytes() == clean_bytes and (outputs / "weights.bin").read_bytes() == b"\x00" + clean_weights
+    for file in [*copy.rglob("*"), *written.rglob("*")]:
+        if file.is_file():
+            data = file.read_bytes()
+            assert not any(secret.encode() in data for secret in (GITLAB_TOKEN, PASSWORD, AWS_SECRET_KEY)), file
