@@ -24,14 +24,16 @@ everywhere in the text or notebook.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import logging
-import struct
-import zlib
 import math
 import os
 import re
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,34 +60,35 @@ _PEM_END = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 # What may follow a BEGIN line inside a block: base64 lines, blank lines, RFC 1421 / PGP headers. Anything
 # else ends a block that lost its END line, so a truncated key does not mask the rest of a notebook.
 _PEM_BODY = re.compile(r"(?:[A-Za-z0-9+/=]*|[A-Za-z][A-Za-z-]*: .*)\s*")
-# What a line must hold for detect-secrets' default plugins to find anything in it, checked before its
-# per-line scan (~0.3 ms a line in bulk, more for a line alone): a keyword of its keyword and regex detectors,
-# URL credentials, a key block, a public IPv4 address, or the prefix or shape of a token its regex detectors
-# know (case-sensitive). Its entropy detectors only look at quoted strings and at the values of ``name:
-# value`` / ``name = value`` lines, so for them a line needs a quote, ``:`` or ``=`` and a run of 20 base64
-# characters (a base64 string needs 23 distinct characters to pass its entropy limit of 4.5) or a hex run of
-# 9 with digits and letters (limit 3.0: 9 distinct characters at least, and digits alone score lower).
-_SECRET_HINT = re.compile(
-    r"://|-----BEGIN|PuTTY|pass|pwd|pw|secret|token|key|auth|credential|api|iam|cloudant|softlayer|contrase"
-    r"|eyJ|xox|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
-    r"|(?-i:A3T|ABIA|ACCA|AKIA|ASIA|AKC|AP[0-9A-F]|gh[pousr]_|gl[a-z]+-|GR1348941|AC[a-z0-9]{32}|SK[a-z0-9]{32}"
-    r"|-us[0-9]|sk-|pypi-|SG\.|sq0csp|[rs]k_live|AccountKey|[0-9]{8,10}:|[MNO][A-Za-z0-9_-]{23,25}\.)",
-    re.IGNORECASE,
-)
+# What a line must hold for detect-secrets' default plugins to find anything in it, found over the whole text
+# (a million lines in seconds) before its per-line scan (~0.3 ms a line in bulk, more for a line alone):
+# - a word of its keyword and regex detectors, in any case (``_HINT_WORDS``), or the short prefix of a token
+#   its regex detectors know (``_HINT_PREFIXES``, case-sensitive);
+# - a public IPv4 address (``_IPV4``);
+# - a run of 20 base64 characters (``_LONG_TOKEN``): every other token its regex detectors know is that long,
+#   and a base64 string needs 23 distinct characters to pass its entropy limit of 4.5;
+# - a hex run of 9 with digits and letters (its hex limit of 3.0 needs 9 distinct characters, and digits alone
+#   score lower) on a line with a quote, ``:`` or ``=``: its entropy detectors only look at quoted strings and
+#   at the values of ``name: value`` / ``name = value`` lines.
+_HINT_WORDS = ("://", "-----begin", "putty", "pass", "pwd", "pw", "secret", "token", "key", "auth", "credential",
+               "api", "iam", "cloudant", "softlayer", "contrase", "xox")
+_HINT_PREFIXES = ("eyJ", "AKC", "AP")
+_IPV4 = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
 _LONG_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{20,}")
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{9,}")
 _ASSIGNED_OR_QUOTED = re.compile(r"[\"':=]")
 # Secrets a line's shape gives away; group 1 is masked (everywhere, like any secret found).
+# Each with a string it cannot match without (None: none), so that a text without it costs no regex pass.
 _SHAPED_SECRETS = [
-    re.compile(r"\bmachine\s+\S+\s+(?:login\s+\S+\s+)?password\s+(\S+)"),  # .netrc
-    re.compile(r"^[^:\s]+:(?:\d+|\*):[^:\s]+:[^:\s]+:(\S+)$", re.MULTILINE),  # .pgpass
-    re.compile(r'"private_key_id"\s*:\s*"([^"]+)"'),  # a cloud service-account key file
+    ("password", re.compile(r"\bmachine\s+\S+\s+(?:login\s+\S+\s+)?password\s+(\S+)")),  # .netrc
+    (":", re.compile(r"^[^:\s]+:(?:\d+|\*):[^:\s]+:[^:\s]+:(\S+)$", re.MULTILINE)),  # .pgpass
+    ("private_key_id", re.compile(r'"private_key_id"\s*:\s*"([^"]+)"')),  # a cloud service-account key file
     # Tokens of GitLab's secret detection (gitleaks rules) that detect-secrets' plugins do not know.
-    re.compile(r"\b(AIza[0-9A-Za-z_-]{35})"),  # Google API key
-    re.compile(r"\b(npm_[A-Za-z0-9]{36})"),  # npm access token
-    re.compile(r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,})"),  # PyPI upload token
+    ("AIza", re.compile(r"\b(AIza[0-9A-Za-z_-]{35})")),  # Google API key
+    ("npm_", re.compile(r"\b(npm_[A-Za-z0-9]{36})")),  # npm access token
+    ("pypi-", re.compile(r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,})")),  # PyPI upload token
     # A whole JWT: detect-secrets' pattern may stop before the signature, which would then show.
-    re.compile(r"\b(eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"),
+    ("eyJ", re.compile(r"\b(eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")),
 ]
 # A token after a credential keyword (also inside a name: aws_secret_access_key, mlflow_tracking_token) with
 # only blanks or ``:`` between them: ``aws_secret_access_key AKIA...``, ``token: 3f9a...``. Neither
@@ -100,6 +103,7 @@ _KEYWORD_VALUE = re.compile(
 # Shannon entropy per character above which a keyword's token counts as random: 32 hex characters score
 # about 3.7, a 40-character AWS secret key about 4.8; "abcdefabcdefabcdef" scores 2.6.
 _RANDOM_TOKEN_ENTROPY = 3.2
+_KEYWORD_VALUE_WORDS = ("secret", "token", "passw", "key", "credential")
 
 
 class MaskingError(DsPipelinesError):
@@ -179,7 +183,8 @@ def mask_strings(texts: list[str], env_values: Iterable[str],
     block may run from one string into the next. What a detector finds inside one of ``known_safe`` (ids
     ds-pipelines wrote) is left alone. Returns the masked strings and the number of occurrences masked."""
     texts, total = _mask_key_blocks(texts)
-    found = detected_secrets(texts) | shaped_secrets(texts) | keyword_valued_secrets(texts)
+    lines = _DistinctLines(texts)
+    found = detected_secrets(lines) | shaped_secrets(texts) | keyword_valued_secrets(lines)
     secrets = set(env_values) | {value for value in found if not _known_safe(value, known_safe)}
     ordered = sorted((s for s in secrets if s), key=len, reverse=True)
     if not ordered:
@@ -193,17 +198,46 @@ def mask_strings(texts: list[str], env_values: Iterable[str],
     return masked, total
 
 
+class _DistinctLines:
+    """The distinct non-blank lines of some texts, in order, joined into one text (as written and in lower
+    case) where a string or pattern is found in one pass: each line is looked at once, however often it was
+    printed."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.lines = [line for line in dict.fromkeys(line for text in texts for line in text.splitlines()) if line.strip()]
+        self.text = "\n".join(self.lines)
+        self.lower = self.text.lower()
+        self._starts = list(itertools.accumulate((len(line) + 1 for line in self.lines), initial=0))
+
+    def with_strings(self, needles: Iterable[str], *, any_case: bool = False) -> set[int]:
+        """The indices of the lines that hold one of ``needles`` (lower case ones, with ``any_case``)."""
+        text, found = (self.lower if any_case else self.text), set()
+        for needle in needles:
+            position = text.find(needle)
+            while position != -1:
+                index = bisect.bisect_right(self._starts, position) - 1
+                found.add(index)
+                position = text.find(needle, self._starts[index + 1])  # the next line: this one is in
+        return found
+
+    def matching(self, regex: re.Pattern[str], accept=None) -> set[int]:
+        """The indices of the lines where ``regex`` matches (and ``accept(match)`` holds, when given)."""
+        return {bisect.bisect_right(self._starts, match.start()) - 1 for match in regex.finditer(self.text)
+                if accept is None or accept(match)}
+
+
 def shaped_secrets(texts: Iterable[str]) -> set[str]:
     """Passwords of .netrc and .pgpass lines and service-account key ids (``_SHAPED_SECRETS``)."""
-    return {match.group(1) for text in texts for regex in _SHAPED_SECRETS for match in regex.finditer(text)
+    return {match.group(1) for text in texts for needle, regex in _SHAPED_SECRETS if needle in text
+            for match in regex.finditer(text)
             if len(match.group(1)) >= MIN_DETECTED_LENGTH and match.group(1) != MASK}
 
 
-def keyword_valued_secrets(texts: Iterable[str]) -> set[str]:
+def keyword_valued_secrets(lines: _DistinctLines) -> set[str]:
     """Random-looking tokens that follow a credential keyword with only blanks or ``:`` between
     (``_KEYWORD_VALUE``)."""
-    return {match.group(1) for text in texts for match in _KEYWORD_VALUE.finditer(text)
-            if _looks_random(match.group(1))}
+    return {match.group(1) for index in lines.with_strings(_KEYWORD_VALUE_WORDS, any_case=True)
+            for match in _KEYWORD_VALUE.finditer(lines.lines[index]) if _looks_random(match.group(1))}
 
 
 def _looks_random(token: str) -> bool:
@@ -302,23 +336,19 @@ class MaskingLogFilter(logging.Filter):
         return True
 
 
-def may_hold_secret(line: str) -> bool:
-    """Whether detect-secrets' default plugins can find anything in ``line`` (``_SECRET_HINT``)."""
-    if _SECRET_HINT.search(line):
-        return True
-    if not _ASSIGNED_OR_QUOTED.search(line):
-        return False
-    return bool(_LONG_TOKEN.search(line)) or any(_digits_and_letters(run.group()) for run in _HEX_RUN.finditer(line))
+def candidate_lines(lines: _DistinctLines) -> list[str]:
+    """The lines detect-secrets' default plugins may find something in (``_HINT_WORDS`` and the rest)."""
+    found = lines.with_strings(_HINT_WORDS, any_case=True) | lines.with_strings(_HINT_PREFIXES)
+    found |= lines.matching(_IPV4) | lines.matching(_LONG_TOKEN)
+    hex_runs = lines.matching(_HEX_RUN, lambda match: not match.group().isdigit() and not match.group().isalpha())
+    found |= {index for index in hex_runs if _ASSIGNED_OR_QUOTED.search(lines.lines[index])}
+    return [lines.lines[index] for index in sorted(found)]
 
 
-def _digits_and_letters(run: str) -> bool:
-    return not run.isdigit() and not run.isalpha()
-
-
-def detected_secrets(texts: Iterable[str]) -> set[str]:
+def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
     """The secret strings detect-secrets finds in ``texts``: its per-line scan, the costly part of masking, gets
-    each distinct line that may hold a secret once (``may_hold_secret``), all in one pass."""
-    lines = list(dict.fromkeys(line for text in texts for line in text.splitlines() if may_hold_secret(line)))
+    each distinct line that may hold a secret once (``candidate_lines``), all in one pass."""
+    lines = candidate_lines(texts if isinstance(texts, _DistinctLines) else _DistinctLines(texts))
     if not lines:
         return set()
     from detect_secrets.core.scan import scan_file
