@@ -23,6 +23,7 @@ import importlib.util
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,14 +52,16 @@ def timed(action) -> float:
     return time.perf_counter() - started
 
 
-def masking_module_at(revision: str):
+def masking_module_at(revision: str, scratch: Path):
     """``ds_pipelines/masking.py`` as it was at ``revision``, loaded as a module of its own."""
     source = subprocess.run(["git", "show", f"{revision}:ds_pipelines/masking.py"], cwd=REPO, check=True,
                             capture_output=True, text=True).stdout
-    spec = importlib.util.spec_from_loader(f"masking_at_{revision}", loader=None)
+    file = scratch / f"masking_at_{revision}.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location(file.stem, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # before it runs: its dataclasses look their module up
-    exec(compile(source, f"{revision}:ds_pipelines/masking.py", "exec"), module.__dict__)
+    spec.loader.exec_module(module)
     return module
 
 
@@ -73,7 +76,8 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(0)
     masker = Masker.from_env(ENV)
-    before = masking_module_at(args.before).Masker.from_env(ENV) if args.before else None
+    scratch = Path(tempfile.mkdtemp(prefix="masking-cost-"))
+    before = masking_module_at(args.before, scratch).Masker.from_env(ENV) if args.before else None
     masker.mask("warm-up: detect-secrets' plugins load once 'a3f35f3b4aa60dbdf193a83672f1d004'")
 
     print(f"{'kind':<12}{'lines':>10}{'floor s':>10}{'masking s':>11}{'ratio':>8}{'us/line':>9}"
@@ -81,13 +85,13 @@ def main() -> None:
     for kind in args.kinds:
         count = args.quoted_lines if kind == "quoted ids" else args.lines
         text = "\n".join(lines_of(kind, count, rng))
-        floor = timed(lambda: [text.replace(value, "[MASKED]") for value in masker.env_values])
-        now = timed(lambda: masker.mask(text))
+        floor = timed(lambda text=text: [text.replace(value, "[MASKED]") for value in masker.env_values])
+        now = timed(lambda text=text: masker.mask(text))
         row = f"{kind:<12}{count:>10,}{floor:>10.3f}{now:>11.2f}{now / max(floor, 1e-9):>8.0f}{now / count * 1e6:>9.1f}"
         if before:
             sample_count = min(count, args.before_lines)
             sample = "\n".join(text.split("\n")[:sample_count])
-            then = timed(lambda: before.mask(sample)) * count / sample_count
+            then = timed(lambda sample=sample: before.mask(sample)) * count / sample_count
             row += f"{then:>12.1f}{then / now:>12.1f}"
         print(row)
     if before:

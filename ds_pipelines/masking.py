@@ -24,13 +24,16 @@ everywhere in the text or notebook.
 
 from __future__ import annotations
 
+import atexit
 import bisect
+import functools
 import itertools
 import json
 import logging
 import math
 import os
 import re
+import shutil
 import struct
 import tempfile
 import zlib
@@ -361,10 +364,12 @@ def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
     )
 
     found: set[str] = set()
-    with tempfile.TemporaryDirectory(prefix="ds-pipelines-mask-") as scratch:
-        # detect-secrets applies its false-positive filters only when scanning files.
-        scanned = Path(scratch) / "published-text.txt"
-        scanned.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # detect-secrets applies its false-positive filters only when scanning files.
+    descriptor, name = tempfile.mkstemp(prefix="published-text-", suffix=".txt", dir=_scratch_folder(os.getpid()))
+    scanned = Path(name)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write("\n".join(lines) + "\n")
         with default_settings():
             get_settings().disable_filters(_ALLOWLIST_FILTER)
             get_filters.cache_clear()
@@ -382,7 +387,19 @@ def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
                         found.add(secret.secret_value)
             finally:
                 get_filters.cache_clear()
+    finally:
+        scanned.unlink(missing_ok=True)
     return {value for value in found if len(value) >= MIN_DETECTED_LENGTH}
+
+
+@functools.cache
+def _scratch_folder(pid: int) -> str:
+    """This process's folder for detect-secrets' scanned files, removed at its exit: creating and removing a
+    folder per scan cost more than the scan of a line (~4 ms, the console masks a line at a time). By
+    process id, so that a forked process neither shares nor removes its parent's."""
+    folder = tempfile.mkdtemp(prefix="ds-pipelines-mask-")
+    atexit.register(lambda: os.getpid() == pid and shutil.rmtree(folder, ignore_errors=True))
+    return folder
 
 
 def mask_notebook(src: Path, dst: Path, env: Mapping[str, str] | None = None) -> int:
