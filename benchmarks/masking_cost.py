@@ -8,8 +8,9 @@
 
 Each kind is masked as one text of ``--lines`` lines (what ``mask-secrets`` does with a kept file or a
 notebook output), against the floor of replacing the environment's secret values alone (``str.replace``, the
-cheapest exact-value pass). With ``--before REV`` the masking module of that git revision is timed too, on
-``--before-lines`` lines (it scanned every line that matched a loose pattern), and scaled to ``--lines``.
+cheapest exact-value pass), and a line at a time as the console of ``ds-pipelines run`` masks what a notebook
+prints (``--console-lines`` lines). With ``--before REV`` the masking module of that git revision is timed
+too, on ``--before-lines`` lines (it scanned every line that matched a loose pattern), scaled to ``--lines``.
 
 The machine is shared and noisy: compare the ratios within one run.
 
@@ -65,34 +66,44 @@ def masking_module_at(revision: str, scratch: Path):
     return module
 
 
+def console_cost(module, lines: list[str]) -> float:
+    """Seconds per line for the console's masking, a line at a time (``LineMasker``, as ``ds-pipelines run``
+    streams a notebook's output)."""
+    console = module.LineMasker(module.Masker.from_env(ENV).env_values)
+    return timed(lambda: [console(line) for line in lines]) / len(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--kinds", nargs="+", default=["progress", "csv", "quoted ids", "repeated"])
     parser.add_argument("--quoted-lines", type=int, default=20_000,
                         help="lines of the 'quoted ids' kind (each distinct line costs a detect-secrets scan)")
+    parser.add_argument("--console-lines", type=int, default=2_000, help="lines timed through the console's masking")
     parser.add_argument("--before", metavar="REV", help="also time the masking module of this git revision")
     parser.add_argument("--before-lines", type=int, default=20_000)
     args = parser.parse_args()
     rng = random.Random(0)
     masker = Masker.from_env(ENV)
     scratch = Path(tempfile.mkdtemp(prefix="masking-cost-"))
-    before = masking_module_at(args.before, scratch).Masker.from_env(ENV) if args.before else None
+    before = masking_module_at(args.before, scratch) if args.before else None
     masker.mask("warm-up: detect-secrets' plugins load once 'a3f35f3b4aa60dbdf193a83672f1d004'")
 
-    print(f"{'kind':<12}{'lines':>10}{'floor s':>10}{'masking s':>11}{'ratio':>8}{'us/line':>9}"
-          + (f"{'before s*':>12}{'before/now':>12}" if before else ""))
+    print(f"{'kind':<12}{'lines':>10}{'floor s':>10}{'masking s':>11}{'ratio':>8}{'us/line':>9}{'console us/line':>17}"
+          + (f"{'before s*':>12}{'before/now':>12}{'console before':>16}" if before else ""))
     for kind in args.kinds:
         count = args.quoted_lines if kind == "quoted ids" else args.lines
-        text = "\n".join(lines_of(kind, count, rng))
+        lines = lines_of(kind, count, rng)
+        text = "\n".join(lines)
         floor = timed(lambda text=text: [text.replace(value, "[MASKED]") for value in masker.env_values])
         now = timed(lambda text=text: masker.mask(text))
-        row = f"{kind:<12}{count:>10,}{floor:>10.3f}{now:>11.2f}{now / max(floor, 1e-9):>8.0f}{now / count * 1e6:>9.1f}"
+        console = console_cost(sys.modules["ds_pipelines.masking"], lines[:args.console_lines])
+        row = (f"{kind:<12}{count:>10,}{floor:>10.3f}{now:>11.2f}{now / max(floor, 1e-9):>8.0f}{now / count * 1e6:>9.1f}"
+               f"{console * 1e6:>17.0f}")
         if before:
-            sample_count = min(count, args.before_lines)
-            sample = "\n".join(text.split("\n")[:sample_count])
-            then = timed(lambda sample=sample: before.mask(sample)) * count / sample_count
-            row += f"{then:>12.1f}{then / now:>12.1f}"
+            sample = "\n".join(lines[:args.before_lines])
+            then = timed(lambda sample=sample: before.Masker.from_env(ENV).mask(sample)) * count / min(count, args.before_lines)
+            row += f"{then:>12.1f}{then / now:>12.1f}{console_cost(before, lines[:args.console_lines]) * 1e6:>16.0f}"
         print(row)
     if before:
         print(f"* before: timed on {args.before_lines:,} lines of each kind and scaled to the kind's line count")

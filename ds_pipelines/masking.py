@@ -294,6 +294,9 @@ def _key_body_line(text: str) -> bool:
     return bool(_PEM_BODY.fullmatch(text)) and (text.endswith("\n") or len(text.strip()) >= 16)
 
 
+_LINES_KEPT = 4096
+
+
 class LineMasker:
     """Masks text that arrives a line at a time (a notebook's output streamed to the console): the lines of a
     private key block after its BEGIN line are masked until its END line, then lines are masked one by one."""
@@ -302,6 +305,7 @@ class LineMasker:
         self._env_values = tuple(env_values)
         self._known_safe = frozenset(known_safe)
         self._inside_key = False
+        self._masked: dict[str, str] = {}
 
     def __call__(self, line: str) -> str:
         if self._inside_key:
@@ -319,8 +323,13 @@ class LineMasker:
         return self._mask(line)
 
     def _mask(self, line: str) -> str:
-        # Only a line that may hold a secret costs a detect-secrets scan (``detected_secrets``).
-        return mask_strings([line], self._env_values, self._known_safe)[0][0]
+        # Only a line that may hold a secret costs a detect-secrets scan (``detected_secrets``), and a line
+        # printed again (a progress bar's) is masked once: up to _LINES_KEPT distinct lines, then it starts over.
+        if line not in self._masked:
+            if len(self._masked) >= _LINES_KEPT:
+                self._masked.clear()
+            self._masked[line] = mask_strings([line], self._env_values, self._known_safe)[0][0]
+        return self._masked[line]
 
 
 class MaskingLogFilter(logging.Filter):
