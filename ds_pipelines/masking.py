@@ -24,16 +24,24 @@ everywhere in the text or notebook.
 
 from __future__ import annotations
 
+import atexit
+import bisect
+import functools
+import itertools
 import json
 import logging
+import math
 import os
 import re
+import shutil
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.files import write_atomically
@@ -55,33 +63,65 @@ _PEM_END = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 # What may follow a BEGIN line inside a block: base64 lines, blank lines, RFC 1421 / PGP headers. Anything
 # else ends a block that lost its END line, so a truncated key does not mask the rest of a notebook.
 _PEM_BODY = re.compile(r"(?:[A-Za-z0-9+/=]*|[A-Za-z][A-Za-z-]*: .*)\s*")
-# A line detect-secrets' default plugins can find nothing in has no run of 10 token characters (the shortest
-# detected tokens, Artifactory's, have 11), no URL credentials, no key block and no secret-sounding keyword.
-# Streamed lines are scanned only when they match (scanning costs ~7 ms a line).
-_MAY_HOLD_SECRET = re.compile(
-    r"[A-Za-z0-9_\-+/=]{10,}|://|-----BEGIN|pass|pwd|secret|token|key|auth|credential|api|cloudant|softlayer",
-    re.IGNORECASE,
-)
+# What a line must hold for detect-secrets' default plugins to find anything in it, found over the whole text
+# (a million lines in seconds) before its per-line scan (~0.3 ms a line in bulk, more for a line alone):
+# - a word of its keyword and regex detectors, in any case (``_HINT_WORDS``), or the short prefix of a token
+#   its regex detectors know (``_HINT_PREFIXES``, case-sensitive);
+# - a public IPv4 address (``_IPV4``);
+# - a run of 20 base64 characters (``_LONG_TOKEN``): every other token its regex detectors know is that long,
+#   and a base64 string needs 23 distinct characters to pass its entropy limit of 4.5;
+# - a hex run of 9 with digits and letters (its hex limit of 3.0 needs 9 distinct characters, and digits alone
+#   score lower) on a line with a quote, ``:`` or ``=``: its entropy detectors only look at quoted strings and
+#   at the values of ``name: value`` / ``name = value`` lines.
+_HINT_WORDS = ("://", "-----begin", "putty", "pass", "pwd", "pw", "secret", "token", "key", "auth", "credential",
+               "api", "iam", "cloudant", "softlayer", "contrase", "xox")
+_HINT_PREFIXES = ("eyJ", "AKC", "AP")
+_IPV4 = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{20,}")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{9,}")
+_ASSIGNED_OR_QUOTED = re.compile(r"[\"':=]")
 # Secrets a line's shape gives away; group 1 is masked (everywhere, like any secret found).
+# Each with a string it cannot match without (None: none), so that a text without it costs no regex pass.
 _SHAPED_SECRETS = [
-    re.compile(r"\bmachine\s+\S+\s+(?:login\s+\S+\s+)?password\s+(\S+)"),  # .netrc
-    re.compile(r"^[^:\s]+:(?:\d+|\*):[^:\s]+:[^:\s]+:(\S+)$", re.MULTILINE),  # .pgpass
-    re.compile(r'"private_key_id"\s*:\s*"([^"]+)"'),  # a cloud service-account key file
+    ("password", re.compile(r"\bmachine\s+\S+\s+(?:login\s+\S+\s+)?password\s+(\S+)")),  # .netrc
+    (":", re.compile(r"^[^:\s]+:(?:\d+|\*):[^:\s]+:[^:\s]+:(\S+)$", re.MULTILINE)),  # .pgpass
+    ("private_key_id", re.compile(r'"private_key_id"\s*:\s*"([^"]+)"')),  # a cloud service-account key file
     # Tokens of GitLab's secret detection (gitleaks rules) that detect-secrets' plugins do not know.
-    re.compile(r"\b(AIza[0-9A-Za-z_-]{35})"),  # Google API key
-    re.compile(r"\b(npm_[A-Za-z0-9]{36})"),  # npm access token
-    re.compile(r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,})"),  # PyPI upload token
+    ("AIza", re.compile(r"\b(AIza[0-9A-Za-z_-]{35})")),  # Google API key
+    ("npm_", re.compile(r"\b(npm_[A-Za-z0-9]{36})")),  # npm access token
+    ("pypi-", re.compile(r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,})")),  # PyPI upload token
     # A whole JWT: detect-secrets' pattern may stop before the signature, which would then show.
-    re.compile(r"\b(eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"),
+    ("eyJ", re.compile(r"\b(eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")),
 ]
+# A token after a credential keyword (also inside a name: aws_secret_access_key, mlflow_tracking_token) with
+# only blanks or ``:`` between them: ``aws_secret_access_key AKIA...``, ``token: 3f9a...``. Neither
+# detect-secrets (it wants ``=`` or quotes) nor gitleaks' generic rule finds these. Masked when the token
+# looks random (``_looks_random``), so ``primary key column`` stays readable.
+# The name is matched from its start only: tried inside a long run of name characters, it would cost the
+# square of the run's length.
+_KEYWORD_VALUE = re.compile(
+    r"(?<![A-Za-z0-9_.-])(?i:[A-Za-z0-9_.-]*(?:secret|token|password|passwd|key|credential)[A-Za-z0-9_.-]*)[ \t]*(?::[ \t]*|[ \t]+)"
+    r"([A-Za-z0-9+/=_-]{16,})"
+)
+# Shannon entropy per character above which a keyword's token counts as random: 32 hex characters score
+# about 3.7, a 40-character AWS secret key about 4.8; "abcdefabcdefabcdef" scores 2.6.
+_RANDOM_TOKEN_ENTROPY = 3.2
+_KEYWORD_VALUE_WORDS = ("secret", "token", "passw", "key", "credential")
 
 
 class MaskingError(DsPipelinesError):
     """A notebook that cannot be read or written while masking it."""
 
 
+class UnmaskableFileError(MaskingError):
+    """A binary file that cannot be masked: it holds a secret (masking would break it) or its content cannot
+    be checked (compressed). It must not be kept."""
+
+
 def secret_env_values(env: Mapping[str, str]) -> list[str]:
-    """The values to mask from ``env``, longest first (so a secret containing another is masked whole)."""
+    """The values to mask from ``env``, longest first (so a secret containing another is masked whole): the
+    values of secret-named variables, and the password of every ``scheme://user:password@host`` value
+    (``DAGSTER_POSTGRES_URL``, ``MLFLOW_TRACKING_URI``, whatever its name), as written and percent-decoded."""
     values = {
         value
         for name, value in env.items()
@@ -89,27 +129,49 @@ def secret_env_values(env: Mapping[str, str]) -> list[str]:
         and len(value) >= MIN_ENV_SECRET_LENGTH
         and (name.upper() in SECRET_NAMES or name.upper().startswith(SECRET_PREFIXES) or SECRET_NAME.search(name))
     }
+    values |= {password for value in env.values() for password in url_passwords(value)
+               if len(password) >= MIN_ENV_SECRET_LENGTH}
     # The same secret URL-encoded (in a printed URL or query string) is masked too.
     values |= {quote(value, safe="") for value in values}
     return sorted(values, key=len, reverse=True)
 
 
+def url_passwords(value: str) -> set[str]:
+    """The password of a ``scheme://user:password@host...`` value, as written and percent-decoded; empty for
+    any other value."""
+    if "://" not in value or "@" not in value:
+        return set()
+    try:
+        written = urlsplit(value.strip()).password
+    except ValueError:  # a malformed URL, e.g. an unclosed IPv6 bracket
+        return set()
+    return {written, unquote(written)} if written else set()
+
+
 @dataclass(frozen=True)
 class Masker:
-    """Masks the secrets of one environment; build it once per publish (``Masker.from_env``)."""
+    """Masks the secrets of one environment; build it once per publish (``Masker.from_env``), and tell it
+    the identifiers ds-pipelines itself wrote (``trusting``), which detectors would otherwise take for
+    secrets: MLflow and Dagster run ids, commit SHAs, the reproducibility record's sha256 hashes."""
 
     env_values: tuple[str, ...] = ()
+    known_safe: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Masker:
         return cls(tuple(secret_env_values(os.environ if env is None else env)))
+
+    def trusting(self, identifiers: Iterable[str]) -> Masker:
+        """This masker, leaving ``identifiers`` readable where a detector finds them (never where they are
+        a secret variable's value)."""
+        return Masker(self.env_values, self.known_safe | {value for value in identifiers if value})
 
     def mask(self, text: str) -> str:
         return self.mask_counting(text)[0]
 
     def mask_counting(self, text: str) -> tuple[str, int]:
         """``text`` with secrets masked, and how many occurrences were masked."""
-        masked, count = mask_strings([text], self.env_values)
+        masked, count = mask_strings([text], self.env_values, self.known_safe)
         return masked[0], count
 
 
@@ -118,12 +180,15 @@ def mask_text(text: str, env: Mapping[str, str] | None = None) -> str:
     return Masker.from_env(env).mask(text)
 
 
-def mask_strings(texts: list[str], env_values: Iterable[str]) -> tuple[list[str], int]:
+def mask_strings(texts: list[str], env_values: Iterable[str],
+                 known_safe: frozenset[str] = frozenset()) -> tuple[list[str], int]:
     """Mask several strings together, in order: a secret detected in one is masked in all, and a private key
-    block may run from one string into the next. Returns the masked strings and the number of occurrences
-    masked."""
+    block may run from one string into the next. What a detector finds inside one of ``known_safe`` (ids
+    ds-pipelines wrote) is left alone. Returns the masked strings and the number of occurrences masked."""
     texts, total = _mask_key_blocks(texts)
-    secrets = set(env_values) | detected_secrets(texts) | shaped_secrets(texts)
+    lines = _DistinctLines(texts)
+    found = detected_secrets(lines) | shaped_secrets(texts) | keyword_valued_secrets(lines)
+    secrets = set(env_values) | {value for value in found if not _known_safe(value, known_safe)}
     ordered = sorted((s for s in secrets if s), key=len, reverse=True)
     if not ordered:
         return texts, total
@@ -136,10 +201,64 @@ def mask_strings(texts: list[str], env_values: Iterable[str]) -> tuple[list[str]
     return masked, total
 
 
+class _DistinctLines:
+    """The distinct non-blank lines of some texts, in order, joined into one text (as written and in lower
+    case) where a string or pattern is found in one pass: each line is looked at once, however often it was
+    printed."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.lines = [line for line in dict.fromkeys(line for text in texts for line in text.splitlines()) if line.strip()]
+        self.text = "\n".join(self.lines)
+        self.lower = self.text.lower()
+        self._starts = list(itertools.accumulate((len(line) + 1 for line in self.lines), initial=0))
+
+    def with_strings(self, needles: Iterable[str], *, any_case: bool = False) -> set[int]:
+        """The indices of the lines that hold one of ``needles`` (lower case ones, with ``any_case``)."""
+        text, found = (self.lower if any_case else self.text), set()
+        for needle in needles:
+            position = text.find(needle)
+            while position != -1:
+                index = bisect.bisect_right(self._starts, position) - 1
+                found.add(index)
+                position = text.find(needle, self._starts[index + 1])  # the next line: this one is in
+        return found
+
+    def matching(self, regex: re.Pattern[str], accept=None) -> set[int]:
+        """The indices of the lines where ``regex`` matches (and ``accept(match)`` holds, when given)."""
+        return {bisect.bisect_right(self._starts, match.start()) - 1 for match in regex.finditer(self.text)
+                if accept is None or accept(match)}
+
+
 def shaped_secrets(texts: Iterable[str]) -> set[str]:
     """Passwords of .netrc and .pgpass lines and service-account key ids (``_SHAPED_SECRETS``)."""
-    return {match.group(1) for text in texts for regex in _SHAPED_SECRETS for match in regex.finditer(text)
+    return {match.group(1) for text in texts for needle, regex in _SHAPED_SECRETS if needle in text
+            for match in regex.finditer(text)
             if len(match.group(1)) >= MIN_DETECTED_LENGTH and match.group(1) != MASK}
+
+
+def keyword_valued_secrets(lines: _DistinctLines) -> set[str]:
+    """Random-looking tokens that follow a credential keyword with only blanks or ``:`` between
+    (``_KEYWORD_VALUE``)."""
+    return {match.group(1) for index in lines.with_strings(_KEYWORD_VALUE_WORDS, any_case=True)
+            for match in _KEYWORD_VALUE.finditer(lines.lines[index]) if _looks_random(match.group(1))}
+
+
+def _looks_random(token: str) -> bool:
+    """Whether ``token`` has digits or mixed case and an entropy a word or a number does not reach."""
+    mixed = any(c.isdigit() for c in token) + any(c.islower() for c in token) + any(c.isupper() for c in token) >= 2
+    return mixed and _entropy(token) > _RANDOM_TOKEN_ENTROPY
+
+
+def _entropy(text: str) -> float:
+    """Shannon entropy in bits per character."""
+    counts = [text.count(c) for c in set(text)]
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts)
+
+
+def _known_safe(value: str, known_safe: frozenset[str]) -> bool:
+    """Whether a detected ``value`` is one of the identifiers ds-pipelines wrote, or a piece of one."""
+    stripped = value.strip(_TRIM)
+    return stripped in known_safe or any(stripped in safe for safe in known_safe if len(safe) > len(stripped))
 
 
 def _mask_key_blocks(texts: list[str]) -> tuple[list[str], int]:
@@ -175,13 +294,18 @@ def _key_body_line(text: str) -> bool:
     return bool(_PEM_BODY.fullmatch(text)) and (text.endswith("\n") or len(text.strip()) >= 16)
 
 
+_LINES_KEPT = 4096
+
+
 class LineMasker:
     """Masks text that arrives a line at a time (a notebook's output streamed to the console): the lines of a
     private key block after its BEGIN line are masked until its END line, then lines are masked one by one."""
 
-    def __init__(self, env_values: Iterable[str]):
+    def __init__(self, env_values: Iterable[str], known_safe: Iterable[str] = ()):
         self._env_values = tuple(env_values)
+        self._known_safe = frozenset(known_safe)
         self._inside_key = False
+        self._masked: dict[str, str] = {}
 
     def __call__(self, line: str) -> str:
         if self._inside_key:
@@ -199,11 +323,13 @@ class LineMasker:
         return self._mask(line)
 
     def _mask(self, line: str) -> str:
-        if _MAY_HOLD_SECRET.search(line):
-            return mask_strings([line], self._env_values)[0][0]
-        for value in self._env_values:
-            line = line.replace(value, MASK)
-        return line
+        # Only a line that may hold a secret costs a detect-secrets scan (``detected_secrets``), and a line
+        # printed again (a progress bar's) is masked once: up to _LINES_KEPT distinct lines, then it starts over.
+        if line not in self._masked:
+            if len(self._masked) >= _LINES_KEPT:
+                self._masked.clear()
+            self._masked[line] = mask_strings([line], self._env_values, self._known_safe)[0][0]
+        return self._masked[line]
 
 
 class MaskingLogFilter(logging.Filter):
@@ -222,9 +348,19 @@ class MaskingLogFilter(logging.Filter):
         return True
 
 
-def detected_secrets(texts: Iterable[str]) -> set[str]:
-    """The secret strings detect-secrets finds in ``texts`` (all lines scanned in one pass)."""
-    lines = [line for text in texts for line in text.splitlines() if line.strip()]
+def candidate_lines(lines: _DistinctLines) -> list[str]:
+    """The lines detect-secrets' default plugins may find something in (``_HINT_WORDS`` and the rest)."""
+    found = lines.with_strings(_HINT_WORDS, any_case=True) | lines.with_strings(_HINT_PREFIXES)
+    found |= lines.matching(_IPV4) | lines.matching(_LONG_TOKEN)
+    hex_runs = lines.matching(_HEX_RUN, lambda match: not match.group().isdigit() and not match.group().isalpha())
+    found |= {index for index in hex_runs if _ASSIGNED_OR_QUOTED.search(lines.lines[index])}
+    return [lines.lines[index] for index in sorted(found)]
+
+
+def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
+    """The secret strings detect-secrets finds in ``texts``: its per-line scan, the costly part of masking, gets
+    each distinct line that may hold a secret once (``candidate_lines``), all in one pass."""
+    lines = candidate_lines(texts if isinstance(texts, _DistinctLines) else _DistinctLines(texts))
     if not lines:
         return set()
     from detect_secrets.core.scan import scan_file
@@ -237,10 +373,12 @@ def detected_secrets(texts: Iterable[str]) -> set[str]:
     )
 
     found: set[str] = set()
-    with tempfile.TemporaryDirectory(prefix="ds-pipelines-mask-") as scratch:
-        # detect-secrets applies its false-positive filters only when scanning files.
-        scanned = Path(scratch) / "published-text.txt"
-        scanned.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # detect-secrets applies its false-positive filters only when scanning files.
+    descriptor, name = tempfile.mkstemp(prefix="published-text-", suffix=".txt", dir=_scratch_folder(os.getpid()))
+    scanned = Path(name)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write("\n".join(lines) + "\n")
         with default_settings():
             get_settings().disable_filters(_ALLOWLIST_FILTER)
             get_filters.cache_clear()
@@ -258,7 +396,19 @@ def detected_secrets(texts: Iterable[str]) -> set[str]:
                         found.add(secret.secret_value)
             finally:
                 get_filters.cache_clear()
+    finally:
+        scanned.unlink(missing_ok=True)
     return {value for value in found if len(value) >= MIN_DETECTED_LENGTH}
+
+
+@functools.cache
+def _scratch_folder(pid: int) -> str:
+    """This process's folder for detect-secrets' scanned files, removed at its exit: creating and removing a
+    folder per scan cost more than the scan of a line (~4 ms, the console masks a line at a time). By
+    process id, so that a forked process neither shares nor removes its parent's."""
+    folder = tempfile.mkdtemp(prefix="ds-pipelines-mask-")
+    atexit.register(lambda: os.getpid() == pid and shutil.rmtree(folder, ignore_errors=True))
+    return folder
 
 
 def mask_notebook(src: Path, dst: Path, env: Mapping[str, str] | None = None) -> int:
@@ -267,7 +417,7 @@ def mask_notebook(src: Path, dst: Path, env: Mapping[str, str] | None = None) ->
     return mask_notebook_file(Path(src), Path(dst), Masker.from_env(env).env_values)
 
 
-def mask_notebook_file(src: Path, dst: Path, env_values: Iterable[str]) -> int:
+def mask_notebook_file(src: Path, dst: Path, env_values: Iterable[str], known_safe: frozenset[str] = frozenset()) -> int:
     """``mask_notebook`` with the environment's secret values already read (``Masker.env_values``)."""
     try:
         notebook = json.loads(src.read_text(encoding="utf-8"))
@@ -277,30 +427,99 @@ def mask_notebook_file(src: Path, dst: Path, env_values: Iterable[str]) -> int:
         raise MaskingError(f"notebook {src} cannot be read as JSON (an .ipynb file was expected): {exc}") from None
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise MaskingError(f"notebook {src} is not a Jupyter notebook (expected a JSON object with 'cells')")
-    masked, count = mask_json(notebook, env_values)
+    masked, count = mask_json(notebook, env_values, known_safe)
     if count == 0 and dst.exists() and dst.resolve() == src.resolve():
         return 0  # nothing to mask in place: the file stays byte for byte
     write_atomically(dst, lambda tmp: tmp.write_text(json.dumps(masked, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"))
     return count
 
 
-def mask_json_file(file: Path, env_values: Iterable[str]) -> int:
+# Binary formats whose bytes hide their content (compressed or archived): a secret in them cannot be seen.
+_COMPRESSED_FORMATS = {
+    b"PK\x03\x04": "a zip archive (also .npz, .xlsx, PyTorch's .pt)", b"\x1f\x8b": "gzip-compressed",
+    b"BZh": "bzip2-compressed", b"\xfd7zXZ\x00": "xz-compressed", b"\x28\xb5\x2f\xfd": "zstd-compressed",
+    b"7z\xbc\xaf\x27\x1c": "a 7z archive", b"\x04\x22\x4d\x18": "lz4-compressed",
+    b"%PDF-": "a PDF (its streams are compressed)", b"PAR1": "a Parquet file (its pages are compressed)",
+}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The strings a binary file holds, as ``strings`` finds them: a secret written by accident is printable.
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t]{8,}")
+
+
+def mask_kept_file(file: Path, env_values: Iterable[str], known_safe: frozenset[str] = frozenset()) -> int:
+    """Mask a file CI keeps (an artifact, a file the notebook wrote) in place, rewritten only when something
+    was masked; returns the occurrences. A text file (UTF-8 without NUL bytes) is masked; a binary file is
+    checked and kept as it is when it holds no secret: its printable strings and a PNG's text chunks.
+    Raises ``UnmaskableFileError`` for a binary file that holds a secret or whose content cannot be checked."""
+    env_values = tuple(env_values)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise MaskingError(f"{file} cannot be read, so it cannot be masked: {exc}") from None
+    try:
+        text = None if b"\x00" in data else data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        masked, count = mask_strings([text], env_values, known_safe)
+        if count:
+            write_atomically(file, lambda tmp: tmp.write_text(masked[0], encoding="utf-8", newline=""))
+        return count
+    for magic, kind in _COMPRESSED_FORMATS.items():
+        if data.startswith(magic):
+            raise UnmaskableFileError(f"{file} is {kind}: its content cannot be checked for secrets")
+    strings = [run.decode("ascii") for run in _PRINTABLE_RUN.findall(data)]
+    if data.startswith(_PNG_SIGNATURE):
+        try:
+            strings += _png_texts(data)
+        except ValueError as exc:
+            raise UnmaskableFileError(f"{file} is a PNG whose text cannot be checked for secrets: {exc}") from None
+    found = mask_strings(strings, env_values, known_safe)[1]
+    found += sum(data.count(value.encode("utf-8")) for value in env_values if not value.isascii())
+    if found:
+        raise UnmaskableFileError(f"{file} is a binary file that holds {found} secret occurrence{'s' if found != 1 else ''}, "
+                                  "which cannot be masked without breaking it")
+    return 0
+
+
+def _png_texts(data: bytes) -> list[str]:
+    """The decompressed texts of a PNG's zTXt and iTXt chunks (tEXt is plain, found as printable strings)."""
+    texts, position = [], len(_PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        position += 12 + length
+        try:
+            if kind == b"zTXt":
+                _, _, rest = body.partition(b"\x00")
+                texts.append(zlib.decompress(rest[1:]).decode("latin-1"))
+            elif kind == b"iTXt":
+                _, _, rest = body.partition(b"\x00")
+                compressed, rest = rest[0], rest[2:]
+                text = rest.split(b"\x00", 2)[-1]
+                texts.append((zlib.decompress(text) if compressed else text).decode("utf-8", errors="replace"))
+        except (zlib.error, IndexError) as exc:
+            raise ValueError(f"its {kind.decode('latin-1')} chunk cannot be read ({exc})") from None
+    return texts
+
+
+def mask_json_file(file: Path, env_values: Iterable[str], known_safe: frozenset[str] = frozenset()) -> int:
     """Mask a JSON file in place (rewritten only when something was masked); returns the occurrences."""
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MaskingError(f"{file} cannot be read as JSON, so it cannot be masked: {exc}") from None
-    masked, count = mask_json(data, env_values)
+    masked, count = mask_json(data, env_values, known_safe)
     if count:
         write_atomically(file, lambda tmp: tmp.write_text(json.dumps(masked, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
     return count
 
 
-def mask_json(data: Any, env_values: Iterable[str]) -> tuple[Any, int]:
+def mask_json(data: Any, env_values: Iterable[str], known_safe: frozenset[str] = frozenset()) -> tuple[Any, int]:
     """A copy of JSON ``data`` with every text (values and keys; base64 images skipped) masked, and the count."""
     leaves: list[str] = []
     _collect(data, leaves)
-    masked, count = mask_strings(leaves, env_values)
+    masked, count = mask_strings(leaves, env_values, known_safe)
     return _replace(data, iter(masked)), count
 
 

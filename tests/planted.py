@@ -55,6 +55,9 @@ def make_credentials() -> dict[str, str]:
         "netrc_password": "nrc" + _chars(ALNUM, 14),
         "pgpass_password": "pgp" + _chars(ALNUM, 14),
         "service_account_key_id": _chars(HEX, 40),
+        # Printed as `name value`, no `=` after the name: neither detect-secrets nor gitleaks' generic rule finds it.
+        "aws_secret_key_after_its_name": _chars(ALNUM + "+/", 40),
+        "mlflow_token_after_its_name": _chars(HEX, 32),
     }
 
 
@@ -89,5 +92,7 @@ def printing_cell(credentials: dict[str, str]) -> str:
         f"print('db.example.com:5432:app:analyst:' + {c['pgpass_password']!r})",
         "import json",
         f"print(json.dumps({{'type': 'service_account', 'private_key_id': {c['service_account_key_id']!r}}}))",
+        f"print('aws_secret_access_key', {c['aws_secret_key_after_its_name']!r})",
+        f"print('mlflow_tracking_token', {c['mlflow_token_after_its_name']!r})",
     ]
     return "\n".join(lines)

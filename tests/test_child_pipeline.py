@@ -100,9 +100,13 @@ def test_each_notebook_runs_on_the_runner_of_its_device_after_its_upstream(repo,
         "echo 'Not run: notebooks/training_example.ipynb did not succeed.'; exit 0; fi")
     # What training wrote in its checkout (the model, the held-out set) is copied into inference's.
     assert jobs["run-inference_example"]["script"][2] == "cp -a results/training_example.files/. ."
-    success, last = jobs["run-training_example"]["script"][-2:]
-    assert success.startswith('if [ "$status" = 0 ]; then mkdir -p results/training_example.files && find . -type f')
-    assert success.endswith('echo "DSP_SUCCEEDED_training_example=true" >> notebook-job.env; fi') and last == 'exit "$status"'
+    keep, mask, success, last = jobs["run-training_example"]["script"][-4:]
+    assert keep.startswith('if [ "$status" = 0 ]; then mkdir -p results/training_example.files && find . -type f')
+    # What it wrote is masked with its results folder before either is kept; neither is kept if masking fails.
+    assert mask.startswith('if ! ds-pipelines mask-secrets "$RESULTS_DIR" --files results/training_example.files; then')
+    assert mask.endswith('rm -rf "$RESULTS_DIR" results/training_example.files; exit 1; fi')
+    assert success == 'if [ "$status" = 0 ]; then echo "DSP_SUCCEEDED_training_example=true" >> notebook-job.env; fi'
+    assert last == 'exit "$status"'
     assert jobs["run-training_example"]["artifacts"]["paths"] == ["results/training_example/", "results/training_example.files/"]
     assert {job["image"] for job in jobs.values()} == {IMAGE}
     inference = jobs["run-inference_example"]

@@ -4,6 +4,7 @@ notes, Slack text. A real notebook prints them (papermill runs it), and the publ
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from made_up import random_text
 
 from ds_pipelines.masking import (
     MASK,
+    LineMasker,
     Masker,
     MaskingError,
     mask_notebook,
@@ -143,14 +145,14 @@ def test_results_folder_is_masked_in_place_and_still_reads(leaky_run, tmp_path):
     results_dir, env = leaky_run
     copy = tmp_path / "results"
     subprocess.run(["cp", "-r", str(results_dir), str(copy)], check=True)
-    count = mask_results_folder(copy, env=env)
+    count = mask_results_folder(copy, env=env).occurrences
     assert count >= 6  # the notebook's occurrences and the error in results.json
     for file in copy.rglob("*"):
         if file.is_file():
             text = file.read_text()
             assert GITLAB_TOKEN not in text and PASSWORD not in text, file
     assert load_results(copy).notebooks[0].error.endswith(f"login refused for {MASK}")
-    assert mask_results_folder(copy, env=env) == 0  # nothing left to mask
+    assert mask_results_folder(copy, env=env).occurrences == 0  # nothing left to mask
 
 
 def test_secret_env_values_are_masked_and_harmless_text_is_unchanged():
@@ -236,3 +238,130 @@ def test_masking_a_file_that_is_not_a_notebook_names_it(tmp_path):
     listing.write_text("[1, 2]")
     with pytest.raises(MaskingError, match=r"list\.ipynb is not a Jupyter notebook"):
         mask_notebook(listing, tmp_path / "out.ipynb", env={})
+
+
+AWS_SECRET_KEY = random_text(40, string.ascii_letters + string.digits + "+/")
+MLFLOW_TOKEN = random_text(32, "0123456789abcdef")
+
+
+@pytest.mark.parametrize(
+    "line, secret",
+    [
+        (f"aws_secret_access_key {AWS_SECRET_KEY}", AWS_SECRET_KEY),
+        (f"mlflow_tracking_token {MLFLOW_TOKEN}", MLFLOW_TOKEN),
+        (f"password:\t{AWS_SECRET_KEY}", AWS_SECRET_KEY),
+        (f"  Service-Credential : {MLFLOW_TOKEN} (rotated)", MLFLOW_TOKEN),
+        (f"the API KEY {MLFLOW_TOKEN}", MLFLOW_TOKEN),
+    ],
+    ids=["aws-secret-key", "mlflow-token-hex", "password-colon-tab", "credential-in-a-name", "upper-case-key"],
+)
+def test_a_random_token_after_a_credential_keyword_with_no_equals_sign_is_masked(line, secret):
+    masked = mask_text(line, env={})
+    assert secret not in masked and MASK in masked
+    # Streamed to the console a line at a time, the same.
+    assert secret not in LineMasker(())(line)
+
+
+@pytest.mark.parametrize("line", [
+    "primary key customer_identifier_column",
+    "token count 123456789012345678 in the corpus",
+    "password reset_link_expired_for_the_account",
+    "sort key: abcdefabcdefabcdefab",
+])
+def test_a_word_or_a_number_after_a_credential_keyword_stays(line):
+    assert mask_text(line, env={}) == line
+
+
+def test_the_password_inside_a_url_valued_variable_is_masked_alone_and_percent_decoded():
+    password = "p@ss:" + random_text(12)
+    written = password.replace("@", "%40").replace(":", "%3A")
+    env = {"DAGSTER_POSTGRES_URL": f"postgresql://dagster:{written}@postgres:5432/dagster",
+           "MLFLOW_TRACKING_URI": f"https://ml:{random_text(16)}@mlflow.example.com",
+           "UPSTREAM": "https://gitlab.example.com/group/project"}  # no credentials: nothing to mask
+    masker = Masker.from_env(env)
+    for printed in (password, written):
+        assert masker.mask(f"connecting with {printed} now") == f"connecting with {MASK} now"
+    tracking_password = env["MLFLOW_TRACKING_URI"].split(":")[2].split("@")[0]
+    assert masker.mask(f"token {tracking_password}.") == f"token {MASK}."
+    assert masker.mask("see https://gitlab.example.com/group/project") == "see https://gitlab.example.com/group/project"
+    # A password as short as the user name ("dagster") would mask every mention of Dagster: left alone.
+    assert secret_env_values({"DAGSTER_POSTGRES_URL": "postgresql://dagster:dagster@db/dagster"}) == []
+
+
+def test_identifiers_ds_pipelines_wrote_stay_readable_and_others_do_not():
+    run_id, other = random_text(32, "0123456789abcdef"), random_text(32, "0123456789abcdef")
+    commit = random_text(40, "0123456789abcdef")
+    text = f'MLflow run: {run_id}\n{{"commit": "{commit}", "notebook_sha256": "sha256:{commit}"}}\nleaked: "{other}"'
+    trusting = Masker().trusting([run_id, commit])
+    assert trusting.mask(text) == text.replace(other, MASK)
+    # Without being told, the ids read as secrets (what every run's summary showed: "MLflow run: [MASKED]").
+    assert Masker().mask(text).count(MASK) == 3
+    assert Masker().mask(f"MLflow run: {run_id}") == f"MLflow run: {MASK}"
+    assert trusting.mask(f"MLflow run: {run_id}") == f"MLflow run: {run_id}"
+    # A secret variable's value is masked even when it equals a trusted id: trust never unmasks a secret.
+    assert Masker.from_env({"MLFLOW_TRACKING_TOKEN": run_id}).trusting([run_id]).mask(run_id) == MASK
+
+
+def _png(path: Path, **text_chunks: tuple[str, bool]) -> Path:
+    """A real plot as matplotlib saves it, with extra PNG text chunks (``key=(text, compressed)``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from PIL import Image, PngImagePlugin
+
+    figure, axes = plt.subplots(figsize=(2, 2))
+    axes.plot([0, 1], [0, 1])
+    figure.savefig(path)
+    plt.close(figure)
+    if text_chunks:
+        info = PngImagePlugin.PngInfo()
+        for key, (text, compressed) in text_chunks.items():
+            info.add_text(key, text, zip=compressed)
+        with Image.open(path) as image:
+            image.load()
+            image.save(path, pnginfo=info)
+    return path
+
+
+def test_every_kept_file_is_masked_and_a_binary_that_cannot_be_checked_is_left_out_with_a_note(leaky_run, tmp_path):
+    results_dir, env = leaky_run
+    copy = tmp_path / "results"
+    subprocess.run(["cp", "-r", str(results_dir), str(copy)], check=True)
+    artifacts = copy / "demo" / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "notes.txt").write_text(f"logged in with {GITLAB_TOKEN}\n")
+    (copy / "metrics.txt").write_text(f'# TYPE auc gauge\nauc{{notebook="demo",via="{PASSWORD}"}} 0.9\n# EOF\n')
+    written = tmp_path / "demo.files"
+    outputs = written / "outputs"
+    outputs.mkdir(parents=True)
+    (outputs / "run.log").write_text(f"step 1\naws_secret_access_key {AWS_SECRET_KEY}\nstep 2\n")
+    clean_plot = _png(outputs / "roc.png", Software=("matplotlib", False))
+    clean_bytes, clean_weights = clean_plot.read_bytes(), os.urandom(4096).replace(b"\x00", b"\x01")
+    (outputs / "weights.bin").write_bytes(b"\x00" + clean_weights)
+    leaky_plot = _png(outputs / "leaky.png", Comment=(f"made with {PASSWORD}", True))  # a zTXt chunk
+    (outputs / "model.bin").write_bytes(b"\x00\x01" + f"token={GITLAB_TOKEN}".encode() + b"\x00\xff")
+    (outputs / "dump.gz").write_bytes(gzip.compress(b"nothing to see"))
+
+    result = subprocess.run([sys.executable, "-m", "ds_pipelines", "mask-secrets", str(copy), "--files", str(written)],
+                            env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Masked ") and result.stdout.endswith(f" in {copy} and {written}.\n")
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: left out of the artifacts: ")]
+    assert notes == [
+        f"note: left out of the artifacts: {outputs / 'dump.gz'} is gzip-compressed: its content cannot be checked for secrets",
+        (f"note: left out of the artifacts: {leaky_plot} is a binary file that holds 1 secret occurrence, "
+         "which cannot be masked without breaking it"),
+        (f"note: left out of the artifacts: {outputs / 'model.bin'} is a binary file that holds 1 secret occurrence, "
+         "which cannot be masked without breaking it"),
+    ]
+    assert not any(path.exists() for path in (outputs / "dump.gz", leaky_plot, outputs / "model.bin"))
+    # Text files are masked in place; binary files without a secret are kept byte for byte.
+    assert (artifacts / "notes.txt").read_text() == f"logged in with {MASK}\n"
+    assert f'via="{MASK}"' in (copy / "metrics.txt").read_text()
+    assert (outputs / "run.log").read_text() == f"step 1\naws_secret_access_key {MASK}\nstep 2\n"
+    assert clean_plot.read_bytes() == clean_bytes and (outputs / "weights.bin").read_bytes() == b"\x00" + clean_weights
+    for file in [*copy.rglob("*"), *written.rglob("*")]:
+        if file.is_file():
+            data = file.read_bytes()
+            assert not any(secret.encode() in data for secret in (GITLAB_TOKEN, PASSWORD, AWS_SECRET_KEY)), file

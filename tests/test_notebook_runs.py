@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, make_project, notebook_json
+from made_up import random_text
 from sandbox import Sandbox
 
 from ds_pipelines.defs.triggers.notebook_runs import (
     NotebookRunConfig,
     commit_notebook_job,
+    publish_to_gitlab,
 )
 from ds_pipelines.defs.triggers.resources import GitLabResource
+from ds_pipelines.masking import MASK
 from ds_pipelines.project import PROJECT_DIR_ENV
+from ds_pipelines.results.folder import NotebookResult, RunResults
 from ds_pipelines.triggers.checkout import checkout
 
 pytestmark = pytest.mark.slow  # runs notebooks through Dagster
@@ -135,3 +140,37 @@ def test_a_commits_notebook_sees_none_of_the_deployments_secrets_nor_runs_its_ow
     leaked = {name for name, value in DEPLOYMENT_SECRETS.items() if name in seen["env"] or value in json.dumps(seen["env"])}
     assert leaked == set()  # the sandbox's instance is on SQLite: not even the Postgres URL is needed
     assert seen["env"]["MLFLOW_TRACKING_URI"] == sandbox.env["MLFLOW_TRACKING_URI"]  # what the run needs is there
+
+
+def test_publishing_warnings_reach_the_event_log_masked(tmp_path: Path, monkeypatch):
+    """A warning quotes notebook text: here a plot's name, which holds a token, of a plot GitLab never gets."""
+    token = "glpat-" + random_text(20)
+    mlflow_run = random_text(32, "0123456789abcdef")
+    run = RunResults(status="success", started_at="2024-05-01T10:00:00+00:00", finished_at="2024-05-01T10:01:00+00:00",
+                     commit_sha="0123456789abcdef0123456789abcdef01234567", branch="feature", notebooks=[
+                         NotebookResult(notebook=TRAINING, name="training_example", status="success",
+                                        mlflow_run_id=mlflow_run, artifacts={f"roc_{token}": tmp_path / "gone.png"})])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    @dg.op(required_resource_keys={"gitlab"})
+    def publish(context):  # unannotated: Dagster reads annotations, which are strings in this module
+        publish_to_gitlab(context, context.resources.gitlab, run)
+
+    @dg.job(name="publish_only")
+    def publish_only() -> None:
+        publish()
+
+    instance = dg.DagsterInstance.ephemeral()
+    with FakeGitLab() as fake:
+        fake.add_merge_request(iid=3)
+        result = publish_only.execute_in_process(
+            instance=instance, tags={"ds-pipelines/merge-request": "3", "ds-pipelines/trigger": "merge_request_event"},
+            resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)},
+        )
+    assert result.success
+    logs = instance.all_logs(result.run_id)
+    warnings = [entry.user_message for entry in logs if entry.level == logging.WARNING]
+    assert any(MASK in warning and "of training_example not uploaded" in warning for warning in warnings), warnings
+    assert not any(token in entry.user_message for entry in logs)
+    # The MLflow run id the run wrote stays readable in a warning that names it.
+    assert any(f"'{mlflow_run}'" in warning for warning in warnings), warnings

@@ -1,4 +1,4 @@
-"""A notebook that prints 18 kinds of made-up credentials leaves none of them anywhere ds-pipelines writes.
+"""A notebook that prints 20 kinds of made-up credentials leaves none of them anywhere ds-pipelines writes.
 
 Through the real CLI and Dagster: the console of ``ds-pipelines run`` (a CI job's log), every file under
 ``DAGSTER_HOME`` (executed notebooks, captured logs, the event log database), the MLflow store and its

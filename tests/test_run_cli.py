@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import dagster as dg
 import mlflow
@@ -111,6 +112,9 @@ def test_inference_from_an_mlflow_model_uri_and_parquet(trained):
     )
     run = box.cli("run", "inference_example", "--config", f"inference_example={config}")
     assert run.returncode == 0, run.stderr[-3000:]
+    # The summary names the run's MLflow run in clear: an id ds-pipelines wrote is no secret to mask.
+    shown = re.search(r"^ +MLflow run: +(\S+)$", run.stdout, re.MULTILINE)
+    assert shown and client.get_run(shown.group(1)).info.run_id == shown.group(1), run.stdout
     scores = pd.read_parquet(box.root / "uri/scores.parquet")
     assert list(scores.columns) == ["patient_id", "p", "y"] and len(scores) == len(holdout)
     metrics = json.loads((box.root / "uri/metrics.json").read_text())

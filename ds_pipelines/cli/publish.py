@@ -204,7 +204,8 @@ def merge_request(results_dirs: tuple[Path, ...], mr_iid: int | None, default_br
         results = load_run(results_dirs)
         outcome = publish_merge_request_comment(
             results, mr_iid=merge_request_iid(mr_iid, os.environ), client=gitlab_client(comments_only=True),
-            masker=Masker.from_env(os.environ), origin=Provenance.from_gitlab_ci(os.environ),
+            masker=Masker.from_env(os.environ).trusting(results.own_identifiers()),
+            origin=Provenance.from_gitlab_ci(os.environ),
             tracking_uri=tracking_uri(project_dir), default_branch=default_branch,
             artifacts=artifacts_of(results_dirs, job_urls),
             warn=console.warn,
@@ -238,7 +239,7 @@ def wiki(results_dirs: tuple[Path, ...], job_urls: tuple[str, ...], strict: bool
     with console.policy("wiki not published", strict=strict):
         results = load_run(results_dirs)
         written = publish_wiki_pages(
-            results, client=gitlab_client(), masker=Masker.from_env(os.environ),
+            results, client=gitlab_client(), masker=Masker.from_env(os.environ).trusting(results.own_identifiers()),
             origin=Provenance.from_gitlab_ci(os.environ), tracking_uri=tracking_uri(project_dir),
             artifacts=artifacts_of(results_dirs, job_urls), warn=console.warn,
         )

@@ -186,10 +186,12 @@ def _run_checked(project: Project, specs: list[NotebookSpec], configs: dict[str,
     if output_dir:
         written = write_results(output_dir, run)
         click.echo(f"results written to {written.directory / 'results.json'}", err=True)
+    # The run ids, commit and hashes the run itself wrote are no secrets: the summary shows them.
+    own_ids = run.own_identifiers()
     if as_json:
-        click.echo(json.dumps(mask_json(summary, secrets)[0], indent=2))
+        click.echo(json.dumps(mask_json(summary, secrets, frozenset(own_ids))[0], indent=2))
     else:
-        _print_summary(summary, project, console)
+        _print_summary(summary, project, LineMasker(secrets, known_safe=own_ids))
     # The process ends here, and Dagster leaves a large object graph: the garbage collector's pass over it
     # at interpreter exit took ~0.5-1 s and frees nothing (results are written and closed by now).
     gc.freeze()

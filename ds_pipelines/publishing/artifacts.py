@@ -5,23 +5,61 @@ Run before the folder is kept as a CI artifact or logged anywhere (``ds-pipeline
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ds_pipelines.masking import Masker, mask_json_file, mask_notebook_file
+from ds_pipelines.masking import (
+    Masker,
+    UnmaskableFileError,
+    mask_json_file,
+    mask_kept_file,
+    mask_notebook_file,
+)
 from ds_pipelines.results.folder import RESULTS_FILE, load_results
 
 
-def mask_results_folder(directory: Path, env: Mapping[str, str] | None = None) -> int:
-    """Mask, in place, what a results folder holds in text: executed notebooks, results.json (errors,
-    metric names) and metrics files. The notebooks' own artifacts (models, scores, plots) are not touched.
-    Returns the occurrences masked."""
+@dataclass(frozen=True)
+class MaskedFolders:
+    """What masking did: the occurrences masked, and the files left out (deleted), each with why."""
+
+    occurrences: int = 0
+    left_out: dict[Path, str] = field(default_factory=dict)
+
+
+def mask_results_folder(directory: Path, env: Mapping[str, str] | None = None, *,
+                        kept_files: Iterable[Path] = ()) -> MaskedFolders:
+    """Mask, in place, everything a results folder holds and every file under the ``kept_files`` folders
+    (the files a CI job keeps beside it, ``<name>.files/``): executed notebooks, results.json and metrics files
+    as JSON, every other file (artifacts, metrics.txt) as a kept file (``masking.mask_kept_file``).
+    A binary file that holds a secret or cannot be checked is deleted, so that it is not kept.
+    The identifiers ds-pipelines wrote (``RunResults.own_identifiers``) stay readable.
+    A kept-files folder that does not exist holds nothing (a failed run keeps none)."""
+    directory = Path(directory)
     results = load_results(directory)
-    env_values = Masker.from_env(env).env_values
-    total = 0
-    for nb in results.notebooks:
-        if nb.executed_notebook is not None:
-            total += mask_notebook_file(nb.executed_notebook, nb.executed_notebook, env_values)
-        if nb.metrics_file is not None:
-            total += mask_json_file(nb.metrics_file, env_values)
-    return total + mask_json_file(Path(directory) / RESULTS_FILE, env_values)
+    masker = Masker.from_env(env).trusting(results.own_identifiers())
+    notebooks = {nb.executed_notebook.resolve() for nb in results.notebooks if nb.executed_notebook is not None}
+    as_json = {(directory / RESULTS_FILE).resolve(),
+               *(nb.metrics_file.resolve() for nb in results.notebooks if nb.metrics_file is not None)}
+    total, left_out = 0, {}
+    files = [*_files_under(directory), *(file for folder in kept_files for file in _files_under(Path(folder)))]
+    for file in files:
+        resolved = file.resolve()
+        try:
+            if resolved in notebooks:
+                total += mask_notebook_file(file, file, masker.env_values, masker.known_safe)
+            elif resolved in as_json:
+                total += mask_json_file(file, masker.env_values, masker.known_safe)
+            else:
+                total += mask_kept_file(file, masker.env_values, masker.known_safe)
+        except UnmaskableFileError as exc:
+            file.unlink()
+            left_out[file] = str(exc)
+    return MaskedFolders(total, left_out)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """The files under ``folder``, sorted; links are not followed (CI keeps the link, not what it points to)."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.rglob("*") if path.is_file() and not path.is_symlink())

@@ -44,6 +44,7 @@ FORMAT = "ds-pipelines-results/1"
 RESULTS_FILE = "results.json"
 RUN_STATUSES = ("success", "failed")
 NOTEBOOK_STATUSES = ("success", "failed", "not-run")
+_SHA256_PREFIX = "sha256:"
 PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")
 EXECUTED_NOTEBOOK_URL_TAG = "ds-pipelines/executed-notebook-url"
 """Dagster run tag: where the run's executed notebook is kept for good, in a results folder that a CI job
@@ -131,6 +132,23 @@ class RunResults:
 
     def notebook(self, name: str) -> NotebookResult:
         return next(nb for nb in self.notebooks if nb.name == name)
+
+    def own_identifiers(self) -> set[str]:
+        """The ids and hashes ds-pipelines itself wrote into this run: its commit, each notebook's Dagster
+        and MLflow run ids, its checks' baseline runs, and its reproducibility record's commit, sha256 hashes
+        and image digest. A secret detector takes them for secrets; the masker is told to leave them
+        (``Masker.trusting``)."""
+        ids = {self.commit_sha}
+        for nb in self.notebooks:
+            ids |= {nb.dagster_run_id, nb.mlflow_run_id, *(check.baseline_run_id for check in nb.checks)}
+            record = nb.reproducibility or {}
+            ids |= {(record.get("commit") or {}).get("sha"), record.get("notebook_sha256"), record.get("config_sha256")}
+            ids |= {entry.get("sha256") for entry in record.get("data") or []}
+            image = record.get("image") or ""
+            ids.add(image.rpartition("@")[2] if "@" in image else None)
+        hashes = {value for value in ids if isinstance(value, str) and value}
+        # A hash is also written without its "sha256:" prefix (links, the reproduce command's messages).
+        return hashes | {value.removeprefix(_SHA256_PREFIX) for value in hashes}
 
     def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
         """``results.json``'s content; paths relative to ``relative_to`` when given."""

@@ -14,7 +14,8 @@ it; GitLab runs it with ``trigger: include: artifact``, or gitlab-ci-local as a 
   start, whatever a runner makes of skipped jobs), sees no ``DSP_SUCCEEDED_<upstream>`` from the upstream's
   dotenv report and stops at once, successfully, keeping nothing.
 - Each job runs ``ds-pipelines run <notebook> --output-dir <results-dir>/<name>``, then masks secrets in
-  what it keeps (also after a failure; nothing unmasked is kept if masking fails), and keeps that folder for
+  what it keeps, the results folder and ``<name>.files/`` (also after a failure; a binary file that cannot
+  be masked is left out, named in the job log; nothing unmasked is kept if masking fails), and keeps them for
   members with the Developer role or more, and declares the folder's ``metrics.txt`` as its metrics report
   (``artifacts:reports:metrics``, the merge-request metrics widget).
 - Then, on the light runner, the publishing jobs read every folder the notebook jobs kept, as one run:
@@ -132,9 +133,8 @@ def child_pipeline(
                   f"{_echo(f'Not run: {upstream.path} did not succeed.')}; exit 0; fi" for upstream in upstreams),
                 *(f"cp -a {_written_folder(results_dir, upstream)}/. ." for upstream in upstreams),
                 "started=$(mktemp)",
-                *_RUN_AND_MASK,
-                f'if [ "$status" = 0 ]; then {_keep_written_files(results_dir, written)}; '
-                f'echo "{_succeeded_variable(spec)}=true" >> {JOB_DOTENV}; fi',
+                *_run_and_mask(_keep_written_files(results_dir, written), written),
+                f'if [ "$status" = 0 ]; then echo "{_succeeded_variable(spec)}=true" >> {JOB_DOTENV}; fi',
                 'exit "$status"',
             ],
             "artifacts": {
@@ -235,12 +235,16 @@ def _echo(text: str) -> str:
     return "echo '" + text.replace("'", "'\\''") + "'"
 
 
-# One shell line each (GitLab runs them in one shell, stopping at the first failing line). Executed notebooks
-# hold whatever the code printed, secrets included: they are masked even after a failed run (the failed
-# notebook is kept), and nothing unmasked is kept if masking fails.
-_RUN_AND_MASK = [
-    "status=0",
-    'ds-pipelines run "$DSP_NOTEBOOK" --output-dir "$RESULTS_DIR" || status=$?',
-    'if ! ds-pipelines mask-secrets "$RESULTS_DIR"; then echo "error: masking secrets in $RESULTS_DIR failed: '
-    'the executed notebooks are not kept" >&2; rm -rf "$RESULTS_DIR"; exit 1; fi',
-]
+def _run_and_mask(keep_written: str, written: str) -> list[str]:
+    """The run, then its folder and the files it wrote masked: one shell line each (GitLab runs them in one
+    shell, stopping at the first failing line). Executed notebooks hold whatever the code printed, secrets
+    included, and so may any file it wrote: they are masked even after a failed run (the failed notebook is
+    kept), a binary file that cannot be masked is not kept (mask-secrets says which), and nothing unmasked
+    is kept if masking fails."""
+    return [
+        "status=0",
+        'ds-pipelines run "$DSP_NOTEBOOK" --output-dir "$RESULTS_DIR" || status=$?',
+        f'if [ "$status" = 0 ]; then {keep_written}; fi',
+        f'if ! ds-pipelines mask-secrets "$RESULTS_DIR" --files {written}; then echo "error: masking secrets in '
+        f'$RESULTS_DIR and {written} failed: neither is kept" >&2; rm -rf "$RESULTS_DIR" {written}; exit 1; fi',
+    ]

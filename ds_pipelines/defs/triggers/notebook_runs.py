@@ -93,16 +93,19 @@ def publish_to_gitlab(context: dg.OpExecutionContext, gitlab: GitLabResource, re
         return
     origin = Provenance.from_run_tags(context.run.tags)
     client = gitlab.client()
-    masker = gitlab.masker()
+    masker = gitlab.masker().trusting(results.own_identifiers())
     tracking = tracking_uri(Project())
+
+    def warn(message: str) -> None:
+        # Warnings quote notebook text (a plot's name) and errors (a URL): masked before the event log keeps them.
+        context.log.warning(masker.mask(message))
+
     steps = [("wiki pages", lambda: publish_wiki_pages(
-        results, client=client, masker=masker, origin=origin, tracking_uri=tracking, artifacts=None,
-        warn=context.log.warning))]
+        results, client=client, masker=masker, origin=origin, tracking_uri=tracking, artifacts=None, warn=warn))]
     if origin.merge_request:
         steps.insert(0, ("merge-request comment", lambda: publish_merge_request_comment(
             results, mr_iid=int(origin.merge_request), client=client, masker=masker, origin=origin,
-            tracking_uri=tracking, default_branch=Project().triggers.branches[0], artifacts=None,
-            warn=context.log.warning)))
+            tracking_uri=tracking, default_branch=Project().triggers.branches[0], artifacts=None, warn=warn)))
     for what, publish in steps:
         try:
             publish()
