@@ -37,10 +37,12 @@ KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 # IPython puts the kernel's folder (the project, maybe a commit's checkout) on sys.path ahead of an editable
 # install's finder, so a ds_pipelines/ folder there would shadow the installed package that the notebook API
 # and Dagster's job come from. Before the notebook's first line, ds_pipelines is imported with that folder off
-# sys.path, which then gets the folder back last: the notebook still imports its project's own modules.
+# sys.path, which then gets the folder back last: the notebook still imports its project's own modules. A
+# folder named on PYTHONPATH stays where it is: CI's jobs run the commit's ds_pipelines on purpose.
 PROJECT_FOLDER_LAST = (
     "--IPKernelApp.exec_lines=import sys as _dsp_sys, os as _dsp_os; "
-    "_dsp_here = [entry for entry in _dsp_sys.path if entry in ('', _dsp_os.getcwd())]; "
+    "_dsp_here = [entry for entry in _dsp_sys.path if entry in ('', _dsp_os.getcwd()) "
+    "and not (entry and entry in _dsp_os.environ.get('PYTHONPATH', '').split(_dsp_os.pathsep))]; "
     "_dsp_sys.path[:] = [entry for entry in _dsp_sys.path if entry not in _dsp_here]; "
     "__import__('ds_pipelines'); _dsp_sys.path += _dsp_here; del _dsp_sys, _dsp_os, _dsp_here"
 )
