@@ -434,6 +434,7 @@ def test_a_schedule_on_a_production_tag_scores_records_and_releases_nothing(proj
     assert when(project.jobs({**OFFLINE, **schedule}, unset=on_the_tag)) == {
         "build-container": "never", "detect-notebooks": "on_success", "run-notebooks": "on_success",
         "release-image": "never", "auto-release": "never", "secret_detection": "never",
+        "refuse-fork-merge-request": "never",
     }
     with_docker = project.jobs({**schedule, "SECRET_DETECTION_DISABLED": "true"}, unset=on_the_tag)
     assert (with_docker["build-container"]["when"], with_docker["release-image"]["when"]) == ("on_success", "never")

@@ -469,7 +469,8 @@ def test_tags_branch_head_and_clone_url(repo, served, tmp_path):
     repo.git("tag", "v1.0.0")
     second = _commit(repo, "next")
     repo.git("-c", "user.name=T", "-c", "user.email=t@e", "tag", "-a", "dev-1.1.0", "-m", "annotated")
-    assert sorted(tags(client), key=lambda t: t.name) == [Tag("dev-1.1.0", second), Tag("v1.0.0", first)]
+    assert sorted(tags(client), key=lambda t: t.name) == [Tag("dev-1.1.0", second, protected=True),
+                                                                 Tag("v1.0.0", first, protected=True)]  # the fake protects v*, dev-*
     assert branch_head(client, branch="main") == second
     with pytest.raises(GitLabNotFoundError, match="404 Branch Not Found"):
         branch_head(client, branch="nope")
