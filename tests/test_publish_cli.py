@@ -96,9 +96,10 @@ def test_the_comment_uses_the_note_only_token_when_there_is_one(trained, results
     result = run_cli(env, "publish", "mr", "--results", str(results), cwd=tmp_path)
     assert_clean_exit(result)
     assert len(fake_gitlab.marked_notes(MR, MR_MARKER)) == 1
-    refused = run_cli({**env, "GITLAB_NOTE_TOKEN": "glpat-not-the-note-token-0000"}, "publish", "mr", "--results",
-                      str(results), "--strict", cwd=tmp_path)
-    assert refused.returncode == 1 and "glpat-not-the-note-token" not in refused.stdout + refused.stderr
+    wrong = "glpat-" + random_text(20)  # made up: FakeGitLab refuses it
+    refused = run_cli({**env, "GITLAB_NOTE_TOKEN": wrong}, "publish", "mr", "--results", str(results), "--strict",
+                      cwd=tmp_path)
+    assert refused.returncode == 1 and wrong not in refused.stdout + refused.stderr
 
 
 @pytest.mark.slow

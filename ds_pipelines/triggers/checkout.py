@@ -147,7 +147,10 @@ def _git(cwd: Path, *args: str, token: str | None = None, failure: str | None = 
                    GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
     try:
         done = subprocess.run(["git", *_NO_HOOKS, "-C", str(cwd), *args], capture_output=True, env=env, timeout=FETCH_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired:
+        # Not the exception's text: it quotes the whole command line, the repository URL with it.
+        raise CheckoutError(f"{failure or 'git ' + args[0]}: stopped after {FETCH_TIMEOUT_S} s") from None
+    except OSError as exc:
         raise CheckoutError(f"{failure or 'git ' + args[0]}: {exc}") from None
     if done.returncode != 0:
         detail = done.stderr.decode(errors="replace").strip().splitlines()
