@@ -192,7 +192,7 @@ summary = score_table(model.get_booster(), Path(sys.argv[2]), Path(sys.argv[3]),
 peak_kib = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1]
 print(summary.rows, int(peak_kib) * 1024)
 """
-MEMORY_MARGIN = 24 * 2**20
+MEMORY_MARGIN = 32 * 2**20
 MEMORY_RUNS = 3
 
 
@@ -204,7 +204,8 @@ def test_peak_memory_does_not_grow_with_the_row_count(tmp_path, model, suffix):
     keeps every row's id, score and label (about 44 MiB more). How far Arrow's readers read ahead depends on
     how busy the machine is: one table's peak moved by up to 30 MiB from run to run, always upwards from what
     the scoring needs. So each table is scored MEMORY_RUNS times and the lowest peaks are compared: what grows
-    with the rows raises every run's."""
+    with the rows raises every run's. Even the lowest CSV peaks once differed by 24.3 MiB on a busy CI machine,
+    so the margin sits between that and the 44 MiB of per-row retention it must still catch."""
     model.save_model(tmp_path / "model.json")
     big = make_data(2_000_000, seed=5)
     peaks = {}
