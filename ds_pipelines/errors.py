@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+import reprlib
+
+# Parsed values are quoted in messages through this, never with a plain repr(): a YAML alias bomb parses
+# cheaply into a structure whose repr() would be gigabytes.
+_BOUNDED = reprlib.Repr()  # attributes, not arguments: Python 3.11's Repr takes none
+_BOUNDED.maxlevel, _BOUNDED.maxstring, _BOUNDED.maxother, _BOUNDED.maxlong = 3, 120, 120, 60
+_BOUNDED.maxlist = _BOUNDED.maxtuple = _BOUNDED.maxdict = _BOUNDED.maxset = 6
+
+
+_MAX_SHOWN = 300
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut short (``...``) where it is deep, long or wide, and at most _MAX_SHOWN characters:
+    safe to put in a message."""
+    text = _BOUNDED.repr(value)
+    return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN - 3]}..."
+
 
 class DsPipelinesError(Exception):
     """Base class: the CLI prints these as ``error: <message>`` and exits non-zero, without a traceback."""

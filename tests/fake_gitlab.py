@@ -114,6 +114,9 @@ class FakeGitLab(LoopbackServer):
         """CI jobs, oldest first (``add_job``); listed newest first, filtered by ``scope[]`` statuses."""
         self.max_per_page = MAX_PER_PAGE
         """GitLab's cap on ``per_page``; lower it to make a test page through a short list."""
+        self.clone_url: str | None = None
+        """Where git fetches the repository from (``http_url_to_repo``); None: the repository on disk. Set an
+        unreachable URL to make fetches fail, as when GitLab's git service is down."""
         self.requests: list[tuple[str, str]] = []
         self._faults: list[_Fault] = []
         self._ids = iter(range(1000, 10**9))
@@ -269,7 +272,7 @@ class FakeGitLab(LoopbackServer):
         return Reply(200, {
             "id": self.project_id, "name": name, "path": name, "path_with_namespace": self.project_path,
             "default_branch": self.default_branch, "web_url": self.web_url, "wiki_enabled": True,
-            "http_url_to_repo": str(self.repo) if self.repo else f"{self.web_url}.git",
+            "http_url_to_repo": self.clone_url or (str(self.repo) if self.repo else f"{self.web_url}.git"),
             "ssh_url_to_repo": f"git@127.0.0.1:{self.project_path}.git",
         })
 

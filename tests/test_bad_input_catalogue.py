@@ -148,6 +148,9 @@ def nested(section: str, **settings) -> Callable[[dict], None]:
 TRAIN = f"error: {TRAINING_CONFIG}: "
 INFER = f"error: {INFERENCE_CONFIG}: "
 REG = f"error: {REGISTRY}: "
+# Nine levels of nine aliases each: a few hundred bytes that would expand to 9**9 values.
+ALIAS_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 9)}]\n" for level in range(1, 9))
 
 CONFIG_CASES = [
     Case("training-malformed-yaml", config_text(TRAINING_CONFIG, "outcome: target\nmlflow: {experiment_name: x\n"),
@@ -213,6 +216,10 @@ CONFIG_CASES = [
 
 REGISTRY_CASES = [
     Case("registry-malformed-yaml", config_append(REGISTRY, "\n  bad: [unclosed\n"), CHECK, (REG, "malformed YAML")),
+    Case("registry-nested-too-deep", config_append(REGISTRY, "\nextra: " + "[" * 500 + "]" * 500 + "\n"),
+         CHECK, (REG, "refused: nested more than 50 levels deep at line")),
+    Case("registry-alias-bomb", config_append(REGISTRY, "\n" + ALIAS_BOMB), CHECK,
+         (REG, "refused: its aliases expand to more than 100000 values")),
     Case("registry-not-a-mapping", config_text(REGISTRY, "- notebooks/training_example.ipynb\n"),
          CHECK, (REG, "expected the top-level keys 'notebooks'")),
     Case("registry-unknown-top-key", config_append(REGISTRY, "\nschedules: {}\n"),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from gitrepo import TRAINING, make_project
 
-from ds_pipelines.triggers.checkout import COMPLETE_MARKER, CheckoutError, checkout
+from ds_pipelines.triggers.checkout import COMPLETE_MARKER, MIRROR_DIR, CheckoutError, checkout, evict
 
 
 def test_each_commit_gets_its_own_files(tmp_path: Path):
@@ -96,3 +97,57 @@ def test_credentials_in_a_url_never_reach_the_message(tmp_path: Path):
     with pytest.raises(CheckoutError) as error:
         checkout(repository_url=url, sha="b" * 40, cache_dir=tmp_path / "cache", token="glpat-secretsecretsecret1")
     assert "glpat-" not in str(error.value) and "127.0.0.1:9" in str(error.value)
+
+
+@pytest.mark.parametrize("target", ["/mnt/data", "../../outside"])
+def test_a_link_out_of_the_commit_is_a_permanent_error_naming_the_link(tmp_path: Path, target: str):
+    repo = make_project(tmp_path / "repo")
+    os.symlink(target, repo.root / "data")
+    sha = repo.commit("data lives elsewhere")
+
+    with pytest.raises(CheckoutError) as error:
+        checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "cache")
+
+    assert f"the link data -> {target} points outside the commit's files" in str(error.value)
+    assert not error.value.transient
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [MIRROR_DIR]  # nothing half-extracted kept
+
+
+def test_a_link_within_the_commit_is_kept(tmp_path: Path):
+    repo = make_project(tmp_path / "repo")
+    os.symlink("configs/notebooks.yaml", repo.root / "registry.yaml")
+    sha = repo.commit("a shortcut")
+
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "cache")
+
+    assert (folder / "registry.yaml").is_symlink() and os.readlink(folder / "registry.yaml") == "configs/notebooks.yaml"
+    assert checkout(repository_url=str(tmp_path / "gone"), sha=sha, cache_dir=tmp_path / "cache") == folder
+
+
+def test_a_fetch_that_fails_is_transient_a_missing_commit_is_not(tmp_path: Path):
+    repo = make_project(tmp_path / "repo")
+    with pytest.raises(CheckoutError) as unreachable:
+        checkout(repository_url="http://127.0.0.1:9/group/project.git", sha="c" * 40, cache_dir=tmp_path / "a")
+    with pytest.raises(CheckoutError) as missing:
+        checkout(repository_url=str(repo.root), sha="c" * 40, cache_dir=tmp_path / "b")
+    assert unreachable.value.transient and "cannot fetch" in str(unreachable.value)
+    assert not missing.value.transient and "is not in" in str(missing.value)
+
+
+def test_eviction_keeps_the_latest_used_and_those_in_use(tmp_path: Path):
+    repo = make_project(tmp_path / "repo")
+    cache = tmp_path / "cache"
+    shas = []
+    for number in range(4):
+        repo.touch(TRAINING)
+        shas.append(repo.commit(f"commit {number}"))
+        checkout(repository_url=str(repo.root), sha=shas[-1], cache_dir=cache)
+        os.utime(cache / shas[-1] / COMPLETE_MARKER, (1000 + number, 1000 + number))
+    checkout(repository_url=str(repo.root), sha=shas[0], cache_dir=cache)  # used again: now the latest
+
+    removed = evict(cache, keep=2, in_use={shas[1]})
+
+    assert sorted(removed) == sorted([shas[2]])
+    assert sorted(p.name for p in cache.iterdir()) == sorted([MIRROR_DIR, shas[0], shas[1], shas[3]])
+    again = checkout(repository_url=str(repo.root), sha=shas[2], cache_dir=cache)  # extracted afresh when asked
+    assert (again / TRAINING).is_file()

@@ -37,7 +37,7 @@ def set_orchestrator(root: Path, orchestrator: str) -> None:
 
 def sensor_tick(sensor, fake: FakeGitLab, cursor: str | None):
     resource = GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)
-    with dg.build_sensor_context(cursor=cursor, resources={"gitlab": resource}) as context:
+    with dg.build_sensor_context(cursor=cursor, resources={"gitlab": resource}, instance=dg.DagsterInstance.ephemeral()) as context:
         return sensor(Project())(context)
 
 

@@ -7,6 +7,8 @@ next tick, as the daemon does across restarts.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -51,8 +53,14 @@ def gitlab(tmp_path: Path):
 
 def tick(fake: FakeGitLab, cursor: str | None = None, token: str | None = None) -> dg.SensorResult | dg.SkipReason:
     resource = GitLabResource(url=fake.url, project_id=str(fake.project_id), token=token or fake.token)
-    with dg.build_sensor_context(cursor=cursor, resources={"gitlab": resource}) as context:
+    with dg.build_sensor_context(cursor=cursor, resources={"gitlab": resource}, instance=dg.DagsterInstance.ephemeral()) as context:
         return commit_sensor(Project())(context)
+
+
+def skipped(result: dg.SensorResult) -> str:
+    """Why a tick that requested no run did not: its messages."""
+    assert result.skip_reason is not None, result.run_requests
+    return result.skip_reason.skip_message
 
 
 def runs(result: dg.SensorResult) -> list[tuple[str, str]]:
@@ -193,6 +201,106 @@ def test_a_bad_override_is_reported_and_later_commits_still_run(deployment: Path
     assert bad[:12] not in str(result.run_requests)
 
 
+# Nine levels of nine aliases each: a few hundred bytes that would expand to 9**9 values.
+ALIAS_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 9)}]\n" for level in range(1, 9))
+
+
+def link_out(repo) -> None:
+    os.symlink("/mnt/data", repo.root / "data")
+
+
+def nested_registry(repo) -> None:
+    repo.write(REGISTRY, (repo.root / REGISTRY).read_text() + "\nextra: " + "[" * 500 + "]" * 500 + "\n")
+
+
+def alias_bomb_registry(repo) -> None:
+    repo.write(REGISTRY, (repo.root / REGISTRY).read_text() + "\n" + ALIAS_BOMB)
+
+
+@pytest.mark.parametrize(("make_bad", "reason"), [
+    (link_out, "the link data -> /mnt/data points outside the commit's files"),
+    (nested_registry, "configs/notebooks.yaml: refused: nested more than 50 levels deep"),
+    (alias_bomb_registry, "configs/notebooks.yaml: refused: its aliases expand to more than 100000 values"),
+])
+def test_a_commit_that_cannot_be_planned_is_not_run_and_the_next_commit_runs(deployment: Path, gitlab, make_bad, reason):
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    make_bad(repo)
+    repo.touch(TRAINING)
+    bad = repo.commit("bad for planning")
+
+    reported = tick(fake, cursor)
+
+    assert reported.run_requests == [] and f"commit {bad[:12]}: not run: " in skipped(reported)
+    assert reason in skipped(reported) and len(skipped(reported)) < 1000
+    assert json.loads(reported.cursor)["branch:main"] == bad  # a permanent reason: the branch moves on
+    repo.git("rm", "-q", "-r", "--cached", ".")
+    repo.git("checkout", "-q", "HEAD~1", "--", ".")  # back to the good files
+    (repo.root / "data").unlink(missing_ok=True)
+    repo.touch(TRAINING)
+    good = repo.commit("fixed")
+
+    assert runs(tick(fake, reported.cursor)) == [(good, TRAINING)]
+
+
+def test_a_fetch_that_fails_keeps_the_branch_at_its_commit_and_retries_with_a_growing_delay(deployment: Path, gitlab):
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    before = repo.head()
+    repo.touch(TRAINING)
+    pushed = repo.commit("pushed while GitLab's git service is down")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        fake.clone_url = f"http://127.0.0.1:{probe.getsockname()[1]}/group/project.git"  # nothing listens there
+
+    failed = tick(fake, cursor)
+
+    state = json.loads(failed.cursor)
+    assert failed.run_requests == [] and state["branch:main"] == before  # not moved past the commit
+    assert state["retries"]["branch:main"]["sha"] == pushed and state["retries"]["branch:main"]["attempts"] == 1
+    assert f"commit {pushed[:12]} could not be checked out (cannot fetch" in skipped(failed)
+    assert "tried again in 60 s (attempt 2)" in skipped(failed)
+
+    waiting = tick(fake, failed.cursor)  # within the delay: not even fetched
+    assert "is tried again in" in skipped(waiting) and json.loads(waiting.cursor) == state
+
+    state["retries"]["branch:main"]["not_before"] = 0  # the delay has passed
+    again = tick(fake, json.dumps(state))
+    assert "tried again in 120 s (attempt 3)" in skipped(again)  # doubled
+    assert json.loads(again.cursor)["retries"]["branch:main"]["attempts"] == 2
+
+    fake.clone_url = None  # GitLab is back
+    state = json.loads(again.cursor)
+    state["retries"]["branch:main"]["not_before"] = 0
+    recovered = tick(fake, json.dumps(state))
+    assert runs(recovered) == [(pushed, TRAINING)]
+    assert json.loads(recovered.cursor) == {"branch:main": pushed}  # no retry left behind
+
+
+def test_old_checkouts_are_removed_keeping_those_of_requested_runs(deployment: Path, gitlab):
+    registry = yaml.safe_load((deployment / REGISTRY).read_text())
+    registry["triggers"]["keep_checkouts"] = 1
+    (deployment / REGISTRY).write_text(yaml.safe_dump(registry))
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    checkouts = Project().state_dir / "checkouts"
+    shas = []
+    for number in range(2):
+        repo.touch(TRAINING)
+        shas.append(repo.commit(f"change {number}"))
+    repo.commit("[skip run] nothing to run")
+    cursor = tick(fake, cursor).cursor  # both have runs requested: both kept, beyond keep_checkouts
+
+    assert {shas[0], shas[1]} <= {p.name for p in checkouts.iterdir()}
+
+    repo.touch(INFERENCE)
+    latest = repo.commit("another")
+    tick(fake, cursor)
+
+    assert {p.name for p in checkouts.iterdir() if p.name != "mirror.git"} == {latest}
+
+
 def test_a_refused_token_skips_with_the_reason_and_keeps_the_cursor(deployment: Path, gitlab):
     repo, fake = gitlab
     result = tick(fake, cursor='{"branch:main": "%s"}' % repo.head(), token="glpat-wrongwrongwrong0000")
@@ -203,7 +311,7 @@ def test_a_refused_token_skips_with_the_reason_and_keeps_the_cursor(deployment: 
 
 def tag_tick(fake: FakeGitLab, cursor: str | None = None) -> dg.SensorResult | dg.SkipReason:
     resource = GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)
-    with dg.build_sensor_context(cursor=cursor, resources={"gitlab": resource}) as context:
+    with dg.build_sensor_context(cursor=cursor, resources={"gitlab": resource}, instance=dg.DagsterInstance.ephemeral()) as context:
         return tag_sensor(Project())(context)
 
 

@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from ds_pipelines.errors import ConfigError
+from ds_pipelines.errors import ConfigError, shown
 
 Model = TypeVar("Model", bound=BaseModel)
 BUILT_IN_SCHEMAS = {
@@ -38,6 +38,58 @@ BUILT_IN_SCHEMAS = {
 }
 _SCHEMA_FORMS = "a built-in name (training, inference), FILE.py:Class or package.module:Class"
 _DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+# A config is a few hundred values. These limits stop what would exhaust the reader instead: deep nesting
+# (PyYAML composes recursively, and 500 nested [ raise RecursionError) and aliases that expand to far more
+# than the file holds (a "billion laughs": nine aliases of nine aliases ...).
+MAX_YAML_DEPTH = 50
+MAX_YAML_VALUES = 100_000
+
+
+class _TooComplex(yaml.YAMLError):
+    pass
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` refusing documents nested deeper than MAX_YAML_DEPTH, holding more than
+    MAX_YAML_VALUES values once aliases are expanded, or an alias inside the value it names."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _TooComplex(f"nested more than {MAX_YAML_DEPTH} levels deep at line {mark.line + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_VALUES:
+            raise _TooComplex(f"its aliases expand to more than {MAX_YAML_VALUES} values")
+        return node
+
+
+_COUNTING = -1
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values ``node`` holds with every alias expanded; an alias is the same node object, so each
+    node is counted once (``sizes``) and the whole count costs what the file holds."""
+    if sizes.get(id(node)) == _COUNTING:  # an alias inside the value it names: nothing could walk it
+        raise _TooComplex(f"the alias at line {node.start_mark.line + 1} refers to a value that holds it")
+    if id(node) not in sizes:
+        sizes[id(node)] = _COUNTING
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
 
 
 def read_yaml(file: Path, *, display: str | None = None) -> Any:
@@ -49,7 +101,9 @@ def read_yaml(file: Path, *, display: str | None = None) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(display, None, f"cannot be read: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LimitedLoader)  # a SafeLoader, with limits
+    except _TooComplex as exc:
+        raise ConfigError(display, None, f"refused: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -185,7 +239,7 @@ def _problem(display: str, error: Any, model: type[BaseModel], key_prefix: str) 
     elif kind == "missing":
         problem = "required key is missing"
     else:
-        problem = f"{error['msg']}, got {error['input']!r}" if "input" in error and kind != "value_error" else error["msg"]
+        problem = f"{error['msg']}, got {shown(error['input'])}" if "input" in error and kind != "value_error" else error["msg"]
     return ConfigError(display, key, problem)
 
 

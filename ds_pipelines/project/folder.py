@@ -25,6 +25,7 @@ from ds_pipelines.errors import (
     ConfigError,
     DsPipelinesError,
     NotebookNotFoundError,
+    shown,
 )
 from ds_pipelines.project.quality_checks import (
     QualityCheck,
@@ -100,21 +101,21 @@ def entry_problems(path: str, entry: Any) -> list[ConfigError]:
     """What is wrong with the settings of one notebook in ``configs/notebooks.yaml``, every problem."""
     key = f"notebooks.{path}"
     if not isinstance(entry, dict):
-        return [ConfigError(REGISTRY_FILE, key, f"expected a mapping with keys {sorted(_REGISTRY_KEYS)}, got {entry!r}")]
+        return [ConfigError(REGISTRY_FILE, key, f"expected a mapping with keys {sorted(_REGISTRY_KEYS)}, got {shown(entry)}")]
     problems = [
         ConfigError(REGISTRY_FILE, f"{key}.{unknown}", f"unknown key (expected one of {sorted(_REGISTRY_KEYS)})")
         for unknown in sorted(set(entry) - _REGISTRY_KEYS, key=str)
     ]
     if entry.get("device", "cpu") not in _DEVICES:
-        problems.append(ConfigError(REGISTRY_FILE, f"{key}.device", f"expected one of {list(_DEVICES)}, got {entry['device']!r}"))
+        problems.append(ConfigError(REGISTRY_FILE, f"{key}.device", f"expected one of {list(_DEVICES)}, got {shown(entry['device'])}"))
     for name in ("config", "schema", "description"):
         if entry.get(name) is not None and not isinstance(entry[name], str):
-            problems.append(ConfigError(REGISTRY_FILE, f"{key}.{name}", f"expected a string, got {entry[name]!r}"))
+            problems.append(ConfigError(REGISTRY_FILE, f"{key}.{name}", f"expected a string, got {shown(entry[name])}"))
     after = entry.get("after")
     if after is not None and not (isinstance(after, list) and all(isinstance(item, str) for item in after)):
-        problems.append(ConfigError(REGISTRY_FILE, f"{key}.after", f"expected a list of notebook paths, got {after!r}"))
+        problems.append(ConfigError(REGISTRY_FILE, f"{key}.after", f"expected a list of notebook paths, got {shown(after)}"))
     if "kernel" in entry and not (isinstance(entry["kernel"], str) and entry["kernel"].strip()):
-        problems.append(ConfigError(REGISTRY_FILE, f"{key}.kernel", f"expected the name of an installed Jupyter kernel, got {entry['kernel']!r}"))
+        problems.append(ConfigError(REGISTRY_FILE, f"{key}.kernel", f"expected the name of an installed Jupyter kernel, got {shown(entry['kernel'])}"))
     if "checks" in entry:
         problems += check_problems(REGISTRY_FILE, f"{key}.checks", entry["checks"])
     return problems

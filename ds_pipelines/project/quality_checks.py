@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ds_pipelines.errors import ConfigError
+from ds_pipelines.errors import ConfigError, shown
 
 CHECK_KEYS = ("metric", "min", "max", "no_worse_than_baseline", "blocking")
 _METRIC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
@@ -57,7 +57,7 @@ class QualityCheck:
 def check_problems(file: str, key: str, value: Any) -> list[ConfigError]:
     """What is wrong with a notebook's ``checks:`` list (``key`` is its key in ``file``), every problem."""
     if not isinstance(value, list):
-        return [ConfigError(file, key, f"expected a list of checks such as {{metric: roc_auc, min: 0.9}}, got {value!r}")]
+        return [ConfigError(file, key, f"expected a list of checks such as {{metric: roc_auc, min: 0.9}}, got {shown(value)}")]
     problems: list[ConfigError] = []
     names: dict[str, int] = {}
     for index, entry in enumerate(value):
@@ -75,21 +75,21 @@ def check_problems(file: str, key: str, value: Any) -> list[ConfigError]:
 
 def _entry_problems(file: str, where: str, entry: Any) -> list[ConfigError]:
     if not isinstance(entry, dict):
-        return [ConfigError(file, where, f"expected a mapping with keys {list(CHECK_KEYS)}, got {entry!r}")]
+        return [ConfigError(file, where, f"expected a mapping with keys {list(CHECK_KEYS)}, got {shown(entry)}")]
     problems = [ConfigError(file, f"{where}.{unknown}", f"unknown key (expected one of {list(CHECK_KEYS)})")
                 for unknown in sorted(set(entry) - set(CHECK_KEYS), key=str)]
     metric = entry.get("metric")
     if not isinstance(metric, str) or not _METRIC_NAME.fullmatch(metric):
         problems.append(ConfigError(file, f"{where}.metric", "expected the name of a metric the notebook reports "
-                                    f"(letters, digits, _ . - /), got {metric!r}"))
+                                    f"(letters, digits, _ . - /), got {shown(metric)}"))
     for bound in ("min", "max"):
         if bound in entry and not _is_finite_number(entry[bound]):
-            problems.append(ConfigError(file, f"{where}.{bound}", f"expected a number, got {entry[bound]!r}"))
+            problems.append(ConfigError(file, f"{where}.{bound}", f"expected a number, got {shown(entry[bound])}"))
     if _is_finite_number(entry.get("min")) and _is_finite_number(entry.get("max")) and entry["min"] > entry["max"]:
-        problems.append(ConfigError(file, f"{where}.min", f"min {entry['min']!r} is above max {entry['max']!r}: no value can pass"))
+        problems.append(ConfigError(file, f"{where}.min", f"min {shown(entry['min'])} is above max {shown(entry['max'])}: no value can pass"))
     for flag in ("no_worse_than_baseline", "blocking"):
         if flag in entry and not isinstance(entry[flag], bool):
-            problems.append(ConfigError(file, f"{where}.{flag}", f"expected true or false, got {entry[flag]!r}"))
+            problems.append(ConfigError(file, f"{where}.{flag}", f"expected true or false, got {shown(entry[flag])}"))
     if not any(entry.get(condition) not in (None, False) for condition in ("min", "max", "no_worse_than_baseline")):
         problems.append(ConfigError(file, where, "a check needs a condition: min, max or no_worse_than_baseline: true"))
     return problems

@@ -123,6 +123,9 @@ class TriggerSettings(StrictModel):
     """How often the commit and tag sensors ask GitLab for news, in seconds."""
     gpu_concurrency: int = Field(default=1, ge=1)
     """At most this many GPU notebooks run at once (Dagster pool ``gpu``); CPU notebooks are not limited."""
+    keep_checkouts: int = Field(default=20, ge=1)
+    """How many commit checkouts the commit sensor keeps (those used last), besides those of runs that have not
+    finished: older ones are removed, and extracted again if a run needs them."""
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
     @field_validator("production_tag", "development_tag")

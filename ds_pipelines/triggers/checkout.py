@@ -3,7 +3,8 @@
 A Dagster deployment has one version of the project checked out, but the commit sensor runs notebooks for
 many commits: each run gets the files of its own commit, extracted from a local mirror of the repository
 into ``<cache>/<sha>/`` (kept, so the notebooks of one commit share their outputs: training writes the
-model that inference reads). No Dagster imports.
+model that inference reads; ``evict`` removes all but the latest and those of runs still to finish). The
+archive is streamed from ``git archive`` member by member, never held whole in memory. No Dagster imports.
 
 The runs execute a commit's code as the deployment's user, so they could write into the cache. Nothing there
 is trusted as found: a checkout is used again only while every file of its commit still has the sha256 that
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
 import re
@@ -24,6 +24,8 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
+from collections.abc import Collection
 from pathlib import Path
 
 from ds_pipelines.errors import DsPipelinesError
@@ -44,7 +46,12 @@ MIRROR_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbar
 
 
 class CheckoutError(DsPipelinesError):
-    """A commit that cannot be fetched or extracted."""
+    """A commit that cannot be fetched or extracted. ``transient`` when trying again later may work (the fetch
+    failed or timed out); otherwise the commit itself is the problem (gone, or holding a link that leaves it)."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | None = None,
@@ -60,6 +67,7 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
         raise CheckoutError(f"{sha!r} is not a full commit SHA (40 or 64 lowercase hex digits)")
     target = cache_dir / sha
     if _intact(target, sha):
+        (target / COMPLETE_MARKER).touch()  # used: the latest are kept by ``evict``
         return target
     if target.exists():  # changed since it was extracted (or never completed): set aside, extracted again
         target.rename(Path(tempfile.mkdtemp(prefix=f".changed-{sha[:12]}-", dir=cache_dir)) / sha)
@@ -72,16 +80,12 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
         refspecs = FETCH_REFSPECS + ((f"+refs/merge-requests/{merge_request}/head:refs/merge-requests/{merge_request}/head",)
                                      if merge_request is not None else ())
         _git(mirror, "fetch", "--quiet", "--prune", repository_url, *refspecs, token=token,
-             failure=f"cannot fetch {_safe_url(repository_url)}")
+             failure=f"cannot fetch {_safe_url(repository_url)}", transient=True)
     if not _has_commit(mirror, sha):
         raise CheckoutError(f"commit {sha} is not in {_safe_url(repository_url)} (deleted by a force push?)")
     staging = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=cache_dir))
     try:
-        archive = _git(mirror, "archive", "--format=tar", sha)
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(staging, filter="data")  # refuses absolute paths and links that leave the folder
-            files = {member.name: hashlib.sha256(tar.extractfile(member).read()).hexdigest()
-                     for member in tar.getmembers() if member.isfile()}
+        files = {name: _sha256(staging / name) for name in _extract(mirror, sha, staging)}
         (staging / COMPLETE_MARKER).write_text(json.dumps({"sha": sha, "files": files}, sort_keys=True) + "\n")
         try:
             staging.rename(target)
@@ -91,6 +95,67 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _extract(mirror: Path, sha: str, staging: Path) -> list[str]:
+    """Extracts commit ``sha`` into ``staging`` as ``git archive`` streams it; the names of its regular files."""
+    command = ["git", *_NO_HOOKS, "-C", str(mirror), "archive", "--format=tar", sha]
+    files: list[str] = []
+    unreadable: str | None = None
+    with tempfile.TemporaryFile() as errors, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors) as archive:
+        timed_out = threading.Event()
+        timer = threading.Timer(FETCH_TIMEOUT_S, lambda: (timed_out.set(), archive.kill()))
+        timer.start()
+        try:
+            with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
+                for member in tar:
+                    try:
+                        tar.extract(member, staging, filter="data")  # refuses absolute paths, links that leave
+                    except tarfile.FilterError as exc:
+                        raise CheckoutError(_refused(member, exc)) from None
+                    if member.isfile():
+                        files.append(member.name)
+        except tarfile.TarError as exc:  # git stopped part way: its own message says why, if it left one
+            unreadable = str(exc)
+        finally:
+            timer.cancel()
+            archive.stdout.close()  # git stops (SIGPIPE) if extraction stopped early
+        if archive.wait() == 0 and unreadable is None:
+            return files
+        if timed_out.is_set():
+            raise CheckoutError(f"git archive {sha}: stopped after {FETCH_TIMEOUT_S} s", transient=True)
+        errors.seek(0)
+        detail = errors.read().decode(errors="replace").strip().splitlines()
+        raise CheckoutError(f"git archive {sha} failed: {detail[-1] if detail else unreadable or 'no details'}")
+
+
+def _refused(member: tarfile.TarInfo, problem: tarfile.FilterError) -> str:
+    if member.issym() or member.islnk():
+        return (f"the link {member.name} -> {member.linkname} points outside the commit's files, which are all a "
+                "checkout holds (commit the data, or name its path in a config)")
+    return f"{member.name} cannot be extracted: {problem}"
+
+
+def evict(cache_dir: Path, *, keep: int, in_use: Collection[str] = ()) -> list[str]:
+    """Removes the checkouts in ``cache_dir`` beyond the ``keep`` used last, except those of the commits
+    ``in_use`` (runs that have not finished), and those set aside as changed; the SHAs removed."""
+    if not cache_dir.is_dir():
+        return []
+    checkouts = [folder for folder in cache_dir.iterdir() if _SHA.fullmatch(folder.name) and folder.is_dir()]
+    checkouts.sort(key=lambda folder: _last_used(folder), reverse=True)
+    removed = [folder for folder in checkouts[keep:] if folder.name not in in_use]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    for set_aside in cache_dir.glob(".changed-*"):
+        shutil.rmtree(set_aside, ignore_errors=True)
+    return [folder.name for folder in removed]
+
+
+def _last_used(folder: Path) -> float:
+    try:
+        return (folder / COMPLETE_MARKER).stat().st_mtime
+    except OSError:  # never completed: the first to go
+        return 0.0
 
 
 def _intact(target: Path, sha: str) -> bool:
@@ -139,7 +204,7 @@ def _has_commit(mirror: Path, sha: str) -> bool:
     return probe.returncode == 0
 
 
-def _git(cwd: Path, *args: str, token: str | None = None, failure: str | None = None) -> bytes:
+def _git(cwd: Path, *args: str, token: str | None = None, failure: str | None = None, transient: bool = False) -> bytes:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     if token:
         basic = base64.b64encode(f"oauth2:{token}".encode()).decode()
@@ -149,12 +214,13 @@ def _git(cwd: Path, *args: str, token: str | None = None, failure: str | None = 
         done = subprocess.run(["git", *_NO_HOOKS, "-C", str(cwd), *args], capture_output=True, env=env, timeout=FETCH_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         # Not the exception's text: it quotes the whole command line, the repository URL with it.
-        raise CheckoutError(f"{failure or 'git ' + args[0]}: stopped after {FETCH_TIMEOUT_S} s") from None
+        raise CheckoutError(f"{failure or 'git ' + args[0]}: stopped after {FETCH_TIMEOUT_S} s", transient=True) from None
     except OSError as exc:
-        raise CheckoutError(f"{failure or 'git ' + args[0]}: {exc}") from None
+        raise CheckoutError(f"{failure or 'git ' + args[0]}: {exc}", transient=transient) from None
     if done.returncode != 0:
         detail = done.stderr.decode(errors="replace").strip().splitlines()
-        raise CheckoutError(f"{failure or 'git ' + args[0] + ' failed'}: {detail[-1] if detail else 'no details'}")
+        raise CheckoutError(f"{failure or 'git ' + args[0] + ' failed'}: {detail[-1] if detail else 'no details'}",
+                            transient=transient)
     return done.stdout
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.errors import DsPipelinesError, shown
 from ds_pipelines.project.run_environment import DAGSTER_HOME_ENV, notebook_run_environment
 from ds_pipelines.results.folder import ResultsError, load_results
 from ds_pipelines.results.origin import RUN_TAGS_ENV
@@ -153,7 +153,7 @@ def from_mlflow_run(run_id: str, *, tracking_uri: str) -> Recorded:
     where = payload["where"]
     for key, kind in (("notebook", str), ("name", str), ("metrics", dict), ("config", dict), ("reproducibility", dict)):
         if not isinstance(payload.get(key), kind):
-            raise ReproduceInputError(f"{where}: reproducibility record: {key}: expected {kind.__name__}, got {payload.get(key)!r}")
+            raise ReproduceInputError(f"{where}: reproducibility record: {key}: expected {kind.__name__}, got {shown(payload.get(key))}")
     return _recorded(where, [(payload["notebook"], payload["name"], payload["metrics"], payload["config"], payload["reproducibility"])])
 
 

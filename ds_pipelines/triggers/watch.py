@@ -10,12 +10,19 @@ A merge request from a fork is skipped, saying so, unless the deployment's ``tri
 fork: its commits are anyone's who can fork the project, and a run executes them with the deployment's
 credentials. Nothing of it is fetched. A trusted fork's branch is recorded as ``fork-<id>/<branch>``, so a
 fork's ``main`` never passes for this project's ``main`` (the baseline of every merge request).
+
+No commit stops the sensor: one that cannot be planned or checked out, for whatever reason, is reported "not
+run" with the reason and the ref moves on. Only a transient failure (the fetch failed or timed out) keeps the
+ref at that commit; it is tried again after a delay that doubles from ``poll_interval_s`` up to
+``MAX_RETRY_DELAY_S``, kept in the cursor under ``retries``, while the other refs go on.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +34,12 @@ from ds_pipelines.gitlab.repository import Commit, commits_since, open_merge_req
 from ds_pipelines.project import Project
 from ds_pipelines.project.settings import TriggerSettings
 from ds_pipelines.results.origin import Provenance
+from ds_pipelines.triggers.checkout import CheckoutError
 from ds_pipelines.triggers.rules import Change, plan
+
+RETRIES_KEY = "retries"
+MAX_RETRY_DELAY_S = 900
+MAX_REASON_CHARS = 500
 
 
 class Checkout(Protocol):
@@ -53,79 +65,126 @@ class CommitRun:
         return f"{self.provenance.commit}:{self.notebook}"
 
 
+@dataclass(frozen=True)
+class Retry:
+    """A commit of one ref whose checkout failed for a transient reason: tried again from ``not_before``."""
+
+    sha: str
+    attempts: int
+    not_before: float
+
+
+@dataclass
+class Cursor:
+    """Where the sensor stands: the last commit seen on each ref, and the refs waiting to retry a commit."""
+
+    refs: dict[str, str] = field(default_factory=dict)
+    retries: dict[str, Retry] = field(default_factory=dict)
+
+    def dumps(self) -> str:
+        """As JSON: the refs at the top level (as cursors before retries were), ``retries`` only when any."""
+        data: dict[str, object] = dict(self.refs)
+        if self.retries:
+            data[RETRIES_KEY] = {ref: asdict(retry) for ref, retry in self.retries.items()}
+        return json.dumps(data, sort_keys=True)
+
+
 @dataclass
 class Evaluation:
     runs: list[CommitRun] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
-    cursor: dict[str, str] = field(default_factory=dict)
+    cursor: Cursor = field(default_factory=Cursor)
 
 
-def parse_cursor(raw: str | None) -> dict[str, str]:
+def parse_cursor(raw: str | None) -> Cursor:
     if not raw:
-        return {}
+        return Cursor()
     try:
-        cursor = json.loads(raw)
+        data = json.loads(raw)
     except json.JSONDecodeError:
-        cursor = None
-    if not isinstance(cursor, dict):
+        data = None
+    if not isinstance(data, dict):
         raise DsPipelinesError(f"the commit sensor's cursor is not a JSON object of refs to commits: {raw[:200]!r}")
-    return {str(k): str(v) for k, v in cursor.items()}
+    retries = data.pop(RETRIES_KEY, None) or {}
+    try:
+        parsed = {str(ref): Retry(str(r["sha"]), int(r["attempts"]), float(r["not_before"])) for ref, r in retries.items()}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        parsed = {}  # unreadable: the refs' commits are simply tried again now
+    return Cursor({str(k): str(v) for k, v in data.items()}, parsed)
 
 
-def evaluate(client: GitLabClient, settings: TriggerSettings, cursor: dict[str, str], checkout: Checkout) -> Evaluation:
+def evaluate(client: GitLabClient, settings: TriggerSettings, cursor: Cursor, checkout: Checkout, *,
+             clock: Callable[[], float] = time.time) -> Evaluation:
     """The runs that commits newer than ``cursor`` ask for, and the cursor that follows them.
 
     The first evaluation (empty cursor) only records where each ref is: enabling the sensor must not rerun
     history. Merge requests that appear later run in full (their diff from the merge base).
     """
-    result = Evaluation(cursor=dict(cursor))
-    first = not cursor
+    result = Evaluation(cursor=Cursor(dict(cursor.refs), dict(cursor.retries)))
+    first = not cursor.refs
+    now = clock()
     for branch in settings.branches:
         key = f"branch:{branch}"
-        commits = commits_since(client, ref=branch, since_sha=cursor.get(key))
-        if first or key not in cursor:
+        if _waiting(result, key, now):
+            continue
+        commits = commits_since(client, ref=branch, since_sha=cursor.refs.get(key))
+        if first or key not in cursor.refs:
             if commits:
-                result.cursor[key] = commits[-1].sha
+                result.cursor.refs[key] = commits[-1].sha
                 result.messages.append(f"watching branch {branch} from {commits[-1].sha[:12]}")
             continue
-        pushes = _pushes(client, commits, cursor[key])
+        pushes = _pushes(client, commits, cursor.refs[key])
         # Recorded on the runs' MLflow runs, as CI_COMMIT_REF_PROTECTED is in CI: releases promote only
         # versions that protected refs of this project trained.
         protected = str(repository.branch_protected(client, branch=branch)).lower() if pushes else None
         for commit, changes in pushes:
-            _plan(result, commit, changes, settings, checkout, Provenance(
-                commit=commit.sha, branch=branch, commit_url=commit.web_url, trigger="push", protected=protected,
-                project_id=_project_id(client)))
-            result.cursor[key] = commit.sha
+            if not _plan(result, key, commit, changes, settings, checkout, now, Provenance(
+                    commit=commit.sha, branch=branch, commit_url=commit.web_url, trigger="push", protected=protected,
+                    project_id=_project_id(client))):
+                break
+            result.cursor.refs[key] = commit.sha
     if settings.merge_requests:
         open_now = open_merge_requests(client)
         for mr in open_now:
             key = f"mr:{mr.iid}"
-            if result.cursor.get(key) == mr.sha:
+            if result.cursor.refs.get(key) == mr.sha or _waiting(result, key, now):
                 continue
-            result.cursor[key] = mr.sha
             trusted_fork = mr.from_fork and mr.source_project_id in settings.trusted_forks
             if mr.from_fork and not trusted_fork:
+                result.cursor.refs[key] = mr.sha
                 result.messages.append(
                     f"merge request !{mr.iid} comes from another project (id {mr.source_project_id}): not run, as "
                     "its commits would run with this deployment's credentials (list the fork in "
                     "triggers.trusted_forks of the deployment's configs/notebooks.yaml to run it)")
                 continue
             if first:
+                result.cursor.refs[key] = mr.sha
                 result.messages.append(f"watching merge request !{mr.iid} from {mr.sha[:12]}")
                 continue
             head = commits_since(client, ref=mr.sha, since_sha=None)[-1]
             changes = compare(client, from_sha=mr.diff_base_sha, to_sha=mr.sha) if mr.diff_base_sha else commit_changes(client, sha=mr.sha)
             branch = f"fork-{mr.source_project_id}/{mr.source_branch}" if trusted_fork else mr.source_branch
-            _plan(result, head, changes, settings,
-                  lambda sha, iid=mr.iid if trusted_fork else None: checkout(sha, merge_request=iid),
-                  Provenance(commit=mr.sha, branch=branch, merge_request=str(mr.iid), commit_url=head.web_url,
-                             merge_request_url=mr.web_url, trigger="merge_request_event", protected="false",
-                             project_id=_project_id(client)))
+            if _plan(result, key, head, changes, settings,
+                     lambda sha, iid=mr.iid if trusted_fork else None: checkout(sha, merge_request=iid), now,
+                     Provenance(commit=mr.sha, branch=branch, merge_request=str(mr.iid), commit_url=head.web_url,
+                                merge_request_url=mr.web_url, trigger="merge_request_event", protected="false",
+                                project_id=_project_id(client))):
+                result.cursor.refs[key] = mr.sha
         still_open = {f"mr:{mr.iid}" for mr in open_now}
-        for key in [k for k in result.cursor if k.startswith("mr:") and k not in still_open]:
-            del result.cursor[key]  # merged or closed: forget it, the cursor stays small
+        for key in [k for k in result.cursor.refs if k.startswith("mr:") and k not in still_open]:
+            del result.cursor.refs[key]  # merged or closed: forget it, the cursor stays small
+            result.cursor.retries.pop(key, None)
     return result
+
+
+def _waiting(result: Evaluation, key: str, now: float) -> bool:
+    """Whether ``key`` waits to retry a commit whose checkout failed for a transient reason (saying so)."""
+    retry = result.cursor.retries.get(key)
+    if retry is None or retry.not_before <= now:
+        return False
+    result.messages.append(f"{key}: commit {retry.sha[:12]} is tried again in {retry.not_before - now:.0f} s "
+                           f"(attempt {retry.attempts + 1})")
+    return True
 
 
 def _project_id(client: GitLabClient) -> str:
@@ -165,17 +224,26 @@ def _pushes(client: GitLabClient, commits: list[Commit], since: str) -> list[tup
     return [(newest, changes)]
 
 
-def _plan(result: Evaluation, commit: Commit, changes: list[Change], settings: TriggerSettings,
-          checkout: Checkout, provenance: Provenance) -> None:
+def _plan(result: Evaluation, key: str, commit: Commit, changes: list[Change], settings: TriggerSettings,
+          checkout: Checkout, now: float, provenance: Provenance) -> bool:
+    """Plans ``commit`` of ref ``key`` into ``result``; False when its checkout failed for a transient reason
+    (the ref must stay before it, to try again)."""
     where = f"commit {commit.sha[:12]}" + (f" (!{provenance.merge_request})" if provenance.merge_request else "")
     try:
         folder = checkout(commit.sha)
         decided = plan(Project(folder), changes, commit.message, source="push",
                        production_tag=settings.production_tag, development_tag=settings.development_tag)
-    except DsPipelinesError as exc:
-        # A bad [run ...] or a broken config in one commit must not stop the sensor for every later commit.
-        result.messages.append(f"{where}: not run: {exc}")
-        return
+    except Exception as exc:  # whatever a commit makes planning raise must not stop the sensor: its cursor
+        # would never be saved, and every later tick would replay this commit
+        if isinstance(exc, CheckoutError) and exc.transient:
+            _retry_later(result, key, commit.sha, settings.poll_interval_s, now, str(exc))
+            return False
+        # Our own errors say what is wrong (a bad [run ...], a broken config); anything else is named by its type.
+        reason = str(exc) if isinstance(exc, DsPipelinesError) else f"{type(exc).__name__}: {exc}"
+        result.messages.append(f"{where}: not run: {_bounded(reason)}")
+        result.cursor.retries.pop(key, None)
+        return True
+    result.cursor.retries.pop(key, None)
     if decided.dry_run:
         would = ", ".join(f"{n.path} ({n.reason})" for n in decided.would_run) or "nothing"
         result.messages.append(f"{where}: dry run, nothing launched ({decided.skip_reason}); would run: {would}")
@@ -183,3 +251,18 @@ def _plan(result: Evaluation, commit: Commit, changes: list[Change], settings: T
         result.messages.append(f"{where}: nothing to run ({decided.skip_reason})")
     for planned in decided.notebooks:
         result.runs.append(CommitRun(planned.path, planned.reason, folder, provenance))
+    return True
+
+
+def _retry_later(result: Evaluation, key: str, sha: str, poll_interval_s: int, now: float, reason: str) -> None:
+    previous = result.cursor.retries.get(key)
+    attempts = previous.attempts + 1 if previous and previous.sha == sha else 1
+    delay = min(poll_interval_s * 2 ** (attempts - 1), MAX_RETRY_DELAY_S)
+    result.cursor.retries[key] = Retry(sha, attempts, now + delay)
+    result.messages.append(f"{key}: commit {sha[:12]} could not be checked out ({_bounded(reason)}): tried again in "
+                           f"{delay} s (attempt {attempts + 1}); the later commits of {key} wait for it")
+
+
+def _bounded(text: str) -> str:
+    """A reason as messages quote it: an exception's text can hold a parsed value, cut it short."""
+    return text if len(text) <= MAX_REASON_CHARS else f"{text[:MAX_REASON_CHARS]}... ({len(text)} characters)"

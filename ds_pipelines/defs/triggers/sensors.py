@@ -5,8 +5,6 @@ only talks to Dagster. Each run executes its commit's own files (see ``notebook_
 """
 
 # No "from __future__ import annotations": Dagster reads the config and resource annotations at runtime.
-import json
-
 import dagster as dg
 
 from ds_pipelines.defs.triggers.notebook_runs import (
@@ -22,10 +20,12 @@ from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.gitlab.repository import repository_url
 from ds_pipelines.project import Project
 from ds_pipelines.results.origin import TAG_PREFIX
-from ds_pipelines.triggers.checkout import checkout
+from ds_pipelines.triggers.checkout import checkout, evict
 from ds_pipelines.triggers.watch import evaluate, parse_cursor
 
 CHECKOUTS_DIR = "checkouts"
+_UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def commit_sensor(project: Project) -> dg.SensorDefinition:
@@ -57,6 +57,10 @@ def commit_sensor(project: Project) -> dg.SensorDefinition:
             return dg.SkipReason(f"cannot read GitLab: {exc}")
         for message in evaluation.messages:
             context.log.info(message)
+        in_use = {run.checkout.name for run in evaluation.runs} | _checkouts_of_unfinished_runs(context.instance)
+        removed = evict(project.state_dir / CHECKOUTS_DIR, keep=project.triggers.keep_checkouts, in_use=in_use)
+        if removed:
+            context.log.info(f"removed {len(removed)} old checkouts (triggers.keep_checkouts: {project.triggers.keep_checkouts})")
         requests = [
             dg.RunRequest(
                 run_key=run.run_key,
@@ -67,8 +71,14 @@ def commit_sensor(project: Project) -> dg.SensorDefinition:
         ]
         return dg.SensorResult(
             run_requests=requests,
-            cursor=json.dumps(evaluation.cursor, sort_keys=True),
+            cursor=evaluation.cursor.dumps(),
             skip_reason=None if requests else "; ".join(evaluation.messages) or "no new commits",
         )
 
     return gitlab_commits
+
+
+def _checkouts_of_unfinished_runs(instance: dg.DagsterInstance) -> set[str]:
+    """The checkouts (named by commit) that queued and running commit runs still execute in."""
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=commit_notebook_job.name, statuses=_UNFINISHED))
+    return {run.tags[f"{TAG_PREFIX}commit"] for run in runs if f"{TAG_PREFIX}commit" in run.tags}
