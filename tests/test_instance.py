@@ -105,3 +105,40 @@ def test_a_runs_event_log_commits_without_waiting_for_the_disk_and_the_rest_as_d
     assert synchronous(home / RUN_EVENT_LOGS / RUN_EVENT_LOG_INDEX) == 2  # SQLite's default, FULL
     assert synchronous(home / "history" / "runs.db") == 2
     assert synchronous(tmp_path / "elsewhere.db") == 2
+
+
+@pytest.mark.parametrize("settings", [None, INSTANCE_SETTINGS], ids=["no-dagster-yaml", "sqlite-dagster-yaml"])
+def test_a_postgres_url_that_the_instance_would_ignore_is_an_error_before_anything_runs(sandbox, settings):
+    home = sandbox.root / "home"
+    home.mkdir()
+    if settings is not None:
+        (home / "dagster.yaml").write_text(settings)
+    sandbox.env.update(DAGSTER_HOME=str(home), DAGSTER_POSTGRES_URL="postgresql://dagster:pw@127.0.0.1:1/dagster")
+
+    result = sandbox.cli("run", "notebooks/training_example.ipynb", "--output-dir", str(sandbox.root / "out"))
+
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"error: DAGSTER_POSTGRES_URL is set, but DAGSTER_HOME ({home}) would ignore it" in result.stderr
+    assert "Unset DAGSTER_HOME" in result.stderr and "storage: postgres" in result.stderr
+    assert "pw@" not in result.stderr
+    assert sorted(path.name for path in home.iterdir()) == ([] if settings is None else ["dagster.yaml"])  # no runs
+    assert not (sandbox.root / "out").exists()
+
+
+def test_an_instance_configured_for_postgres_is_taken_as_it_is(tmp_path: Path):
+    from ds_pipelines.execution.instance import configures_postgres
+
+    deployment = tmp_path / "deployment"
+    deployment.mkdir()
+    (deployment / "dagster.yaml").write_text((Path(__file__).parent.parent / "deploy" / "dagster.yaml").read_text())
+    literal = tmp_path / "literal"
+    literal.mkdir()
+    (literal / "dagster.yaml").write_text(yaml.safe_dump({"run_storage": {
+        "module": "dagster_postgres.run_storage", "class": "PostgresRunStorage",
+        "config": {"postgres_url": "postgresql://u:p@127.0.0.1/d"}}}))
+    sqlite = tmp_path / "sqlite"
+    sqlite.mkdir()
+    (sqlite / "dagster.yaml").write_text(INSTANCE_SETTINGS)
+
+    assert configures_postgres(deployment) and configures_postgres(literal)
+    assert not configures_postgres(sqlite) and not configures_postgres(tmp_path / "missing")

@@ -10,7 +10,7 @@
   that Postgres database instead (a separate instance folder, ``dagster-postgres``, holds only the captured
   logs and the executed notebooks of this machine): a CI job's runs then show in the deployment's UI. A
   ``DAGSTER_HOME`` that is set wins over both: its ``dagster.yaml`` decides (deploy/dagster.yaml reads the same
-  variable).
+  variable), but one that would keep runs elsewhere while ``DAGSTER_POSTGRES_URL`` is set is refused.
 - On a fresh SQLite instance, processes that open it together race to create its tables (alembic's version
   table ends up with two heads) and then its pool rows (a UNIQUE error, or a pool's slots allocated twice). A
   lock file in the instance folder lets one process at a time set it up (``open_instance``). On Postgres the
@@ -38,6 +38,7 @@ from filelock import FileLock, Timeout
 # imports this module before it starts the first notebook's kernel, and every import before that delays the notebook.
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
+from ds_pipelines.project.config import read_yaml
 from ds_pipelines.project.run_environment import DAGSTER_HOME_ENV, POSTGRES_URL_ENV
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ def use_local_defaults(project: Project) -> Path:
     os.environ[PROJECT_DIR_ENV] = str(project.root)
     home = os.environ.get(DAGSTER_HOME_ENV)
     if home:
+        _refuse_ignored_postgres(Path(home))
         return Path(home)
     home_dir = local_instance_home(project)
     home_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +109,44 @@ def stores_in_postgres(home: Path) -> bool:
     then does a run of that instance get the URL, with its password."""
     settings = home / "dagster.yaml"
     return settings.is_file() and POSTGRES_URL_ENV in settings.read_text(encoding="utf-8", errors="replace")
+
+
+_POSTGRES_STORAGE_KEYS = ("run_storage", "event_log_storage", "schedule_storage")
+
+
+def configures_postgres(home: Path) -> bool:
+    """Whether the ``dagster.yaml`` in ``home`` keeps the instance's runs in Postgres (``storage: postgres``,
+    or a ``run_storage`` of dagster-postgres), whatever variable or literal URL it takes them from."""
+    settings = home / "dagster.yaml"
+    if not settings.is_file():
+        return False
+    data = read_yaml(settings)
+    if not isinstance(data, dict):
+        return False
+    storage = data.get("storage")
+    if isinstance(storage, dict) and "postgres" in storage:
+        return True
+    run_storage = data.get("run_storage")
+    return isinstance(run_storage, dict) and "postgres" in str(run_storage.get("module", ""))
+
+
+def _refuse_ignored_postgres(home: Path) -> None:
+    """A set ``DAGSTER_POSTGRES_URL`` means runs belong in that database: never record them elsewhere in silence
+    (a ``DAGSTER_HOME`` without ``dagster.yaml`` is Dagster's SQLite default, and CI's runs would be lost)."""
+    if not os.environ.get(POSTGRES_URL_ENV) or configures_postgres(home):
+        return
+    settings = home / "dagster.yaml"
+    found = (f"{settings} does not store runs in Postgres" if settings.is_file()
+             else f"{home} holds no dagster.yaml, so Dagster would store runs in SQLite there")
+    raise InstanceSettingsError(
+        f"{POSTGRES_URL_ENV} is set, but {DAGSTER_HOME_ENV} ({home}) would ignore it: {found}. Unset "
+        f"{DAGSTER_HOME_ENV} (ds-pipelines then stores runs in {POSTGRES_URL_ENV}'s database itself), or configure "
+        f"Postgres in that dagster.yaml (storage: postgres: postgres_url: env: {POSTGRES_URL_ENV}, as "
+        f"deploy/dagster.yaml does), or unset {POSTGRES_URL_ENV} to use that instance as it is")
+
+
+class InstanceSettingsError(DsPipelinesError):
+    """The Dagster instance in use contradicts the settings (``DAGSTER_POSTGRES_URL`` would be ignored)."""
 
 
 def local_defaults_env(project: Project) -> dict[str, str]:
