@@ -45,6 +45,7 @@ import re
 import secrets
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,6 +115,9 @@ class FakeGitLab(LoopbackServer):
         """CI jobs, oldest first (``add_job``); listed newest first, filtered by ``scope[]`` statuses."""
         self.max_per_page = MAX_PER_PAGE
         """GitLab's cap on ``per_page``; lower it to make a test page through a short list."""
+        self.wiki_write_delay_s = 0.0
+        """How long a wiki write takes to land, as on a busy GitLab: widens the window in which two writers
+        that read the same page race."""
         self.clone_url: str | None = None
         """Where git fetches the repository from (``http_url_to_repo``); None: the repository on disk. Set an
         unreachable URL to make fetches fail, as when GitLab's git service is down."""
@@ -655,6 +659,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         query["_path"] = split.path
+        if method in ("POST", "PUT") and "/wikis" in split.path:
+            time.sleep(self.fake.wiki_write_delay_s)
         reply = self.fake._dispatch(method, split.path, query, self.headers, body)
         if kind == LOSE_REPLY:
             self.close_connection = True  # applied, but the client never hears of it

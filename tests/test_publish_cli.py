@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from fake_gitlab import FakeGitLab
@@ -20,6 +21,7 @@ from published import (
     notebook_entry,
     run_cli,
 )
+from sandbox import CLI
 
 from ds_pipelines.publishing.render.comment import MR_MARKER
 from ds_pipelines.publishing.render.numbers import short_sha
@@ -270,3 +272,33 @@ def test_two_publishes_make_two_wiki_rows_newest_first_and_an_index(trained, res
 ])
 def test_mlflow_run_links_only_for_an_mlflow_server_and_without_credentials(tracking_uri, ui_url):
     assert mlflow_ui_url(tracking_uri) == ui_url
+
+
+@pytest.mark.slow
+def test_two_runs_publishing_at_once_lose_no_wiki_row(trained, tmp_path, fake_gitlab, postgres):
+    """Two CI jobs (or a CI job and the deployment) write the same pages at the same moment, on a GitLab slow
+    to land writes: both rows reach every page, serialized on the shared Postgres database."""
+    box, _ = trained
+    env = ci_env(trained, fake_gitlab, tmp_path, DAGSTER_POSTGRES_URL=postgres.url(postgres.new_database()))
+    runs = []
+    for number, sha in enumerate((FIRST_SHA, SECOND_SHA)):
+        folder = copy_results(box, tmp_path / f"results-{number}")
+
+        def this_run(data, number=number, sha=sha):
+            data["commit"]["sha"] = sha
+            for nb in data["notebooks"]:
+                nb["dagster_run_id"] = f"run-{number}-{nb['name']}"
+        edit_results(folder, this_run)
+        runs.append(folder)
+    fake_gitlab.wiki_write_delay_s = 0.5  # both read every page before either write lands
+
+    started = [subprocess.Popen([str(CLI), "publish", "wiki", "--results", str(folder), "--strict"], env=env,
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for folder in runs]
+    for process in started:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0 and "Traceback" not in stderr, stderr[-3000:]
+
+    for slug in ("model-runs/training_example", "model-runs/inference_example"):
+        header, *rows = Rendered(fake_gitlab.wiki[slug]["content"]).tables[0]
+        assert sorted(row[1] for row in rows) == sorted([short_sha(FIRST_SHA), short_sha(SECOND_SHA)]), slug

@@ -231,17 +231,20 @@ def wiki(results_dirs: tuple[Path, ...], job_urls: tuple[str, ...], strict: bool
     same name that ds-pipelines did not write is left alone (an error).
     GitLab settings and the failure policy are those of `publish mr`.
     """
+    from ds_pipelines.execution.instance import POSTGRES_URL_ENV, shared_lock
     from ds_pipelines.masking import Masker
-    from ds_pipelines.publishing.wiki import publish_wiki_pages
+    from ds_pipelines.publishing.wiki import publish_wiki_pages, wiki_lock_name
     from ds_pipelines.results.origin import Provenance
 
     console = Console()
     with console.policy("wiki not published", strict=strict):
         results = load_run(results_dirs)
+        client = gitlab_client()
         written = publish_wiki_pages(
-            results, client=gitlab_client(), masker=Masker.from_env(os.environ).trusting(results.own_identifiers()),
+            results, client=client, masker=Masker.from_env(os.environ).trusting(results.own_identifiers()),
             origin=Provenance.from_gitlab_ci(os.environ), tracking_uri=tracking_uri(project_dir),
             artifacts=artifacts_of(results_dirs, job_urls), warn=console.warn,
+            lock=shared_lock(wiki_lock_name(client), os.environ.get(POSTGRES_URL_ENV)),
         )
         for page in written:
             console.echo(f"Wiki page {page.slug} {page.action}.")

@@ -27,8 +27,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -264,6 +267,40 @@ def check_postgres(url: str) -> None:
                          connect_timeout=POSTGRES_CONNECT_TIMEOUT_S).close()
     except psycopg2.Error as exc:
         raise DsPipelinesError(_postgres_problem(url, exc)) from None
+
+
+SHARED_LOCK_TIMEOUT_S = 300
+"""Longer than any read-merge-write of pages takes: a lock held this long belongs to a stuck process."""
+
+
+@contextlib.contextmanager
+def shared_lock(name: str, postgres_url: str | None) -> Iterator[None]:
+    """Held by one process at a time across every machine that shares ``postgres_url``'s database (a Postgres
+    advisory lock named ``name``, released when the block ends or the process dies); without a URL there
+    is nothing to share, and the block runs unlocked."""
+    if not postgres_url:
+        yield
+        return
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    libpq_url = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = None
+    try:
+        connection = psycopg2.connect(libpq_url, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = %s", (f"{SHARED_LOCK_TIMEOUT_S}s",))
+            cursor.execute("SELECT pg_advisory_lock(%s)", (key,))
+    except psycopg2.Error as exc:
+        if connection is not None:
+            connection.close()
+        raise DsPipelinesError(f"cannot take the lock {name!r}: {_postgres_problem(postgres_url, exc)}") from None
+    try:
+        yield
+    finally:
+        connection.close()  # ends the session, and with it the lock
 
 
 def _open_and_set_pools(project: Project, postgres_url: str | None) -> dg.DagsterInstance:

@@ -24,11 +24,17 @@ import dagster as dg
 
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.execution.instance import COMMIT_RUNS_POOL, DAGSTER_HOME_ENV, stores_in_postgres
+from ds_pipelines.execution.instance import (
+    COMMIT_RUNS_POOL,
+    DAGSTER_HOME_ENV,
+    POSTGRES_URL_ENV,
+    shared_lock,
+    stores_in_postgres,
+)
 from ds_pipelines.project import Project
 from ds_pipelines.project.run_environment import notebook_run_environment
 from ds_pipelines.publishing.merge_request import publish_merge_request_comment
-from ds_pipelines.publishing.wiki import publish_wiki_pages
+from ds_pipelines.publishing.wiki import publish_wiki_pages, wiki_lock_name
 from ds_pipelines.results.folder import RESULTS_FILE, RunResults, load_results
 from ds_pipelines.results.origin import RUN_TAGS_ENV, TAG_PREFIX, Provenance
 from ds_pipelines.tracking import TRACKING_URI_ENV, tracking_uri
@@ -101,7 +107,8 @@ def publish_to_gitlab(context: dg.OpExecutionContext, gitlab: GitLabResource, re
         context.log.warning(masker.mask(message))
 
     steps = [("wiki pages", lambda: publish_wiki_pages(
-        results, client=client, masker=masker, origin=origin, tracking_uri=tracking, artifacts=None, warn=warn))]
+        results, client=client, masker=masker, origin=origin, tracking_uri=tracking, artifacts=None, warn=warn,
+        lock=shared_lock(wiki_lock_name(client), os.environ.get(POSTGRES_URL_ENV))))]
     if origin.merge_request:
         steps.insert(0, ("merge-request comment", lambda: publish_merge_request_comment(
             results, mr_iid=int(origin.merge_request), client=client, masker=masker, origin=origin,
