@@ -36,6 +36,9 @@ def test_the_instance_is_on_postgres_and_passes_settings_by_name():
     assert instance["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}}
     assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert instance["concurrency"]["pools"]["granularity"] == "op", "slots claimed in Postgres by every step"
+    monitoring = instance["run_monitoring"]
+    assert monitoring["enabled"] and monitoring["max_resume_run_attempts"] == 0, "dead containers fail, never resume"
+    assert monitoring["free_slots_after_run_end_seconds"] <= 60 and monitoring["poll_interval_seconds"] <= 60
     launcher = instance["run_launcher"]
     assert (launcher["module"], launcher["class"]) == ("ds_pipelines.execution.docker_launcher", "NotebookDockerRunLauncher")
     env_vars = launcher["config"]["env_vars"]

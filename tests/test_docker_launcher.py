@@ -18,7 +18,9 @@ from ds_pipelines.defs.notebooks.definitions import NOTEBOOKS_JOB, build_definit
 from ds_pipelines.execution.docker_launcher import (
     GPU_DEVICE_REQUESTS,
     NotebookDockerRunLauncher,
+    WorkerStatus,
 )
+from ds_pipelines.execution.heartbeat import WORKER_TAG
 from ds_pipelines.execution.instance import DEVICE_TAG
 from ds_pipelines.project import Project
 
@@ -82,3 +84,19 @@ def test_every_notebook_op_carries_its_device(tmp_path):
     defs = build_definitions(device_project(tmp_path / "project"))
     tags = {node.name: node.definition.tags[DEVICE_TAG] for node in defs.resolve_job_def(NOTEBOOKS_JOB).nodes}
     assert tags == {"gpu_note": "gpu", "cpu_note": "cpu"}
+
+
+def test_run_monitoring_judges_ci_runs_by_heartbeat_and_launched_runs_by_their_container(tmp_path):
+    """Dagster's run monitoring asks the launcher about every running run. A ``ds-pipelines run`` process's run
+    (a CI job) has no container: reported running (the dead_runs sensor watches its heartbeat), never failed
+    as "no container"; a run this launcher started and whose container is gone is not running."""
+    job = build_definitions(device_project(tmp_path / "project")).resolve_job_def(NOTEBOOKS_JOB)
+    with dg.instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
+        ci_run = instance.create_run_for_job(job, tags={WORKER_TAG: "runner-7:4242:abcd1234"})
+        launched_run = instance.create_run_for_job(job)
+
+        ci_health = instance.run_launcher.check_run_worker_health(ci_run)
+        launched_health = instance.run_launcher.check_run_worker_health(launched_run)
+
+    assert ci_health.status == WorkerStatus.RUNNING and "runner-7:4242:abcd1234" in ci_health.msg
+    assert launched_health.status == WorkerStatus.NOT_FOUND

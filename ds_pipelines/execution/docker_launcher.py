@@ -12,6 +12,10 @@ code location's ``container_context``) with three differences:
   out, rather than failing every launch: the Slack or GitLab settings of a deployment without them.
 - A container that Docker creates but cannot start (a GPU run on a host without the NVIDIA runtime) fails
   the run at once with Docker's reason and what to check, instead of an unexplained launch error.
+- Dagster's run monitoring (on in deploy/dagster.yaml) asks the launcher whether each running run's worker
+  is alive. The runs of ``ds-pipelines run`` processes (GitLab CI jobs, tagged ``WORKER_TAG``) have no
+  container: they are reported running, and judged by their heartbeat instead (the ``dead_runs`` sensor,
+  ``execution.heartbeat``); dagster-docker alone would fail every CI run as "no container".
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from dagster_docker import DockerRunLauncher
 from dagster_docker.container_context import DockerContainerContext
 from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 
+# The health result types, as dagster-docker's launcher module imports them: Dagster does not export them at
+# its top level (tests/test_docker_launcher.py fails loudly if an upgrade moves them).
+from dagster_docker.docker_run_launcher import CheckRunHealthResult, WorkerStatus
+from ds_pipelines.execution.heartbeat import WORKER_TAG
 from ds_pipelines.execution.instance import DEVICE_TAG, GPU, GPU_POOL
 
 if TYPE_CHECKING:
@@ -70,6 +78,11 @@ class NotebookDockerRunLauncher(DockerRunLauncher):
             super().resume_run(context)
         except docker.errors.APIError as exc:
             raise RuntimeError(self._start_failure(context.dagster_run, exc)) from exc
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        if run.tags.get(WORKER_TAG) and not run.tags.get(DOCKER_CONTAINER_ID_TAG):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, msg=f"executed by {run.tags[WORKER_TAG]}, judged by its heartbeat")
+        return super().check_run_worker_health(run)
 
     def _start_failure(self, run: dg.DagsterRun, exc: docker.errors.APIError) -> str:
         reason = exc.explanation or str(exc)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ds_pipelines.execution import interrupts, kernels
+from ds_pipelines.execution.heartbeat import WORKER_TAG, Heartbeat, new_worker_id
 from ds_pipelines.execution.instance import open_instance
 from ds_pipelines.execution.lean_imports import import_papermill, long_lived_objects
 from ds_pipelines.project import NotebookSpec, Project
@@ -118,47 +119,52 @@ def _run_in_order(
     results = [NotebookResult(notebook=spec.path, name=spec.name) for spec in specs]
     papermill_log = logging.getLogger("papermill")
     papermill_log.setLevel(logging.INFO)
-    for index, spec in enumerate(specs):
-        kernels.wait_for_exits()  # the previous notebook's kernel exited while Dagster recorded its step
-        # Only the first notebook gets an early kernel (started above): an early kernel for a later notebook
-        # sometimes never answered nbclient under load ("Kernel didn't respond in 120 seconds"), so later
-        # notebooks start theirs the usual way.
-        cells = nbformat.read(project.root / spec.path, as_version=4).cells
-        progress = CellProgress(lambda line: on_line(f"  {line}"), cells, run_layout(cells))
-        on_line(f"▶ {spec.path} ({progress.total} code cells)")
-        papermill_log.addHandler(progress)
-        started = time.monotonic()
-        try:
-            run = dg.execute_job(
-                reconstructable_job,
-                instance=instance,
-                asset_selection=[dg.AssetKey(spec.name)],
-                run_config={**QUIET_DAGSTER_CONSOLE, "ops": {spec.name: {"config": configs[spec.path]}}},
-                tags={**tags, **({EXECUTED_NOTEBOOK_URL_TAG: url} if (url := executed_notebook_urls.get(spec.path)) else {})},
-                raise_on_error=False,
-            )
-        finally:
-            papermill_log.removeHandler(progress)
-        ran = replace(results[index], duration_s=round(time.monotonic() - started, 2), dagster_run_id=run.run_id)
-        # A failed blocking check fails the run after the materialization was recorded: its results count too.
-        materialized = run.asset_materializations_for_node(spec.name)
-        if materialized:
-            ran = _materialized(ran, materialized[0].metadata, read_report)
-            _print_checks(ran.checks, on_line)
-        if run.success:
-            results[index] = replace(ran, status="success")
-            on_line(f"✔ {spec.path} succeeded in {ran.duration_s:.1f} s")
-            if interrupts.received():
-                break  # interrupted as it finished: the notebooks after it are not started
-            continue
-        if materialized and blocking_failures(ran.checks):
-            results[index] = failed = replace(ran, status="failed", error=failure_summary(ran.checks))
-        else:
-            results[index] = failed = _failed(ran, run)
-        on_line(f"✘ {spec.path} failed after {failed.duration_s:.1f} s: {failed.error}")
-        if failed.executed_notebook:
-            on_line(f"  executed notebook kept at {failed.executed_notebook}")
-        break
+    worker = new_worker_id()
+    # Beats while the runs execute: a process killed mid-run leaves runs that the deployment fails, freeing
+    # their pool slots (execution.heartbeat).
+    with Heartbeat(instance, worker, on_problem=on_line):
+        for index, spec in enumerate(specs):
+            kernels.wait_for_exits()  # the previous notebook's kernel exited while Dagster recorded its step
+            # Only the first notebook gets an early kernel (started above): an early kernel for a later notebook
+            # sometimes never answered nbclient under load ("Kernel didn't respond in 120 seconds"), so later
+            # notebooks start theirs the usual way.
+            cells = nbformat.read(project.root / spec.path, as_version=4).cells
+            progress = CellProgress(lambda line: on_line(f"  {line}"), cells, run_layout(cells))
+            on_line(f"▶ {spec.path} ({progress.total} code cells)")
+            papermill_log.addHandler(progress)
+            started = time.monotonic()
+            try:
+                run = dg.execute_job(
+                    reconstructable_job,
+                    instance=instance,
+                    asset_selection=[dg.AssetKey(spec.name)],
+                    run_config={**QUIET_DAGSTER_CONSOLE, "ops": {spec.name: {"config": configs[spec.path]}}},
+                    tags={**tags, WORKER_TAG: worker,
+                          **({EXECUTED_NOTEBOOK_URL_TAG: url} if (url := executed_notebook_urls.get(spec.path)) else {})},
+                    raise_on_error=False,
+                )
+            finally:
+                papermill_log.removeHandler(progress)
+            ran = replace(results[index], duration_s=round(time.monotonic() - started, 2), dagster_run_id=run.run_id)
+            # A failed blocking check fails the run after the materialization was recorded: its results count too.
+            materialized = run.asset_materializations_for_node(spec.name)
+            if materialized:
+                ran = _materialized(ran, materialized[0].metadata, read_report)
+                _print_checks(ran.checks, on_line)
+            if run.success:
+                results[index] = replace(ran, status="success")
+                on_line(f"✔ {spec.path} succeeded in {ran.duration_s:.1f} s")
+                if interrupts.received():
+                    break  # interrupted as it finished: the notebooks after it are not started
+                continue
+            if materialized and blocking_failures(ran.checks):
+                results[index] = failed = replace(ran, status="failed", error=failure_summary(ran.checks))
+            else:
+                results[index] = failed = _failed(ran, run)
+            on_line(f"✘ {spec.path} failed after {failed.duration_s:.1f} s: {failed.error}")
+            if failed.executed_notebook:
+                on_line(f"  executed notebook kept at {failed.executed_notebook}")
+            break
     return results
 
 

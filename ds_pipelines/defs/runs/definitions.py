@@ -1,0 +1,13 @@
+"""Runs: the runs of ``ds-pipelines run`` processes that died (a CI job killed mid-run) are failed, freeing
+their pool slots (see ``ds_pipelines.execution.heartbeat``)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ds_pipelines.defs.runs.sensors import dead_runs
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(sensors=[dead_runs])
