@@ -11,6 +11,12 @@ notebook, each a cell), and the storage volume has a name of the test's own.
 
 There is no GPU and no NVIDIA runtime here: the GPU notebook's container is created with the device request
 and cannot start, and that run must fail with Docker's reason instead of hanging.
+
+The commit sensor runs in the code location's container, against a GitLab API served on 127.0.0.1 whose
+repository is a folder of the host (mounted read-only at the same path, where ``http_url_to_repo`` says;
+the image's git config trusts it, though another user owns it there). As compose does, the code location
+and every run mount the storage volume at the project's state folder (here ``/project/.ds-pipelines``, for
+compose ``/app/.ds-pipelines``): the checkout a sensor makes reaches the run's container only through it.
 """
 
 from __future__ import annotations
@@ -27,14 +33,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from gitrepo import notebook_json
+from fake_gitlab import FakeGitLab
+from gitrepo import TRAINING, make_project, notebook_json
 from images import REPO, run
 
 from ds_pipelines.execution.instance import POSTGRES_STORAGE, POSTGRES_URL_ENV
+from ds_pipelines.project import STATE_DIR
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # builds the image, starts four containers
 
 IMAGE_USER = 10001
+POLL_INTERVAL_S = 5
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 480
 """Queue, container start, `dagster api execute_run`, a notebook kernel: about 1-2 minutes on two busy cores."""
@@ -72,7 +81,9 @@ def device_project(root: Path) -> Path:
     (root / "notebooks/cpu_note.ipynb").write_text(notebook_json(CPU_CELL.format(uri=MLFLOW_URI)))
     (root / "notebooks/gpu_note.ipynb").write_text(notebook_json("print('never starts here')"))
     (root / "configs").mkdir()
-    registry = {"notebooks": {"notebooks/gpu_note.ipynb": {"device": "gpu"}}}
+    registry = {"notebooks": {"notebooks/gpu_note.ipynb": {"device": "gpu"}},
+                # This deployment runs pushed commits (the commit sensor), polling the test's GitLab often.
+                "triggers": {"orchestrator": "dagster", "poll_interval_s": POLL_INTERVAL_S}}
     (root / "configs/notebooks.yaml").write_text(yaml.safe_dump(registry))
     for path in [root, *root.rglob("*")]:
         os.chown(path, IMAGE_USER, IMAGE_USER)
@@ -80,9 +91,11 @@ def device_project(root: Path) -> Path:
 
 
 class Deployment:
-    def __init__(self, docker: str, url: str, home: Path, webserver_port: int, label: str, names: list[str]):
+    def __init__(self, docker: str, url: str, home: Path, webserver_port: int, label: str, names: list[str],
+                 gitlab: FakeGitLab, repo, project: Path):
         self.docker, self.url, self.home, self.webserver_port = docker, url, home, webserver_port
         self.label, self.names = label, names
+        self.gitlab, self.repo, self.project = gitlab, repo, project
 
     def logs(self) -> str:
         return "\n".join(f"--- {name}:\n" + (lambda r: (r.stdout + r.stderr)[-2500:])(run(self.docker, "logs", name, timeout=60))
@@ -149,6 +162,9 @@ def deployment(project_image, postgres, tmp_path_factory):
     project = device_project(tmp / "project")
     url = postgres.url(postgres.new_database())
     volume = f"ds-pipelines-test-storage-{uid}"
+    state = f"/project/{STATE_DIR}"  # the project's state folder, on the storage volume as in compose
+    repo = make_project(tmp / "repo")
+    gitlab = FakeGitLab(repo=repo.root).__enter__()
     grpc_port, webserver_port = free_port(), free_port()
 
     # The host's view of the instance: the same database.
@@ -169,7 +185,9 @@ def deployment(project_image, postgres, tmp_path_factory):
         "container_kwargs": {
             "network_mode": "host",
             "labels": {"ds-pipelines-test-deployment": uid},
-            "volumes": {volume: {"bind": "/app/.ds-pipelines", "mode": "rw"}, str(project): {"bind": "/project", "mode": "rw"}},
+            "volumes": {volume: {"bind": "/app/.ds-pipelines", "mode": "rw"}, str(project): {"bind": "/project", "mode": "rw"},
+                        # A second volume where the code location keeps its checkouts (compose: the same path).
+                        f"{volume}-state": {"bind": state, "mode": "rw"}},
         },
     }}
     socket_gid = os.stat("/var/run/docker.sock").st_gid
@@ -180,7 +198,10 @@ def deployment(project_image, postgres, tmp_path_factory):
                        "-e", "DAGSTER_HOME=/opt/dagster/home", "-e", f"{POSTGRES_URL_ENV}={url}"]
     containers = {
         f"ds-test-user-code-{uid}": [
-            "-v", f"{project}:/project", "-e", "DS_PIPELINES_PROJECT_DIR=/project", "-e", f"{POSTGRES_URL_ENV}={url}",
+            "-v", f"{project}:/project", "-v", f"{volume}-state:{state}", "-e", "DS_PIPELINES_PROJECT_DIR=/project",
+            "-e", f"{POSTGRES_URL_ENV}={url}",
+            "-v", f"{repo.root}:{repo.root}:ro",
+            *[arg for name, value in gitlab.environ().items() for arg in ("-e", f"{name}={value}")],
             "-e", f"DAGSTER_CURRENT_IMAGE={image}", "-e", f"DAGSTER_CONTAINER_CONTEXT={json.dumps(run_context)}",
             image, "dagster", "api", "grpc", "-m", "ds_pipelines.definitions", "-a", "defs", "-h", "127.0.0.1",
             "-p", str(grpc_port)],
@@ -191,9 +212,13 @@ def deployment(project_image, postgres, tmp_path_factory):
             *instance_mounts,
             image, "dagster-webserver", "-h", "127.0.0.1", "-p", str(webserver_port), "-w", "/opt/dagster/workspace.yaml"],
     }
-    deployment = Deployment(docker, url, home, webserver_port, label, list(containers))
-    assert run(docker, "volume", "create", volume, timeout=60).returncode == 0
+    deployment = Deployment(docker, url, home, webserver_port, label, list(containers), gitlab, repo, project)
     try:
+        for name in (volume, f"{volume}-state"):
+            assert run(docker, "volume", "create", name, timeout=60).returncode == 0
+            # Mounted first where the image has the folder, owned by its user: the empty volume takes that owner.
+            made = run(docker, "run", "--rm", "--network", "none", "-v", f"{name}:/app/.ds-pipelines", image, "true", timeout=120)
+            assert made.returncode == 0, made.stderr
         started = time.monotonic()
         for name, args in containers.items():
             made = run(docker, "run", "-d", "--name", name, "--network", "host", "--label", label, *args, timeout=120)
@@ -210,7 +235,8 @@ def deployment(project_image, postgres, tmp_path_factory):
         listed += run(docker, "ps", "-aq", "--filter", f"label=ds-pipelines-test-deployment={uid}", timeout=60).stdout.split()
         if listed:
             run(docker, "rm", "-f", *sorted(set(listed)), timeout=120)
-        run(docker, "volume", "rm", "-f", volume, timeout=60)
+        run(docker, "volume", "rm", "-f", volume, f"{volume}-state", timeout=60)
+        gitlab.__exit__(None, None, None)
 
 
 def inspect(docker: str, container: str) -> dict:
@@ -260,3 +286,31 @@ def test_a_gpu_notebooks_container_asks_for_the_gpus_and_fails_clearly_without_t
     assert "Docker could not create or start the container" in events, events[-4000:]
     assert "NVIDIA Container Toolkit" in events
     assert 'could not select device driver \\"nvidia\\"' in events or 'could not select device driver "nvidia"' in events, events[-4000:]
+
+
+def test_a_pushed_commit_runs_in_its_own_container_from_the_code_locations_checkout(deployment):
+    gitlab, repo = deployment.gitlab, deployment.repo
+    # The first tick only records where main is: push once the sensor has listed main's commits.
+    wait_until("the commit sensor's first tick", lambda: any("/repository/commits" in path for _, path in gitlab.requests), deployment)
+    time.sleep(POLL_INTERVAL_S)
+    repo.write(TRAINING, notebook_json("print('pushed to the container deployment')"))
+    pushed = repo.commit("retrain in the deployment")
+
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    with deployment.instance() as instance:
+        while not (runs := instance.get_runs(filters=dg.RunsFilter(job_name="commit_notebook", tags={"ds-pipelines/commit": pushed}))):
+            assert time.monotonic() < deadline, f"no commit run of {pushed[:12]}:\n{deployment.logs()}"
+            time.sleep(2)
+    finished = deployment.wait_finished(runs[0].run_id)
+
+    assert finished.status == dg.DagsterRunStatus.SUCCESS, deployment.events(finished.run_id)[-4000:] + deployment.logs()
+    assert "docker/container_id" in finished.tags, "launched in a container of its own"
+    with deployment.instance() as instance:
+        records = instance.fetch_materializations(dg.AssetKey("training_example"), limit=1).records
+        inner = instance.get_run_by_id(records[0].run_id) if records else None
+    # The notebook ran from the sensor's checkout in the run's container, and its run is in Postgres.
+    assert inner is not None and inner.tags["ds-pipelines/commit"] == pushed, deployment.events(finished.run_id)[-4000:]
+    executed = records[0].asset_materialization.metadata["executed_notebook"].value
+    # Kept by that run's instance folder in the storage volume, which the webserver mounts too.
+    assert executed.startswith(f"/project/{STATE_DIR}/dagster-postgres/storage/"), executed
+    assert not (deployment.project / STATE_DIR / "checkouts").exists(), "the checkout went through the volume"

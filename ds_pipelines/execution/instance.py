@@ -98,13 +98,35 @@ def use_local_defaults(project: Project) -> Path:
     if home:
         _refuse_ignored_postgres(Path(home))
         return Path(home)
-    home_dir = local_instance_home(project)
+    home_dir = _prepared_home(local_instance_home(project), postgres=bool(os.environ.get(POSTGRES_URL_ENV)))
+    os.environ[DAGSTER_HOME_ENV] = str(home_dir)
+    return home_dir
+
+
+def _prepared_home(home_dir: Path, *, postgres: bool) -> Path:
     home_dir.mkdir(parents=True, exist_ok=True)
     settings = home_dir / "dagster.yaml"
     if not settings.exists():
-        settings.write_text(INSTANCE_SETTINGS + (POSTGRES_STORAGE if os.environ.get(POSTGRES_URL_ENV) else ""))
-    os.environ[DAGSTER_HOME_ENV] = str(home_dir)
+        settings.write_text(INSTANCE_SETTINGS + (POSTGRES_STORAGE if postgres else ""))
     return home_dir
+
+
+def keeps_runs_in_postgres(instance: dg.DagsterInstance) -> bool:
+    """Whether ``instance`` (however it was configured: a ``dagster.yaml``, or the instance ref a run
+    launcher hands a run's container) stores its runs in Postgres."""
+    return type(instance.run_storage).__module__.split(".")[0] == "dagster_postgres"
+
+
+def home_for_processes_of(instance: dg.DagsterInstance, project: Project) -> Path:
+    """The ``DAGSTER_HOME`` a ``ds-pipelines run`` started from a run of ``instance`` opens the same runs in.
+
+    A run's container gets its instance from the launcher's command, without a ``dagster.yaml`` (the folder
+    Dagster reports is its artifact storage): on Postgres the process then gets an instance folder of its own
+    in the project's state folder, on ``DAGSTER_POSTGRES_URL``'s database, as ``use_local_defaults`` makes it."""
+    home = Path(instance.root_directory)
+    if keeps_runs_in_postgres(instance) and not stores_in_postgres(home):
+        return _prepared_home(project.state_dir / "dagster-postgres", postgres=True)
+    return home
 
 
 def stores_in_postgres(home: Path) -> bool:

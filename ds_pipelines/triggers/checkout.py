@@ -40,6 +40,9 @@ FETCH_REFSPECS = (
     "+refs/tags/*:refs/tags/*",
 )
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# tarfile's "data" filter (refuses what leaves the folder, drops owners and odd modes) where this Python has it.
+_DATA_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+_FILTER_ERRORS = getattr(tarfile, "FilterError", ())
 # Given on every git command line: the repository's own settings cannot turn hooks or an fsmonitor back on.
 _NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}", "-c", "core.fsmonitor=false")
 MIRROR_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
@@ -109,10 +112,13 @@ def _extract(mirror: Path, sha: str, staging: Path) -> list[str]:
         try:
             with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
                 for member in tar:
+                    refused = _leaves(member, staging)
+                    if refused:
+                        raise CheckoutError(refused)
                     try:
-                        tar.extract(member, staging, filter="data")  # refuses absolute paths, links that leave
-                    except tarfile.FilterError as exc:
-                        raise CheckoutError(_refused(member, exc)) from None
+                        tar.extract(member, staging, **_DATA_FILTER)
+                    except _FILTER_ERRORS as exc:
+                        raise CheckoutError(f"{member.name} cannot be extracted: {exc}") from None
                     if member.isfile():
                         files.append(member.name)
         except tarfile.TarError as exc:  # git stopped part way: its own message says why, if it left one
@@ -129,11 +135,22 @@ def _extract(mirror: Path, sha: str, staging: Path) -> list[str]:
         raise CheckoutError(f"git archive {sha} failed: {detail[-1] if detail else unreadable or 'no details'}")
 
 
-def _refused(member: tarfile.TarInfo, problem: tarfile.FilterError) -> str:
+def _leaves(member: tarfile.TarInfo, staging: Path) -> str | None:
+    """Why ``member`` would reach outside ``staging`` (an absolute or ``..`` path, a link pointing out, a
+    device or pipe); None when it stays inside. Checked on every Python, also those without tarfile's
+    ``data`` filter (3.11 before 3.11.4, as Debian's), which is applied as well where it exists."""
+    root = staging.resolve()
+    if os.path.isabs(member.name) or not (root / member.name).resolve().is_relative_to(root):
+        return f"{member.name} lies outside the commit's folder: not extracted"
     if member.issym() or member.islnk():
-        return (f"the link {member.name} -> {member.linkname} points outside the commit's files, which are all a "
-                "checkout holds (commit the data, or name its path in a config)")
-    return f"{member.name} cannot be extracted: {problem}"
+        base = root if member.islnk() else (root / member.name).parent
+        target = member.linkname
+        if os.path.isabs(target) or not (base / target).resolve().is_relative_to(root):
+            return (f"the link {member.name} -> {target} points outside the commit's files, which are all a "
+                    "checkout holds (commit the data, or name its path in a config)")
+    elif not (member.isfile() or member.isdir()):
+        return f"{member.name} is a device or pipe, which a checkout does not hold: not extracted"
+    return None
 
 
 def evict(cache_dir: Path, *, keep: int, in_use: Collection[str] = ()) -> list[str]:

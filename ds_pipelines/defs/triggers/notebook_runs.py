@@ -28,6 +28,7 @@ from ds_pipelines.execution.instance import (
     COMMIT_RUNS_POOL,
     DAGSTER_HOME_ENV,
     POSTGRES_URL_ENV,
+    home_for_processes_of,
     shared_lock,
     stores_in_postgres,
 )
@@ -57,15 +58,14 @@ def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunC
     output_dir = project_dir / RESULTS_DIR / context.run_id
     # The commit's code runs in this process and its kernels: it gets the allow-listed environment only
     # (project.run_environment), no GitLab or Slack token, and the Postgres URL only if the instance needs it.
-    home = Path(context.instance.root_directory) if context.instance.root_directory else None
+    home = home_for_processes_of(context.instance, Project())
     env = {
-        **notebook_run_environment(os.environ, postgres=home is not None and stores_in_postgres(home)),
+        **notebook_run_environment(os.environ, postgres=stores_in_postgres(home)),
         RUN_TAGS_ENV: json.dumps({k: v for k, v in context.run.tags.items() if k.startswith(TAG_PREFIX)}),
         # The deployment's MLflow store, not one inside a checkout.
         TRACKING_URI_ENV: tracking_uri(Project()),
+        DAGSTER_HOME_ENV: str(home),
     }
-    if home is not None:
-        env[DAGSTER_HOME_ENV] = str(home)
     # The deployment's ds_pipelines, never a ds_pipelines/ folder of the checkout: -I keeps the working folder
     # off sys.path, and that folder is an empty one, as Dagster puts it on the kernel's sys.path to load the job.
     command = [sys.executable, "-I", "-m", "ds_pipelines", "run", config.notebook,
