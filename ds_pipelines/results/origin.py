@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.project.work_tree import ask_git
 
 TAG_PREFIX = "ds-pipelines/"
 RUN_TAGS_ENV = "DS_PIPELINES_RUN_TAGS"
@@ -150,16 +150,14 @@ def _checked_out_commit(root: Path) -> tuple[str, str] | None:
     """HEAD of the git work tree holding ``root``, unless that tree ignores ``root``: a commit's checkout
     under a deployment's git-ignored ``.ds-pipelines/`` is not the deployment's HEAD."""
 
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-
-    try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode != 0 or git("check-ignore", "-q", ".").returncode == 0:
-            return None
-    except FileNotFoundError:  # no git on this machine
+    head = ask_git(root, "rev-parse", "HEAD")
+    if head is None or head.returncode != 0:
         return None
-    return head.stdout.strip(), git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    ignored = ask_git(root, "check-ignore", "-q", ".")
+    if ignored is None or ignored.returncode == 0:
+        return None
+    branch = ask_git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    return head.stdout.strip(), branch.stdout.strip() if branch is not None else ""
 
 
 def _runner(env: Mapping[str, str]) -> str | None:

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.project.work_tree import ask_git
 
 PACKAGES = ("xgboost", "scikit-learn", "optuna", "mlflow", "dagster", "numpy", "pandas")
 IMAGE_ENV = "DSP_IMAGE"
@@ -158,13 +158,10 @@ def commit_state(root: Path, sha: str | None, branch: str | None) -> dict[str, A
     if not sha:
         return None
     dirty = None
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
-        if head.returncode == 0 and head.stdout.strip() == sha:
-            status = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=root, capture_output=True, text=True)
-            dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
-    except OSError:  # no git on this machine
-        pass
+    head = ask_git(root, "rev-parse", "HEAD")
+    if head is not None and head.returncode == 0 and head.stdout.strip() == sha:
+        status = ask_git(root, "status", "--porcelain", "--", ".")
+        dirty = bool(status.stdout.strip()) if status is not None and status.returncode == 0 else None
     return {"sha": sha, "branch": branch or "", "dirty": dirty}
 
 

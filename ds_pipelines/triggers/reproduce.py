@@ -36,6 +36,7 @@ from typing import Any
 
 from ds_pipelines.errors import DsPipelinesError, shown
 from ds_pipelines.project.run_environment import DAGSTER_HOME_ENV, notebook_run_environment
+from ds_pipelines.project.work_tree import GIT_TIMEOUT_S, ask_git
 from ds_pipelines.results.folder import ResultsError, load_results
 from ds_pipelines.results.origin import RUN_TAGS_ENV
 from ds_pipelines.results.reproducibility import (
@@ -225,7 +226,10 @@ def _same(before: float | None, after: float | None, device: str) -> bool:
 
 
 def _git_toplevel(root: Path) -> Path:
-    done = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
+    done = ask_git(root, "rev-parse", "--show-toplevel")
+    if done is None:
+        raise ReproduceInputError(f"git did not answer in {root} within {GIT_TIMEOUT_S} s (or is not installed): the "
+                                  "recorded commit cannot be checked out")
     if done.returncode != 0:
         raise ReproduceInputError(f"project folder {root} is not in a git repository: the recorded commit cannot be checked out")
     return Path(done.stdout.strip()).resolve()
