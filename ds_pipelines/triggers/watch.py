@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -113,8 +112,7 @@ def parse_cursor(raw: str | None) -> Cursor:
     return Cursor({str(k): str(v) for k, v in data.items()}, parsed)
 
 
-def evaluate(client: GitLabClient, settings: TriggerSettings, cursor: Cursor, checkout: Checkout, *,
-             clock: Callable[[], float] = time.time) -> Evaluation:
+def evaluate(client: GitLabClient, settings: TriggerSettings, cursor: Cursor, checkout: Checkout) -> Evaluation:
     """The runs that commits newer than ``cursor`` ask for, and the cursor that follows them.
 
     The first evaluation (empty cursor) only records where each ref is: enabling the sensor must not rerun
@@ -122,7 +120,7 @@ def evaluate(client: GitLabClient, settings: TriggerSettings, cursor: Cursor, ch
     """
     result = Evaluation(cursor=Cursor(dict(cursor.refs), dict(cursor.retries)))
     first = not cursor.refs
-    now = clock()
+    now = time.time()
     for branch in settings.branches:
         key = f"branch:{branch}"
         if _waiting(result, key, now):
