@@ -9,8 +9,6 @@ import reprlib
 _BOUNDED = reprlib.Repr()  # attributes, not arguments: Python 3.11's Repr takes none
 _BOUNDED.maxlevel, _BOUNDED.maxstring, _BOUNDED.maxother, _BOUNDED.maxlong = 3, 120, 120, 60
 _BOUNDED.maxlist = _BOUNDED.maxtuple = _BOUNDED.maxdict = _BOUNDED.maxset = 6
-
-
 _MAX_SHOWN = 300
 
 

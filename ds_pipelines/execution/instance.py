@@ -41,7 +41,6 @@ from filelock import FileLock, Timeout
 # imports this module before it starts the first notebook's kernel, and every import before that delays the notebook.
 from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
-from ds_pipelines.project.config import read_yaml
 from ds_pipelines.project.run_environment import DAGSTER_HOME_ENV, POSTGRES_URL_ENV
 
 if TYPE_CHECKING:
@@ -124,19 +123,16 @@ def home_for_processes_of(instance: dg.DagsterInstance, project: Project) -> Pat
     Dagster reports is its artifact storage): on Postgres the process then gets an instance folder of its own
     in the project's state folder, on ``DAGSTER_POSTGRES_URL``'s database, as ``use_local_defaults`` makes it."""
     home = Path(instance.root_directory)
-    if keeps_runs_in_postgres(instance) and not stores_in_postgres(home):
+    if keeps_runs_in_postgres(instance) and not reads_postgres_url(home):
         return _prepared_home(project.state_dir / "dagster-postgres", postgres=True)
     return home
 
 
-def stores_in_postgres(home: Path) -> bool:
+def reads_postgres_url(home: Path) -> bool:
     """Whether the instance in ``home`` reads ``DAGSTER_POSTGRES_URL`` (its ``dagster.yaml`` names it): only
     then does a run of that instance get the URL, with its password."""
     settings = home / "dagster.yaml"
     return settings.is_file() and POSTGRES_URL_ENV in settings.read_text(encoding="utf-8", errors="replace")
-
-
-_POSTGRES_STORAGE_KEYS = ("run_storage", "event_log_storage", "schedule_storage")
 
 
 def configures_postgres(home: Path) -> bool:
@@ -145,6 +141,8 @@ def configures_postgres(home: Path) -> bool:
     settings = home / "dagster.yaml"
     if not settings.is_file():
         return False
+    from ds_pipelines.project.config import read_yaml  # YAML and pydantic: only where a DAGSTER_HOME is checked
+
     data = read_yaml(settings)
     if not isinstance(data, dict):
         return False

@@ -70,4 +70,4 @@ def publish_wiki_pages(
             else:
                 return list(written.values())
     raise WikiError(f"wiki pages {', '.join(slugs)} changed each of the {MERGE_ATTEMPTS} times they were "
-                           "merged: other runs kept writing them; publish again later")
+                    "merged: other runs kept writing them; publish again later")

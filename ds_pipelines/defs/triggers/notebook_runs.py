@@ -30,7 +30,7 @@ from ds_pipelines.execution.instance import (
     POSTGRES_URL_ENV,
     home_for_processes_of,
     shared_lock,
-    stores_in_postgres,
+    reads_postgres_url,
 )
 from ds_pipelines.project import Project
 from ds_pipelines.project.run_environment import notebook_run_environment
@@ -58,12 +58,13 @@ def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunC
     output_dir = project_dir / RESULTS_DIR / context.run_id
     # The commit's code runs in this process and its kernels: it gets the allow-listed environment only
     # (project.run_environment), no GitLab or Slack token, and the Postgres URL only if the instance needs it.
-    home = home_for_processes_of(context.instance, Project())
+    deployment = Project()
+    home = home_for_processes_of(context.instance, deployment)
     env = {
-        **notebook_run_environment(os.environ, postgres=stores_in_postgres(home)),
+        **notebook_run_environment(os.environ, postgres=reads_postgres_url(home)),
         RUN_TAGS_ENV: json.dumps({k: v for k, v in context.run.tags.items() if k.startswith(TAG_PREFIX)}),
         # The deployment's MLflow store, not one inside a checkout.
-        TRACKING_URI_ENV: tracking_uri(Project()),
+        TRACKING_URI_ENV: tracking_uri(deployment),
         DAGSTER_HOME_ENV: str(home),
     }
     # The deployment's ds_pipelines, never a ds_pipelines/ folder of the checkout: -I keeps the working folder
