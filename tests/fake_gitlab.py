@@ -111,6 +111,10 @@ class FakeGitLab(LoopbackServer):
         self.protected_tags: list[str] = ["v*", "dev-*"]
         """Patterns of protected tags, as the README asks GitLab to be set."""
         self.pipelines: list[dict] = []
+        """Pipelines created through the API, with their ``variables`` and ``jobs``."""
+        self.jobs_of_new_pipelines: Callable[[dict], list[dict]] = lambda pipeline: [{"name": "dagster-run"}]
+        """The jobs GitLab would make of a new pipeline's configuration (``name``, ``status``, ``tag_list``):
+        a test that runs the real configuration with gitlab-ci-local tells the fake what it planned."""
         self.jobs: list[dict] = []
         """CI jobs, oldest first (``add_job``); listed newest first, filtered by ``scope[]`` statuses."""
         self.max_per_page = MAX_PER_PAGE
@@ -250,6 +254,12 @@ class FakeGitLab(LoopbackServer):
             ("GET", f"{project}/releases/{_SEGMENT}", self._release),
             ("PUT", f"{project}/releases/{_SEGMENT}", self._update_release),
             ("POST", f"{project}/pipeline", self._create_pipeline),
+            ("GET", f"{project}/pipelines", self._list_pipelines),
+            ("GET", f"{project}/pipelines/{_SEGMENT}", self._pipeline),
+            ("GET", f"{project}/pipelines/{_SEGMENT}/variables", self._pipeline_variables),
+            ("GET", f"{project}/pipelines/{_SEGMENT}/jobs", self._pipeline_jobs),
+            ("POST", f"{project}/pipelines/{_SEGMENT}/cancel", self._cancel_pipeline),
+            ("GET", f"{project}/jobs/{_SEGMENT}/trace", self._job_trace),
             ("GET", f"{project}/jobs", self._list_jobs),
             ("GET", f"{project}/repository/branches/{_SEGMENT}", self._branch),
             ("GET", f"{project}/repository/commits", self._list_commits),
@@ -465,11 +475,80 @@ class FakeGitLab(LoopbackServer):
             return Reply(400, {"error": "ref is missing"})
         sha = self._resolve(ref) if self.repo is not None else None
         pipeline_id = next(self._ids)
+        if self.repo is not None and sha is None:
+            return Reply(400, {"message": {"base": ["Reference not found"]}})
         pipeline = {"id": pipeline_id, "iid": len(self.pipelines) + 1, "project_id": self.project_id, "ref": ref,
                     "sha": sha, "status": "created", "source": "api", "variables": params.get("variables") or [],
-                    "web_url": f"{self.web_url}/-/pipelines/{pipeline_id}"}
+                    "created_at": _now(), "updated_at": _now(), "web_url": f"{self.web_url}/-/pipelines/{pipeline_id}"}
         self.pipelines.append(pipeline)
-        return Reply(201, {k: v for k, v in pipeline.items() if k != "variables"})
+        pipeline["jobs"] = [self._new_job(pipeline, job) for job in self.jobs_of_new_pipelines(pipeline)]
+        return Reply(201, _shown_pipeline(pipeline))
+
+    def _new_job(self, pipeline: dict, job: dict) -> dict:
+        job_id = next(self._ids)
+        return {"id": job_id, "name": job.get("name", "job"), "status": job.get("status", "pending"), "stage": "execute",
+                "ref": pipeline["ref"], "tag_list": list(job.get("tag_list", [])), "runner": None, "duration": None,
+                "created_at": _now(), "pipeline": {"id": pipeline["id"]}, "web_url": f"{self.web_url}/-/jobs/{job_id}",
+                "trace": ""}
+
+    def pipeline_of(self, variable: str, value: str) -> list[dict]:
+        """The pipelines created with ``variable`` set to ``value``."""
+        with self._lock:
+            return [p for p in self.pipelines if {"key": variable, "value": value} in
+                    [{"key": v.get("key"), "value": v.get("value")} for v in p["variables"]]]
+
+    def set_job(self, job_id: int, **changes: Any) -> None:
+        """Change a pipeline job's fields (``status``, ``trace``, ``runner``), as a runner working on it would;
+        the pipeline's status follows its jobs."""
+        with self._lock:
+            for pipeline in self.pipelines:
+                for job in pipeline.get("jobs", []):
+                    if job["id"] == job_id:
+                        job.update(changes)
+                        pipeline["status"] = job["status"]
+                        pipeline["updated_at"] = _now()
+                        return
+        raise KeyError(job_id)
+
+    def _find_pipeline(self, pipeline_id: str) -> dict | None:
+        return next((p for p in self.pipelines if str(p["id"]) == pipeline_id), None)
+
+    def _list_pipelines(self, params: dict) -> Reply:
+        listed = [p for p in reversed(self.pipelines)
+                  if all(params.get(key) in (None, p[key]) for key in ("ref", "source", "status"))
+                  and p["updated_at"] >= params.get("updated_after", "")]
+        return self._page([_shown_pipeline(p) for p in listed], params)
+
+    def _pipeline(self, params: dict, pipeline_id: str) -> Reply:
+        pipeline = self._find_pipeline(pipeline_id)
+        return Reply(200, _shown_pipeline(pipeline)) if pipeline else _not_found("Pipeline")
+
+    def _pipeline_variables(self, params: dict, pipeline_id: str) -> Reply:
+        pipeline = self._find_pipeline(pipeline_id)
+        return Reply(200, pipeline["variables"]) if pipeline else _not_found("Pipeline")
+
+    def _pipeline_jobs(self, params: dict, pipeline_id: str) -> Reply:
+        pipeline = self._find_pipeline(pipeline_id)
+        if pipeline is None:
+            return _not_found("Pipeline")
+        return self._page([{k: v for k, v in job.items() if k != "trace"} for job in pipeline.get("jobs", [])], params)
+
+    def _cancel_pipeline(self, params: dict, pipeline_id: str) -> Reply:
+        pipeline = self._find_pipeline(pipeline_id)
+        if pipeline is None:
+            return _not_found("Pipeline")
+        for job in pipeline.get("jobs", []):
+            if job["status"] not in ("success", "failed", "canceled", "skipped"):
+                job["status"] = "canceled"
+        pipeline["status"], pipeline["updated_at"] = "canceled", _now()
+        return Reply(200, _shown_pipeline(pipeline))
+
+    def _job_trace(self, params: dict, job_id: str) -> Reply:
+        for pipeline in self.pipelines:
+            for job in pipeline.get("jobs", []):
+                if str(job["id"]) == job_id:
+                    return Reply(200, job["trace"].encode(), content_type="text/plain")
+        return _not_found("Job")
 
     def _list_jobs(self, params: dict) -> Reply:
         scope = params.get("scope[]")
@@ -682,6 +761,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _shown_pipeline(pipeline: dict) -> dict:
+    return {k: v for k, v in pipeline.items() if k not in ("variables", "jobs")}
 
 
 def _not_found(what: str) -> Reply:

@@ -40,7 +40,9 @@ def test_the_instance_is_on_postgres_and_passes_settings_by_name():
     assert monitoring["enabled"] and monitoring["max_resume_run_attempts"] == 0, "dead containers fail, never resume"
     assert monitoring["free_slots_after_run_end_seconds"] <= 60 and monitoring["poll_interval_seconds"] <= 60
     launcher = instance["run_launcher"]
-    assert (launcher["module"], launcher["class"]) == ("ds_pipelines.execution.docker_launcher", "NotebookDockerRunLauncher")
+    assert (launcher["module"], launcher["class"]) == ("ds_pipelines.execution.run_launcher", "NotebookRunLauncher")
+    assert launcher["config"]["execute_on"] == "docker", "GitLab's runners only when turned on"
+    assert launcher["config"]["gitlab"]["pending_timeout_s"] == 1800
     env_vars = launcher["config"]["env_vars"]
     assert SECRET_NAMES <= set(env_vars)
     assert all("=" not in name for name in env_vars), "names only: values come from the daemon's environment"

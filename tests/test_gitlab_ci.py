@@ -40,7 +40,7 @@ from ds_pipelines.tracking.baselines import run_tags
 
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 JOB_NAMES = {"build-container", "detect-notebooks", "run-notebooks", "release-image", "auto-release", "secret_detection",
-             "refuse-fork-merge-request"}
+             "refuse-fork-merge-request", "dagster-run"}
 CHILD_PIPELINE = "notebooks-pipeline.yml"
 
 
@@ -124,9 +124,22 @@ def test_push_pipeline_plan(project):
     assert when(jobs) == {
         "build-container": "never", "detect-notebooks": "on_success", "run-notebooks": "on_success",
         "release-image": "never", "auto-release": "never", "secret_detection": "never",
-        "refuse-fork-merge-request": "never",
+        "refuse-fork-merge-request": "never", "dagster-run": "never",
     }
     assert [n["job"] for n in jobs["run-notebooks"]["needs"]] == ["detect-notebooks"]
+
+
+@pytest.mark.slow
+def test_a_pipeline_of_a_dagster_run_runs_its_job_only(project):
+    """As the deployment's run launcher creates it (ds_pipelines/execution/gitlab_runs.py): also on a release tag,
+    nothing is detected, published or released; the image is still built when it is missing."""
+    dagster_run = {"CI_PIPELINE_SOURCE": "api", "DSP_DAGSTER_RUN_ID": "0c1d", "DSP_DAGSTER_NOTEBOOKS": "training_example",
+                   "DSP_DAGSTER_DEVICE": "gpu", "SECRET_DETECTION_DISABLED": "true"}
+    for extra in ({}, {"CI_COMMIT_TAG": "v1.2.3"}):
+        planned = project.jobs({**dagster_run, **extra})
+        assert {name: job["when"] for name, job in planned.items() if job["when"] != "never"} == {
+            "build-container": "on_success", "dagster-run": "on_success"}, extra
+    assert [n["job"] for n in planned["dagster-run"]["needs"]] == ["build-container"]
 
 
 @pytest.mark.slow
@@ -434,7 +447,7 @@ def test_a_schedule_on_a_production_tag_scores_records_and_releases_nothing(proj
     assert when(project.jobs({**OFFLINE, **schedule}, unset=on_the_tag)) == {
         "build-container": "never", "detect-notebooks": "on_success", "run-notebooks": "on_success",
         "release-image": "never", "auto-release": "never", "secret_detection": "never",
-        "refuse-fork-merge-request": "never",
+        "refuse-fork-merge-request": "never", "dagster-run": "never",
     }
     with_docker = project.jobs({**schedule, "SECRET_DETECTION_DISABLED": "true"}, unset=on_the_tag)
     assert (with_docker["build-container"]["when"], with_docker["release-image"]["when"]) == ("on_success", "never")

@@ -12,6 +12,7 @@ import click
 
 from ds_pipelines.cli.check import check
 from ds_pipelines.cli.detect import detect
+from ds_pipelines.cli.execute_run import execute_run
 from ds_pipelines.cli.image_tag import image_tag
 from ds_pipelines.cli.mask import mask_secrets
 from ds_pipelines.cli.notify import notify
@@ -44,6 +45,7 @@ cli.add_command(publish)
 cli.add_command(release)
 cli.add_command(reproduce)
 cli.add_command(mask_secrets)
+cli.add_command(execute_run)
 
 
 def main() -> None:

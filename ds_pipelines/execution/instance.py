@@ -88,6 +88,11 @@ SETUP_LOCK_TIMEOUT_S = 120
 """Setting up a fresh instance takes a few seconds; a lock held this long belongs to a stuck process."""
 
 
+def executed_notebook_path(instance: dg.DagsterInstance, name: str, run_id: str) -> Path:
+    """Where notebook ``name``'s asset keeps its executed copy: with the Dagster instance, one file per run."""
+    return Path(instance.storage_directory()) / "notebooks" / name / f"{run_id}.ipynb"
+
+
 def use_local_defaults(project: Project) -> Path:
     """Point this process (and the kernels it starts) at the project, and at its local Dagster instance
     unless ``DAGSTER_HOME`` names another: on SQLite in the project, or on ``DAGSTER_POSTGRES_URL``'s database

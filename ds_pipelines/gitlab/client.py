@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import gitlab
 import requests
@@ -98,8 +99,11 @@ class GitLabClient:
             raise self._translated(operation, exc) from None
 
     def mask(self, text: str) -> str:
-        """``text`` with the token replaced by ``***``."""
-        return text.replace(self.settings.token, "***") if self.settings.token else text
+        """``text`` with the token, and a password in GitLab's URL, replaced by ``***``."""
+        for secret in (self.settings.token, urlsplit(self.settings.url).password):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def project_attributes(self) -> dict[str, Any]:
         """The project as the `projects API <https://docs.gitlab.com/api/projects/#get-a-single-project>`_
@@ -252,7 +256,7 @@ class GitLabClient:
 
     def _translated(self, operation: str, exc: Exception) -> GitLabError:
         """Our error for a python-gitlab or requests one; built from scratch, the token masked."""
-        url = self.settings.url
+        url = self.mask(self.settings.url)
         if isinstance(exc, requests.RequestException):
             reason = self.mask(_short(str(exc)))
             return GitLabError(

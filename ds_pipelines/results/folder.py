@@ -51,6 +51,12 @@ EXECUTED_NOTEBOOK_URL_TAG = "ds-pipelines/executed-notebook-url"
 keeps as artifacts. The instance's own copy stays on the machine that ran it, out of a shared UI's reach."""
 
 
+def executed_notebook_url_tag(name: str) -> str:
+    """The run tag of notebook ``name``'s kept copy, for a run of several notebooks (a GitLab job executing a
+    Dagster run of the UI); ``EXECUTED_NOTEBOOK_URL_TAG`` serves runs of one notebook."""
+    return f"{EXECUTED_NOTEBOOK_URL_TAG}/{name}"
+
+
 class ResultsError(DsPipelinesError):
     """A results folder that is missing, incomplete or not in the expected format."""
 

@@ -2,7 +2,6 @@
 
 import os
 import time
-from pathlib import Path
 
 import dagster as dg
 from papermill.exceptions import PapermillExecutionError
@@ -14,7 +13,7 @@ from ds_pipelines.execution.dagstermill_bridge import (
     cell_failure,
     execute_notebook_step,
 )
-from ds_pipelines.execution.instance import DEVICE_TAG, GPU_POOL
+from ds_pipelines.execution.instance import DEVICE_TAG, GPU_POOL, executed_notebook_path
 from ds_pipelines.project import NotebookSpec, Project, asset_name
 from ds_pipelines.project.notebook_file import (
     kernel_for,
@@ -28,7 +27,7 @@ from ds_pipelines.results.checks import (
     blocking_failures,
     evaluate,
 )
-from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG
+from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG, executed_notebook_url_tag
 from ds_pipelines.results.handover import read_report
 from ds_pipelines.results.origin import Provenance, run_commit
 from ds_pipelines.results.reproducibility import (
@@ -55,11 +54,6 @@ def describe(project: Project, spec: NotebookSpec) -> str:
     return f"Notebook {spec.path}"
 
 
-def executed_notebook_path(instance: dg.DagsterInstance, spec: NotebookSpec, run_id: str) -> Path:
-    """Kept with the Dagster instance that ran it, one file per run."""
-    return Path(instance.storage_directory()) / "notebooks" / spec.name / f"{run_id}.ipynb"
-
-
 def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
     notebook = project.root / spec.path
     model = project.schema_model(spec)
@@ -83,9 +77,9 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
                      for check in spec.checks],
     )
     def _notebook(context: dg.AssetExecutionContext, mlflow: MLflowResource) -> dg.MaterializeResult:
-        executed = executed_notebook_path(context.instance, spec, context.run.run_id)
+        executed = executed_notebook_path(context.instance, spec.name, context.run.run_id)
         # A CI job's run: the copy in its artifacts, which a shared instance's UI can open.
-        kept_at = context.run.tags.get(EXECUTED_NOTEBOOK_URL_TAG)
+        kept_at = context.run.tags.get(executed_notebook_url_tag(spec.name)) or context.run.tags.get(EXECUTED_NOTEBOOK_URL_TAG)
         kept = {"executed_notebook_url": dg.MetadataValue.url(kept_at)} if kept_at else {}
         # `ds-pipelines run` checked this before it started; a run from the UI or a sensor is checked here.
         problem = notebook_problem(project.root, spec)

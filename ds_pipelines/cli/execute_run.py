@@ -1,0 +1,47 @@
+"""``ds-pipelines execute-run RUN_ID``: execute a run the Dagster deployment launched on GitLab (its CI job)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ds_pipelines.cli.options import load_project, project_dir_option
+
+DEFAULT_OUTPUT_DIR = Path("results", "dagster-run")
+
+
+@click.command("execute-run")
+@click.argument("run_id")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUTPUT_DIR,
+              show_default=True, help="Where the executed notebooks go, masked, one per notebook (NAME.ipynb): the "
+              "job keeps this folder as its artifacts, and the run's materializations link the copies there.")
+@project_dir_option
+def execute_run(run_id: str, output_dir: Path, project_dir: Path | None) -> None:
+    """Execute Dagster run RUN_ID, which the deployment created and launched on GitLab
+    (deploy/dagster.yaml, run_launcher execute_on: gitlab), with this checkout's
+    code location, against the deployment's instance (DAGSTER_POSTGRES_URL).
+
+    templates/notebooks.yml's dagster-run job calls it with $DSP_DAGSTER_RUN_ID.
+    The run's events, materializations and checks reach the Dagster UI as they
+    happen. A run that is not waiting to start (already executed or canceled) is
+    not executed again: exit 2. Exit 1 when the run fails.
+    """
+    from ds_pipelines.execution.instance import use_local_defaults
+    from ds_pipelines.execution.run_worker import execute_stored_run
+    from ds_pipelines.publishing.render.links import job_artifact_url
+
+    project = load_project(project_dir)
+    use_local_defaults(project)
+    job_url = os.environ.get("CI_JOB_URL") or None
+    checkout = Path(os.environ.get("CI_PROJECT_DIR") or Path.cwd())
+    folder = (output_dir if output_dir.is_absolute() else Path.cwd() / output_dir).resolve()
+    try:
+        in_artifacts = folder.relative_to(checkout.resolve()).as_posix()
+    except ValueError:
+        in_artifacts = None  # outside the checkout: not among the job's artifacts
+    artifact_url = (lambda name: job_artifact_url(job_url, f"{in_artifacts}/{name}")) if job_url and in_artifacts else None
+    succeeded = execute_stored_run(project, run_id, output_dir=folder, job_url=job_url, artifact_url=artifact_url,
+                                   on_line=lambda line: click.echo(line, err=True))
+    raise SystemExit(0 if succeeded else 1)
