@@ -116,6 +116,11 @@ class CiProject(GitRepo):
         They reach the child pipeline too, as GitLab forwards them (``trigger: forward: pipeline_variables``,
         which gitlab-ci-local ignores): its child pipelines get only the trigger job's variables, but read
         the variables file of --home, as every pipeline it runs does."""
+        return subprocess.run(self.gitlab_ci_local_command(*args, variables=variables, unset=unset), check=False,
+                              cwd=self.root, env=env or job_environment(), capture_output=True, text=True, timeout=timeout)
+
+    def gitlab_ci_local_command(self, *args: str, variables: dict[str, str], unset: tuple[str, ...] = ()) -> list[str]:
+        """The command line of ``gitlab_ci_local`` (run it in ``root``), its variables file written."""
         home = self.root.parent / "gcl-home"
         forwarded = {name: {"type": "variable", "values": {"*": value}} for name, value in variables.items()}
         (home / STATE_DIR).mkdir(parents=True, exist_ok=True)
@@ -126,8 +131,7 @@ class CiProject(GitRepo):
             command += ["--variable", f"{name}={value}"]
         for name in unset:
             command += ["--unset-variable", name]
-        return subprocess.run([*command, *args], check=False, cwd=self.root, env=env or job_environment(), capture_output=True,
-                              text=True, timeout=timeout)
+        return [*command, *args]
 
     def jobs(self, variables: dict[str, str], unset: tuple[str, ...] = ()) -> dict[str, dict]:
         """The pipeline gitlab-ci-local plans, by job name (``when`` is "never" for jobs left out)."""

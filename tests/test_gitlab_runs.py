@@ -254,3 +254,14 @@ def test_execute_run_refuses_a_run_that_is_not_waiting_to_start(deployment, tmp_
     assert "Traceback" not in refused.stderr and not (tmp_path / "out").exists()
     unknown = execute_run("no-such-run", *project, env=env)
     assert unknown.returncode == 2 and "run no-such-run is not in the Dagster instance" in unknown.stderr
+
+
+def test_a_run_canceled_in_dagster_while_its_job_waits_has_its_pipeline_canceled_once(deployment):
+    """The UI's force termination of a starting run marks it canceled without asking the launcher."""
+    run = deployment.launch("cpu_note")
+    deployment.instance.report_run_canceled(run, "force-terminated in the UI")
+    assert len(deployment.launcher.follow_gitlab_runs()) == 1
+    assert deployment.pipeline(run)["status"] == "canceled"
+    cancels = [path for method, path in deployment.gitlab.requests if method == "POST" and path.endswith("/cancel")]
+    deployment.launcher.follow_gitlab_runs()  # the job is canceled now: its log is reported, no second cancel
+    assert [path for method, path in deployment.gitlab.requests if method == "POST" and path.endswith("/cancel")] == cancels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import click
@@ -28,20 +29,18 @@ def execute_run(run_id: str, output_dir: Path, project_dir: Path | None) -> None
     happen. A run that is not waiting to start (already executed or canceled) is
     not executed again: exit 2. Exit 1 when the run fails.
     """
+    from ds_pipelines.cli.publish import job_artifacts
     from ds_pipelines.execution.instance import use_local_defaults
     from ds_pipelines.execution.run_worker import execute_stored_run
-    from ds_pipelines.publishing.render.links import job_artifact_url
 
+    warnings.filterwarnings("ignore", message=r".*is currently in beta")  # dagstermill's own API notices
     project = load_project(project_dir)
     use_local_defaults(project)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # papermill's bar would garble the job log
     job_url = os.environ.get("CI_JOB_URL") or None
-    checkout = Path(os.environ.get("CI_PROJECT_DIR") or Path.cwd())
-    folder = (output_dir if output_dir.is_absolute() else Path.cwd() / output_dir).resolve()
-    try:
-        in_artifacts = folder.relative_to(checkout.resolve()).as_posix()
-    except ValueError:
-        in_artifacts = None  # outside the checkout: not among the job's artifacts
-    artifact_url = (lambda name: job_artifact_url(job_url, f"{in_artifacts}/{name}")) if job_url and in_artifacts else None
+    folder = output_dir.resolve()
+    artifacts = job_artifacts(job_url)
+    artifact_url = (lambda name: artifacts.url(folder / name)) if artifacts else None
     succeeded = execute_stored_run(project, run_id, output_dir=folder, job_url=job_url, artifact_url=artifact_url,
                                    on_line=lambda line: click.echo(line, err=True))
     raise SystemExit(0 if succeeded else 1)

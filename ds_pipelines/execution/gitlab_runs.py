@@ -57,6 +57,8 @@ JOB_URL_TAG = "ds-pipelines/gitlab-job-url"
 JOB_STATUS_TAG = "ds-pipelines/gitlab-job-status"
 """The job's state as last seen; ``follow`` reports each change once."""
 LOG_REPORTED = "log-reported"
+CANCEL_SENT_TAG = "ds-pipelines/gitlab-cancel-sent"
+"""The job whose pipeline ``follow`` canceled for a run canceled in Dagster: asked once."""
 """``JOB_STATUS_TAG`` once the finished job's log was reported: the run is no longer followed."""
 
 PENDING_TIMEOUT_S = 1800
@@ -128,7 +130,8 @@ def current_job(client: GitLabClient, run: dg.DagsterRun) -> Job | None:
 
 
 def cancel(instance: dg.DagsterInstance, client: GitLabClient, run: dg.DagsterRun) -> None:
-    """Terminate from the UI: the run is canceling until its job stops (``follow`` then marks it canceled)."""
+    """Terminate from the UI (a started run): the run is canceling until its job stops (``follow`` then marks
+    it canceled, or run monitoring after its cancel timeout)."""
     instance.report_run_canceling(run, message=f"Canceling GitLab pipeline {run.tags[PIPELINE_TAG]}.")
     cancel_pipeline(client, int(run.tags[PIPELINE_TAG]))
 
@@ -167,6 +170,12 @@ def _follow_run(instance: dg.DagsterInstance, client: GitLabClient, run: dg.Dags
         if job.status in FINISHED:
             _report_log(instance, client, run, job, masker)
             return f"run {run.run_id}: job {job.id} {job.status}, its log reported"
+        if run.status == dg.DagsterRunStatus.CANCELED and run.tags.get(CANCEL_SENT_TAG) != str(job.id):
+            # Marked canceled in the UI while its job waited ("force termination" of a starting run, which Dagster
+            # does without asking the launcher): the pipeline must not take a runner for nothing.
+            cancel_pipeline(client, int(run.tags[PIPELINE_TAG]))
+            instance.add_run_tags(run.run_id, {CANCEL_SENT_TAG: str(job.id)})
+            return f"run {run.run_id}: canceled in Dagster, pipeline {run.tags[PIPELINE_TAG]} canceled"
         return None
     if job.status in WAITING:
         if now() - float(run.tags.get(CREATED_AT_TAG) or now()) < pending_timeout_s:

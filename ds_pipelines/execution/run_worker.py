@@ -36,7 +36,7 @@ class RunNotExecutableError(DsPipelinesError):
 
 
 def execute_stored_run(project: Project, run_id: str, *, output_dir: Path, job_url: str | None,
-                       artifact_url: Callable[[str], str] | None, on_line: Callable[[str], None]) -> bool:
+                       artifact_url: Callable[[str], str | None] | None, on_line: Callable[[str], None]) -> bool:
     """Execute run ``run_id``; True when it succeeded. Each notebook's executed copy, masked, is written to
     ``output_dir/<name>.ipynb``; ``artifact_url`` of that path is recorded on the run before it starts."""
     instance = open_instance(project)
@@ -52,7 +52,7 @@ def execute_stored_run(project: Project, run_id: str, *, output_dir: Path, job_u
     names = run_notebooks(instance, run)
     tags = {JOB_URL_TAG: job_url} if job_url else {}
     if artifact_url:
-        tags |= {executed_notebook_url_tag(name): artifact_url(f"{name}.ipynb") for name in names}
+        tags |= {executed_notebook_url_tag(name): url for name in names if (url := artifact_url(f"{name}.ipynb"))}
     if tags:
         instance.add_run_tags(run_id, tags)
     run = instance.get_run_by_id(run_id)
