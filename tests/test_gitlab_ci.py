@@ -143,6 +143,23 @@ def test_a_pipeline_of_a_dagster_run_runs_its_job_only(project):
 
 
 @pytest.mark.slow
+def test_a_dagster_runs_job_runs_only_a_commit_of_its_refs_history(project):
+    """The run's commit (DSP_DAGSTER_COMMIT) is checked out only when the pipeline's ref contains it: a commit
+    of another branch, or a fork's, never runs with the protected ref's variables."""
+    project.git("checkout", "-q", "-b", "elsewhere")
+    project.write("elsewhere.txt", "not on main\n")
+    elsewhere = project.commit("a commit main does not contain")
+    project.git("checkout", "-q", "main")
+    result = project.gitlab_ci_local("dagster-run", variables={
+        **OFFLINE, "CI_PIPELINE_SOURCE": "api", "DSP_DAGSTER_RUN_ID": "0c1d", "DSP_DAGSTER_NOTEBOOKS": "training_example",
+        "DSP_DAGSTER_DEVICE": "cpu", "DSP_DAGSTER_COMMIT": elsewhere})
+    log = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"error: commit {elsewhere} is not in the history of main" in log
+    assert "execute-run" not in project.log("dagster-run").split("is not in the history")[1], "nothing ran after it"
+
+
+@pytest.mark.slow
 def test_docker_and_secret_detection_jobs_when_enabled(project):
     jobs = project.jobs({})  # BUILD_CONTAINER's default, and GitLab's secret detection on
     assert jobs["build-container"]["when"] == "on_success" and jobs["build-container"]["stage"] == "build"

@@ -265,3 +265,14 @@ def test_a_run_canceled_in_dagster_while_its_job_waits_has_its_pipeline_canceled
     cancels = [path for method, path in deployment.gitlab.requests if method == "POST" and path.endswith("/cancel")]
     deployment.launcher.follow_gitlab_runs()  # the job is canceled now: its log is reported, no second cancel
     assert [path for method, path in deployment.gitlab.requests if method == "POST" and path.endswith("/cancel")] == cancels
+
+
+def test_run_monitoring_that_would_fail_waiting_jobs_first_is_refused_at_launch(fake_gitlab_repo, monkeypatch):
+    gitlab, repo = fake_gitlab_repo
+    monkeypatch.setenv("DS_PIPELINES_PROJECT_DIR", str(repo.root))
+    job = build_definitions(Project(repo.root)).resolve_job_def(NOTEBOOKS_JOB)
+    monitoring = {"enabled": True, "start_timeout_seconds": 60}  # below the launcher's PENDING_TIMEOUT_S
+    with dg.instance_for_test(overrides={"run_launcher": deployed_launcher(), "run_monitoring": monitoring}) as instance:
+        with pytest.raises(gitlab_runs.LaunchError, match=r"start_timeout_seconds \(60\) is below .*gitlab.pending_timeout_s \(120\)"):
+            Deployment(instance, job, gitlab).launch("cpu_note")
+    assert gitlab.pipelines == []

@@ -72,6 +72,14 @@ class NotebookRunLauncher(NotebookDockerRunLauncher):
     def launch_run(self, context) -> None:
         if not self.on_gitlab:
             return super().launch_run(context)
+        monitoring_limit = self._instance.run_monitoring_start_timeout_seconds
+        if self._instance.run_monitoring_enabled and monitoring_limit < self.pending_timeout_s:
+            # Run monitoring would fail the run while its job still may wait for a runner: say so now, not then.
+            raise gitlab_runs.LaunchError(
+                f"run {context.dagster_run.run_id} was not launched on GitLab: run_monitoring.start_timeout_seconds "
+                f"({monitoring_limit}) is below the run launcher's gitlab.pending_timeout_s ({self.pending_timeout_s}) "
+                "in the instance's dagster.yaml: a run is starting while its job waits for a runner, so monitoring "
+                "would fail it first. Raise start_timeout_seconds to at least pending_timeout_s")
         try:
             client = self.gitlab_client()
         except GitLabError as exc:
