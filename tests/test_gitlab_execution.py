@@ -84,9 +84,12 @@ def small_project(tmp_path: Path) -> CiProject:
 
 
 def instance_settings() -> str:
-    launcher = yaml.safe_load((REPO / "deploy/dagster.yaml").read_text())["run_launcher"]
+    """The test's instance with deploy/dagster.yaml's queue and run launcher, the launcher turned to GitLab."""
+    deployed = yaml.safe_load((REPO / "deploy/dagster.yaml").read_text())
+    launcher = deployed["run_launcher"]
     launcher["config"].update(execute_on="gitlab", gitlab={"pending_timeout_s": PENDING_TIMEOUT_S})
-    return INSTANCE_SETTINGS + POSTGRES_STORAGE + yaml.safe_dump({"run_launcher": launcher})
+    return INSTANCE_SETTINGS + POSTGRES_STORAGE + yaml.safe_dump(
+        {"run_launcher": launcher, "run_coordinator": deployed["run_coordinator"]})
 
 
 @contextlib.contextmanager
@@ -185,12 +188,12 @@ def deployment(postgres, tmp_path_factory):
              process([str(bin_dir / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
                      env, tmp_path / "webserver.log"):
             deployment = Deployment(tmp_path, url, home, port, gitlab, project)
-            deployment.wait("webserver", lambda: _answers(f"http://127.0.0.1:{port}/server_info"))
+            deployment.wait("webserver", lambda: answers(f"http://127.0.0.1:{port}/server_info"))
             yield deployment
     os.environ.pop(POSTGRES_URL_ENV, None)
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=5):
             return True
@@ -202,6 +205,13 @@ def test_runs_launched_in_dagster_execute_on_the_runner_of_their_device(deployme
     gitlab = deployment.gitlab
     # Launched before the others, so that the gitlab_runs sensor's verdicts come while the jobs below execute.
     pending = deployment.launch("gpu_note")  # no runner ever takes its job
+    deployment.pipeline(pending)
+    # The gpu pool (one slot) holds across GitLab-launched runs: a second GPU run waits in Dagster's queue, with
+    # no pipeline, while the first one's job waits for a runner.
+    gpu = deployment.launch("gpu_note")
+    time.sleep(5)
+    assert deployment.run(gpu).status == dg.DagsterRunStatus.QUEUED
+    assert not gitlab.pipeline_of(gitlab_runs.RUN_ID_VARIABLE, gpu)
     canceled_in_gitlab = deployment.launch("cpu_note")
     gitlab.set_job(deployment.pipeline(canceled_in_gitlab)["jobs"][0]["id"], status="canceled")
     # Force termination of a run whose job still waits: Dagster marks it canceled without the launcher; the
@@ -213,18 +223,19 @@ def test_runs_launched_in_dagster_execute_on_the_runner_of_their_device(deployme
 
     gitlab.fail_next("POST", r"/pipeline$", LOSE_REPLY)  # created, but the launcher never hears of it
     cpu = deployment.launch("cpu_note")
-    gpu = deployment.launch("gpu_note")
     broken = deployment.launch("broken_note")
-    for run_id, notebook, device in ((cpu, "cpu_note", "cpu"), (gpu, "gpu_note", "gpu"), (broken, "broken_note", "cpu")):
+    for run_id, notebook, device in ((cpu, "cpu_note", "cpu"), (broken, "broken_note", "cpu"), (gpu, "gpu_note", "gpu")):
         pipeline = deployment.pipeline(run_id)  # exactly one each, the lost reply's too
         variables = {variable["key"]: variable["value"] for variable in pipeline["variables"]}
         assert (variables[gitlab_runs.NOTEBOOKS_VARIABLE], variables[gitlab_runs.DEVICE_VARIABLE]) == (notebook, device)
         assert pipeline["ref"] == "main" and variables[gitlab_runs.COMMIT_VARIABLE] == deployment.project.head()
         assert SUPERUSER_PASSWORD not in json.dumps(pipeline) and gitlab.token not in json.dumps(pipeline)
+        deployment.take_job(run_id)  # a runner takes each job now: none waits past the pending limit
+    # The gated GPU run got its pipeline once the first one failed, freeing the slot (asserted below).
 
     executed = deployment.execute_job(cpu)
     log = executed.stdout + executed.stderr
-    assert executed.returncode == 0, log[-5000:]
+    assert executed.returncode == 0, log[-3000:] + deployment.events(cpu)
     assert f"Dagster run {cpu} (cpu_note, device cpu) on runner tag cpu" in log
     assert SUPERUSER_PASSWORD not in log, "the database password stays out of the job log"
     run = deployment.finished(cpu)
@@ -245,14 +256,14 @@ def test_runs_launched_in_dagster_execute_on_the_runner_of_their_device(deployme
                   if entry.dagster_event and entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert [(check.check_name, check.passed) for check in checks] == [("answer_min", True)], checks
 
-    executed = deployment.execute_job(gpu)
-    assert "on runner tag gpu" in executed.stdout + executed.stderr
-    assert deployment.finished(gpu).status == dg.DagsterRunStatus.SUCCESS, deployment.events(gpu)
-
     executed = deployment.execute_job(broken)
     assert executed.returncode != 0
     assert deployment.finished(broken).status == dg.DagsterRunStatus.FAILURE
     assert "broken on purpose" in deployment.events(broken) and "cell" in deployment.events(broken)
+
+    executed = deployment.execute_job(gpu)
+    assert "on runner tag gpu" in executed.stdout + executed.stderr
+    assert deployment.finished(gpu).status == dg.DagsterRunStatus.SUCCESS, deployment.events(gpu)
 
     # The gitlab_runs sensor's verdicts (it ticks every 30 s under the daemon).
     assert deployment.finished(canceled_in_gitlab).status == dg.DagsterRunStatus.CANCELED

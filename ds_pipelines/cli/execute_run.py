@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ds_pipelines.cli.options import load_project, project_dir_option
+from ds_pipelines.errors import DsPipelinesError
 
 DEFAULT_OUTPUT_DIR = Path("results", "dagster-run")
 
@@ -18,8 +19,11 @@ DEFAULT_OUTPUT_DIR = Path("results", "dagster-run")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUTPUT_DIR,
               show_default=True, help="Where the executed notebooks go, masked, one per notebook (NAME.ipynb): the "
               "job keeps this folder as its artifacts, and the run's materializations link the copies there.")
+@click.option("--notebooks", "notebook_names", metavar="NAMES", default="",
+              help="The run's notebooks as asset names, comma-separated ($DSP_DAGSTER_NOTEBOOKS): the first one's "
+              "kernel starts while Dagster loads. What runs is the run's own selection.")
 @project_dir_option
-def execute_run(run_id: str, output_dir: Path, project_dir: Path | None) -> None:
+def execute_run(run_id: str, output_dir: Path, notebook_names: str, project_dir: Path | None) -> None:
     """Execute Dagster run RUN_ID, which the deployment created and launched on GitLab
     (deploy/dagster.yaml, run_launcher execute_on: gitlab), with this checkout's
     code location, against the deployment's instance (DAGSTER_POSTGRES_URL).
@@ -30,17 +34,40 @@ def execute_run(run_id: str, output_dir: Path, project_dir: Path | None) -> None
     not executed again: exit 2. Exit 1 when the run fails.
     """
     from ds_pipelines.cli.publish import job_artifacts
+    from ds_pipelines.cli.run import NOTEBOOKS_JOB
+    from ds_pipelines.execution import kernels
     from ds_pipelines.execution.instance import use_local_defaults
-    from ds_pipelines.execution.run_worker import execute_stored_run
+    from ds_pipelines.execution.lean_imports import import_papermill, long_lived_objects
+    from ds_pipelines.project.notebook_file import kernel_for
 
     warnings.filterwarnings("ignore", message=r".*is currently in beta")  # dagstermill's own API notices
     project = load_project(project_dir)
     use_local_defaults(project)
     os.environ.setdefault("TQDM_DISABLE", "1")  # papermill's bar would garble the job log
-    job_url = os.environ.get("CI_JOB_URL") or None
-    folder = output_dir.resolve()
-    artifacts = job_artifacts(job_url)
-    artifact_url = (lambda name: artifacts.url(folder / name)) if artifacts else None
-    succeeded = execute_stored_run(project, run_id, output_dir=folder, job_url=job_url, artifact_url=artifact_url,
-                                   on_line=lambda line: click.echo(line, err=True))
+    job = kernels.JobPointer(*NOTEBOOKS_JOB)
+    first = _first_notebook(project, notebook_names)
+    if first is not None:
+        # As `ds-pipelines run` does: the kernel starts up while this process imports Dagster and opens the run.
+        kernels.start_early(project.root / first.path, job, kernel_name=kernel_for(first), cwd=project.root)
+    try:
+        with long_lived_objects():
+            import_papermill()  # before the job's definitions import dagstermill, which imports it
+            from ds_pipelines.execution.run_worker import execute_stored_run
+        job_url = os.environ.get("CI_JOB_URL") or None
+        folder = output_dir.resolve()
+        artifacts = job_artifacts(job_url)
+        artifact_url = (lambda name: artifacts.url(folder / name)) if artifacts else None
+        succeeded = execute_stored_run(project, run_id, output_dir=folder, job_url=job_url, artifact_url=artifact_url,
+                                       on_line=lambda line: click.echo(line, err=True))
+    finally:
+        kernels.shutdown_all()
     raise SystemExit(0 if succeeded else 1)
+
+
+def _first_notebook(project, names: str):
+    """The spec of the first of ``names`` in run order, or None (a name the project lacks is the run's problem)."""
+    try:
+        specs = project.in_run_order([project.find(name) for name in names.split(",") if name.strip()])
+    except DsPipelinesError:
+        return None
+    return specs[0] if specs else None
