@@ -204,6 +204,8 @@ def test_detect_publishing_and_releases_run_on_the_light_runner(project):
     assert tags == {
         "build-container": ["$COMMIT_RUNNER"], "detect-notebooks": ["$LIGHT_RUNNER"], "release-image": ["$COMMIT_RUNNER"],
         "auto-release": ["$LIGHT_RUNNER"], "secret_detection": None, "refuse-fork-merge-request": ["$LIGHT_RUNNER"],
+        # GPU_RUNNER or CPU_RUNNER by the Dagster run's device, through its rules' variables.
+        "dagster-run": ["$DSP_RUNNER_TAG"],
     }
     variables = yaml.safe_load((PROJECT / ".gitlab-ci.yml").read_text())["variables"]
     # Compatibility: COMMIT_RUNNER alone still moves every job (device runners default to it in detect).
