@@ -14,6 +14,7 @@ from ds_pipelines.cli.check import check
 from ds_pipelines.cli.detect import detect
 from ds_pipelines.cli.execute_run import execute_run
 from ds_pipelines.cli.image_tag import image_tag
+from ds_pipelines.cli.init import init
 from ds_pipelines.cli.mask import mask_secrets
 from ds_pipelines.cli.notify import notify
 from ds_pipelines.cli.publish import publish
@@ -46,6 +47,7 @@ cli.add_command(release)
 cli.add_command(reproduce)
 cli.add_command(mask_secrets)
 cli.add_command(execute_run)
+cli.add_command(init)
 
 
 def main() -> None:
