@@ -60,3 +60,12 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
         answer = json.loads(response.read())
     assert "errors" not in answer, answer
     return answer["data"]
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers at all (a server that is up)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except OSError:
+        return False

@@ -33,6 +33,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster_webserver import answers
 from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, make_project, notebook_json
 from images import REPO, run
@@ -143,14 +144,6 @@ def wait_until(what: str, ready, deployment: Deployment) -> None:
     while not ready():
         assert time.monotonic() < deadline, f"no {what} after {START_TIMEOUT_S} s:\n{deployment.logs()}"
         time.sleep(2)
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")

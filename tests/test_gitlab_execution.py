@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import dagster as dg
 import pytest
 import yaml
 from ci_helpers import OFFLINE, CiProject, job_environment, missing_tools
-from dagster_webserver import graphql, stop_process_group
+from dagster_webserver import answers, graphql, stop_process_group
 from fake_gitlab import LOSE_REPLY, FakeGitLab
 from gitrepo import notebook_json
 from mlflow_serve import free_port
@@ -159,10 +158,14 @@ class Deployment:
         job = pipeline["jobs"][0]
         self.gitlab.set_job(job["id"], status="running", runner={"description": "test runner"})
         return job, {**OFFLINE, **RUNNERS, "CI_PIPELINE_SOURCE": "api", POSTGRES_URL_ENV: self.url,
-                     **{variable["key"]: variable["value"] for variable in pipeline["variables"]}}
+                     **pipeline_variables(pipeline)}
 
     def terminate(self, run_id: str, policy: str = "SAFE_TERMINATE") -> dict:
         return graphql(self.port, TERMINATE, {"runId": run_id, "policy": policy})["terminateRun"]
+
+
+def pipeline_variables(pipeline: dict) -> dict[str, str]:
+    return {variable["key"]: variable["value"] for variable in pipeline["variables"]}
 
 
 @pytest.fixture(scope="module")
@@ -176,9 +179,9 @@ def deployment(postgres, tmp_path_factory):
     (home / "dagster.yaml").write_text(instance_settings())
     port = free_port()
     with FakeGitLab(repo=project.root) as gitlab:
+        # The runner tag GitLab gives the job with RUNNERS as CI/CD variables (execute_job checks it in the job).
         gitlab.jobs_of_new_pipelines = lambda pipeline: [{"name": "dagster-run", "tag_list": [
-            RUNNERS["GPU_RUNNER" if {"key": gitlab_runs.DEVICE_VARIABLE, "value": "gpu"} in
-                    [{"key": v["key"], "value": v["value"]} for v in pipeline["variables"]] else "CPU_RUNNER"]]}]
+            RUNNERS[f"{pipeline_variables(pipeline)[gitlab_runs.DEVICE_VARIABLE].upper()}_RUNNER"]]}]
         env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DS_PIPELINES_", "CI_", "GITLAB_"))}
         env.update(**gitlab.environ(), DAGSTER_HOME=str(home), DS_PIPELINES_PROJECT_DIR=str(project.root),
                    MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -191,14 +194,6 @@ def deployment(postgres, tmp_path_factory):
             deployment.wait("webserver", lambda: answers(f"http://127.0.0.1:{port}/server_info"))
             yield deployment
     os.environ.pop(POSTGRES_URL_ENV, None)
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except OSError:
-        return False
 
 
 def test_runs_launched_in_dagster_execute_on_the_runner_of_their_device(deployment):
@@ -226,7 +221,7 @@ def test_runs_launched_in_dagster_execute_on_the_runner_of_their_device(deployme
     broken = deployment.launch("broken_note")
     for run_id, notebook, device in ((cpu, "cpu_note", "cpu"), (broken, "broken_note", "cpu"), (gpu, "gpu_note", "gpu")):
         pipeline = deployment.pipeline(run_id)  # exactly one each, the lost reply's too
-        variables = {variable["key"]: variable["value"] for variable in pipeline["variables"]}
+        variables = pipeline_variables(pipeline)
         assert (variables[gitlab_runs.NOTEBOOKS_VARIABLE], variables[gitlab_runs.DEVICE_VARIABLE]) == (notebook, device)
         assert pipeline["ref"] == "main" and variables[gitlab_runs.COMMIT_VARIABLE] == deployment.project.head()
         assert SUPERUSER_PASSWORD not in json.dumps(pipeline) and gitlab.token not in json.dumps(pipeline)

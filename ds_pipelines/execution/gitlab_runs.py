@@ -38,6 +38,7 @@ from ds_pipelines.gitlab.pipelines import (
 )
 from ds_pipelines.gitlab.repository import branch_protected
 from ds_pipelines.masking import Masker
+from ds_pipelines.results.origin import Provenance
 
 RUN_ID_VARIABLE = "DSP_DAGSTER_RUN_ID"
 """The pipeline variable naming the Dagster run: ``.gitlab-ci.yml`` runs only ``dagster-run`` when it is set."""
@@ -57,9 +58,9 @@ JOB_URL_TAG = "ds-pipelines/gitlab-job-url"
 JOB_STATUS_TAG = "ds-pipelines/gitlab-job-status"
 """The job's state as last seen; ``follow`` reports each change once."""
 LOG_REPORTED = "log-reported"
+"""``JOB_STATUS_TAG`` once the finished job's log was reported: the run is no longer followed."""
 CANCEL_SENT_TAG = "ds-pipelines/gitlab-cancel-sent"
 """The job whose pipeline ``follow`` canceled for a run canceled in Dagster: asked once."""
-"""``JOB_STATUS_TAG`` once the finished job's log was reported: the run is no longer followed."""
 
 PENDING_TIMEOUT_S = 1800
 """How long a job may wait for a runner before the run fails and the pipeline is canceled."""
@@ -78,12 +79,15 @@ class LaunchError(RuntimeError):
 class Launch:
     ref: str
     variables: dict[str, str]
+    on_tag: bool = False
+    """``ref`` is a git tag (a tag sensor's run): protected by the tag rules, not the branch's."""
 
 
 def launch_of(instance: dg.DagsterInstance, run: dg.DagsterRun, *, ref: str, served_commit: str | None) -> Launch:
     """The pipeline a run needs: on the run's git tag or branch (a sensor's run of a commit) else ``ref``."""
     notebooks = sorted(run_notebooks(instance, run))
-    commit = run.tags.get("ds-pipelines/commit") or served_commit
+    origin = Provenance.from_run_tags(run.tags)
+    commit = origin.commit or served_commit
     variables = {
         RUN_ID_VARIABLE: run.run_id,
         NOTEBOOKS_VARIABLE: ",".join(notebooks),
@@ -92,8 +96,7 @@ def launch_of(instance: dg.DagsterInstance, run: dg.DagsterRun, *, ref: str, ser
         # The commit was scanned by its own push pipeline: this one runs the Dagster run's job only.
         "SECRET_DETECTION_DISABLED": "true",
     }
-    return Launch(ref=run.tags.get("ds-pipelines/tag") or run.tags.get("ds-pipelines/branch") or ref,
-                  variables=variables)
+    return Launch(ref=origin.tag or origin.branch or ref, variables=variables, on_tag=bool(origin.tag))
 
 
 def launch(instance: dg.DagsterInstance, run: dg.DagsterRun, client: GitLabClient, *, ref: str | None,
@@ -102,7 +105,7 @@ def launch(instance: dg.DagsterInstance, run: dg.DagsterRun, client: GitLabClien
     try:
         default_ref = ref or client.project_attributes()["default_branch"]
         planned = launch_of(instance, run, ref=default_ref, served_commit=served_commit)
-        if not run.tags.get("ds-pipelines/tag") and not branch_protected(client, branch=planned.ref):
+        if not planned.on_tag and not branch_protected(client, branch=planned.ref):
             raise LaunchError(
                 f"branch {planned.ref!r} of GitLab project {client.settings.project_id!r} is not protected: its "
                 "pipelines do not get the protected CI/CD variables (DAGSTER_POSTGRES_URL) and may be run with code "
