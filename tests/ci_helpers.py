@@ -70,9 +70,7 @@ class CiProject(GitRepo):
 
     @classmethod
     def create(cls, root: Path) -> CiProject:
-        repo = cls(root / "project")
-        repo.root.mkdir(parents=True)
-        repo.git("init", "-q", "-b", "main")
+        repo = cls.start(root)
         for name in PROJECT_FILES:
             source = PROJECT / name
             if source.is_dir():
@@ -81,13 +79,25 @@ class CiProject(GitRepo):
                 shutil.copy(source, repo.root / name)
         repo.edit_yaml(TRAINING_CONFIG, lambda config: config["optuna"].update(SMALL_OPTUNA))
         shutil.copytree(INCLUDES, repo.root / STATE_DIR / "includes")
-        repo.commit("initial")
-        origin = root / "origin.git"
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True, env=job_environment())
-        repo.git("remote", "add", "origin", str(origin))
-        repo.git("push", "-q", "origin", "main")
-        repo.git("remote", "set-head", "origin", "main")
+        repo.publish()
         return repo
+
+    @classmethod
+    def start(cls, root: Path) -> CiProject:
+        """An empty repository on branch main, in ``root/project``; fill it, then ``publish``."""
+        repo = cls(root / "project")
+        repo.root.mkdir(parents=True)
+        repo.git("init", "-q", "-b", "main")
+        return repo
+
+    def publish(self) -> None:
+        """Commit everything as "initial" and push it to a new bare ``origin`` (``origin/main`` its HEAD)."""
+        self.commit("initial")
+        origin = self.root.parent / "origin.git"
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True, env=job_environment())
+        self.git("remote", "add", "origin", str(origin))
+        self.git("push", "-q", "origin", "main")
+        self.git("remote", "set-head", "origin", "main")
 
     def edit_yaml(self, path: str, change) -> None:
         file = self.root / path
@@ -110,23 +120,33 @@ class CiProject(GitRepo):
         return {"CI_COMMIT_BEFORE_SHA": before, "CI_COMMIT_SHA": after, "CI_COMMIT_MESSAGE": message}
 
     def gitlab_ci_local(self, *args: str, variables: dict[str, str], env: dict[str, str] | None = None,
-                        unset: tuple[str, ...] = (), timeout: float = 600) -> subprocess.CompletedProcess:
+                        unset: tuple[str, ...] = (), timeout: float = 600,
+                        helper_image: str | None = None) -> subprocess.CompletedProcess:
         """gitlab-ci-local in this repository; ``variables`` as pipeline variables (--variable).
 
         They reach the child pipeline too, as GitLab forwards them (``trigger: forward: pipeline_variables``,
         which gitlab-ci-local ignores): its child pipelines get only the trigger job's variables, but read
         the variables file of --home, as every pipeline it runs does."""
-        return subprocess.run(self.gitlab_ci_local_command(*args, variables=variables, unset=unset), check=False,
+        command = self.gitlab_ci_local_command(*args, variables=variables, unset=unset, helper_image=helper_image)
+        return subprocess.run(command, check=False,
                               cwd=self.root, env=env or job_environment(), capture_output=True, text=True, timeout=timeout)
 
-    def gitlab_ci_local_command(self, *args: str, variables: dict[str, str], unset: tuple[str, ...] = ()) -> list[str]:
-        """The command line of ``gitlab_ci_local`` (run it in ``root``), its variables file written."""
+    def gitlab_ci_local_command(self, *args: str, variables: dict[str, str], unset: tuple[str, ...] = (),
+                                helper_image: str | None = None) -> list[str]:
+        """The command line of ``gitlab_ci_local`` (run it in ``root``), its variables file written.
+
+        Jobs run in the shell unless ``helper_image`` is given: then each runs in its ``image:`` on the local
+        Docker daemon (never pulled when present), on the host network (servers of the test listen on
+        127.0.0.1), with ``helper_image`` (bash and rsync) copying the checkout and the artifacts."""
         home = self.root.parent / "gcl-home"
         forwarded = {name: {"type": "variable", "values": {"*": value}} for name, value in variables.items()}
         (home / STATE_DIR).mkdir(parents=True, exist_ok=True)
         (home / STATE_DIR / "variables.yml").write_text(yaml.safe_dump({"global": forwarded}))
-        command = [str(GITLAB_CI_LOCAL), "--home", str(home),
-                   "--force-shell-executor", "--shell-isolation", "--no-color", "--max-job-name-padding", "0"]
+        command = [str(GITLAB_CI_LOCAL), "--home", str(home), "--no-color", "--max-job-name-padding", "0"]
+        if helper_image:
+            command += ["--network", "host", "--helper-image", helper_image, "--pull-policy", "if-not-present"]
+        else:
+            command += ["--force-shell-executor", "--shell-isolation"]
         for name, value in variables.items():
             command += ["--variable", f"{name}={value}"]
         for name in unset:

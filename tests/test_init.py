@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -92,6 +93,34 @@ def test_this_repositorys_notebooks_become_a_project_that_check_accepts(tmp_path
     assert checked.returncode == 0, checked.stderr
 
 
+def test_the_ci_file_has_what_the_components_jobs_need_as_this_repository_sets_it(tmp_path):
+    """The jobs read the runner variables, run in stages build/execute/deploy and rely on the workflow rules
+    (one pipeline per change) that this repository's .gitlab-ci.yml sets: the written file sets the same, and
+    names the ds-pipelines image (no Dockerfile to build) for the notebook jobs and for detect."""
+    root = tmp_path / "repo"
+    git_repo(root)
+    shutil.copytree(PROJECT / "notebooks", root / "notebooks")
+    assert cli("init", str(root)).returncode == 0
+    written = yaml.safe_load((root / ".gitlab-ci.yml").read_text())
+    ours = yaml.safe_load((PROJECT / ".gitlab-ci.yml").read_text())
+    assert written["workflow"] == ours["workflow"]
+    assert set(written["stages"]) >= set(ours["stages"])
+    for name in ("GPU_RUNNER", "CPU_RUNNER", "LIGHT_RUNNER", "COMMIT_RUNNER", "SCHEDULED_RUNNER"):
+        assert written["variables"][name] == ours["variables"][name]["value"], name
+    assert written["variables"]["BUILD_CONTAINER"] == "false"
+    (include,) = written["include"]
+    version = importlib.metadata.version("ds-pipelines")
+    assert include["component"] == f"$CI_SERVER_FQDN/<group>/ds-pipelines/notebooks@{version}"
+    image = f"$CI_REGISTRY/<group>/ds-pipelines:v{version}"
+    assert include["inputs"] == {"image": image, "light-image": image}
+    spec, _ = (PROJECT / "templates/notebooks.yml").read_text().split("\n---\n", 1)
+    assert set(include["inputs"]) <= set(yaml.safe_load(spec)["spec"]["inputs"])
+    schema = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema", "vendor.gitlab-ci",
+                             "--data-transform", "gitlab-ci", str(root / ".gitlab-ci.yml")],
+                            capture_output=True, text=True, timeout=120)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+
+
 def test_a_config_file_the_notebook_reads_becomes_its_config(tmp_path):
     root = gitlab_example(tmp_path / "repo")
     done = cli("init", cwd=root)  # DIR defaults to the current folder
@@ -99,6 +128,20 @@ def test_a_config_file_the_notebook_reads_becomes_its_config(tmp_path):
     assert registry(root) == {"notebooks/train.ipynb": {"device": "cpu", "config": "training_config.yaml"}}
     checked = check(root)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_folders_the_configs_write_to_are_ignored_unless_they_hold_tracked_files(tmp_path):
+    root = gitlab_example(tmp_path / "repo")
+    (root / "data").mkdir()
+    (root / "data/input.csv").write_text("a\n1\n")
+    GitRepo(root).commit("data")
+    (root / "training_config.yaml").write_text(yaml.safe_dump({
+        "learning_rate": 0.1,
+        "outputs": {"model_path": "outputs/training/model.json", "plots": ["plots/roc/a.png"]},
+        "output_dir": "reports/out", "scored_output": "data/scored.csv",  # data/ holds a tracked file: kept
+        "input": {"path": "inputs/rows.csv"}, "output_uri": "s3://bucket/x/y", "outputs_abs": "/tmp/x/y"}))
+    assert cli("init", str(root)).returncode == 0
+    assert (root / ".gitignore").read_text() == ".ds-pipelines/\nresults/\noutputs/\nplots/\nreports/\n"
 
 
 def test_a_config_file_next_to_the_notebook_counts_too(tmp_path):

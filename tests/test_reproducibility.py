@@ -139,6 +139,8 @@ def test_commit_state_tells_clean_from_dirty(tmp_path):
     repo.git("commit", "-qm", "one")
     sha = repo.git("rev-parse", "HEAD")
     assert commit_state(tmp_path, sha, "main") == {"sha": sha, "branch": "main", "dirty": False}
+    repo.write("outputs/model.json", "{}\n")  # what a notebook wrote: not a change to the code it ran
+    assert commit_state(tmp_path, sha, "main")["dirty"] is False
     repo.write("a.txt", "2\n")
     assert commit_state(tmp_path, sha, "main")["dirty"] is True
     assert commit_state(tmp_path, "f" * 40, "main")["dirty"] is None  # not the checked-out commit: unknown

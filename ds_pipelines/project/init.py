@@ -12,8 +12,9 @@ What it writes:
   (``yaml.safe_load(open("training_config.yaml"))``), else, for a notebook with a cell tagged ``parameters``,
   a new ``configs/<asset name>.yaml`` holding that cell's literal defaults (a config's top-level keys become
   the parameters cell's variables when the notebook runs, so the file repeats the defaults the notebook has);
-- ``.gitlab-ci.yml`` including the CI/CD component at this package's version;
-- ``.gitignore``: ``.ds-pipelines/`` and ``results/``.
+- ``.gitlab-ci.yml`` including the CI/CD component at this package's version, its jobs in the ds-pipelines
+  image of that version (the repository has no Dockerfile to build);
+- ``.gitignore``: ``.ds-pipelines/``, ``results/`` and the folders the configs' output paths are in.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def plan_init(root: Path) -> InitPlan:
     registry_exists = (root / REGISTRY_FILE).exists()
     entries: dict[str, dict[str, str]] = {}
     config_files: list[PlannedFile] = []
+    outputs: list[str] = []
     for path in paths:
         nb = read_notebook(root / path, display=path)  # a ConfigError naming the file and where it is broken
         entry = {"device": "cpu"}
@@ -134,10 +136,17 @@ def plan_init(root: Path) -> InitPlan:
                                                 f"the defaults of {path}'s '{PARAMETERS_TAG}' cell"))
         if config is not None:
             entry["config"] = config
+            planned = next((f for f in config_files if f.path == config and f.content is not None), None)
+            outputs += _output_folders(root, _yaml_mapping(planned.content) if planned else _mapping(root, config))
         entries[path] = entry
 
     if registry_exists:
         plan.files.append(PlannedFile(REGISTRY_FILE, None, "exists"))
+        listed = _mapping(root, REGISTRY_FILE).get("notebooks")
+        for settings in (listed.values() if isinstance(listed, dict) else ()):
+            config = settings.get("config") if isinstance(settings, dict) else None
+            if isinstance(config, str) and (root / config).is_file():
+                outputs += _output_folders(root, _mapping(root, config))
     else:
         plan.files.append(PlannedFile(REGISTRY_FILE, _registry_yaml(entries), "create", f"{len(entries)} notebooks"))
     plan.files += config_files
@@ -150,7 +159,7 @@ def plan_init(root: Path) -> InitPlan:
             plan.notes.append(f"add to {CI_FILE} to run the notebooks in GitLab CI:\n" + _include_lines())
     else:
         plan.files.append(PlannedFile(CI_FILE, _ci_yaml(), "create", "includes the ds-pipelines CI/CD component"))
-    plan.files.append(_gitignore(root))
+    plan.files.append(_gitignore(root, [*IGNORED, *dict.fromkeys(sorted(outputs))]))
     return plan
 
 
@@ -278,7 +287,7 @@ def _registry_yaml(entries: dict[str, dict[str, str]]) -> str:
               "#   config: YAML file (relative to the project root); its top-level keys become the variables of the\n"
               "#           notebook's cell tagged 'parameters', if it has one\n"
               "#   device: cpu | gpu (GPU notebooks share the GPU concurrency limit and run on the GPU runner)\n"
-              "# More keys (schema, after, kernel, description, checks): see the ds-pipelines README.\n")
+              "# More keys (schema, after, kernel, description, checks): see docs/configuration.md of ds-pipelines.\n")
     return header + yaml.safe_dump({"notebooks": entries}, sort_keys=False, allow_unicode=True)
 
 
@@ -293,10 +302,45 @@ def component_version() -> str:
     return installed if all(part.isdigit() for part in installed.split(".")) else "~latest"
 
 
+def image_tag_of_version(version: str) -> str:
+    """The ds-pipelines image a consumer project runs in: release tags push ``:v<version>`` (release-image),
+    the default branch moves ``:latest`` (build-container)."""
+    return "latest" if version == "~latest" else f"v{version}"
+
+
 def _include_lines() -> str:
+    """What a repository without a Dockerfile or a ds_pipelines/ folder needs besides the component: the
+    stages and runner variables its jobs use and the workflow rules this project's .gitlab-ci.yml has (one
+    pipeline per change), and the ds-pipelines image of the same version for every job, detect included (the
+    component's default light image has no ds-pipelines installed, and there is nothing here to build)."""
+    version = component_version()
+    image = f"$CI_REGISTRY/<group>/ds-pipelines:{image_tag_of_version(version)}"
     return ("# Replace <group> with the group path of the ds-pipelines project on your GitLab.\n"
+            "workflow:\n"
+            "  auto_cancel:\n"
+            "    on_new_commit: interruptible\n"
+            "  rules:\n"
+            "    # One pipeline per change: the merge request's when one is open, else the branch's.\n"
+            '    - if: $CI_PIPELINE_SOURCE == "merge_request_event"\n'
+            '    - if: $CI_COMMIT_BRANCH && $CI_OPEN_MERGE_REQUESTS && $CI_PIPELINE_SOURCE == "push"\n'
+            "      when: never\n"
+            '    - if: $CI_COMMIT_TAG || $CI_COMMIT_BRANCH || $CI_PIPELINE_SOURCE == "schedule"\n'
+            "stages: [build, execute, deploy, test]\n"
+            "variables:\n"
+            "  # No Dockerfile here: the jobs run in the ds-pipelines image named below.\n"
+            '  BUILD_CONTAINER: "false"\n'
+            "  # Runner tags: jobs of device gpu / cpu notebooks (empty: COMMIT_RUNNER, in schedules SCHEDULED_RUNNER),\n"
+            "  # detect and publishing (LIGHT_RUNNER), and every other job.\n"
+            '  GPU_RUNNER: ""\n'
+            '  CPU_RUNNER: ""\n'
+            "  LIGHT_RUNNER: $COMMIT_RUNNER\n"
+            "  COMMIT_RUNNER: saas-linux-small-amd64\n"
+            "  SCHEDULED_RUNNER: saas-linux-small-amd64\n"
             "include:\n"
-            f"  - component: $CI_SERVER_FQDN/<group>/ds-pipelines/notebooks@{component_version()}\n")
+            f"  - component: $CI_SERVER_FQDN/<group>/ds-pipelines/notebooks@{version}\n"
+            "    inputs:\n"
+            f"      image: {image}\n"
+            f"      light-image: {image}\n")
 
 
 def _ci_yaml() -> str:
@@ -304,13 +348,40 @@ def _ci_yaml() -> str:
             + _include_lines())
 
 
-def _gitignore(root: Path) -> PlannedFile:
+def _yaml_mapping(text: str) -> dict[Any, Any]:
+    import yaml
+
+    return yaml.safe_load(text) or {}
+
+
+def _output_folders(root: Path, config: Any, under_output: bool = False) -> list[str]:
+    """The top folders (``outputs/``) of the relative paths a config gives under its output keys (``outputs:
+    {model_path: outputs/training/xgb_model.json}``, ``output_dir: reports/out``): what the notebooks write,
+    which git should not offer to commit. Folders of notebooks and configs, and folders holding tracked files
+    (committed data), are left out."""
+    found: list[str] = []
+    if isinstance(config, dict):
+        for key, value in config.items():
+            found += _output_folders(root, value, under_output or (isinstance(key, str) and "output" in key.lower()))
+    elif isinstance(config, list):
+        for value in config:
+            found += _output_folders(root, value, under_output)
+    elif under_output and isinstance(config, str) and "://" not in config:
+        parts = Path(config).parts
+        if len(parts) > 1 and not Path(config).is_absolute() and parts[0] not in {".", "..", NOTEBOOKS_DIR, "configs"}:
+            tracked = ask_git(root, "ls-files", "--", parts[0])
+            if tracked is not None and tracked.returncode == 0 and not tracked.stdout.strip():
+                found.append(f"{parts[0]}/")
+    return found
+
+
+def _gitignore(root: Path, ignored: list[str]) -> PlannedFile:
     file = root / GITIGNORE
     text = file.read_text(encoding="utf-8") if file.exists() else ""
     present = {line.strip().lstrip("/").rstrip("/") for line in text.splitlines()}
-    missing = [line for line in IGNORED if line.rstrip("/") not in present]
+    missing = [line for line in ignored if line.rstrip("/") not in present]
     if not missing:
-        return PlannedFile(GITIGNORE, None, "exists", f"already ignores {' and '.join(IGNORED)}")
+        return PlannedFile(GITIGNORE, None, "exists", f"already ignores {' and '.join(ignored)}")
     added = "\n".join(missing) + "\n"
     if not file.exists():
         return PlannedFile(GITIGNORE, added, "create", "the one file init appends to", added=added)

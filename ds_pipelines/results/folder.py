@@ -142,7 +142,7 @@ class RunResults:
     def own_identifiers(self) -> set[str]:
         """The ids and hashes ds-pipelines itself wrote into this run: its commit, each notebook's Dagster
         and MLflow run ids, its checks' baseline runs, and its reproducibility record's commit, sha256 hashes
-        and image digest. A secret detector takes them for secrets; the masker is told to leave them
+        and image tag and digest. A secret detector takes them for secrets; the masker is told to leave them
         (``Masker.trusting``)."""
         ids = {self.commit_sha}
         for nb in self.notebooks:
@@ -150,8 +150,9 @@ class RunResults:
             record = nb.reproducibility or {}
             ids |= {(record.get("commit") or {}).get("sha"), record.get("notebook_sha256"), record.get("config_sha256")}
             ids |= {entry.get("sha256") for entry in record.get("data") or []}
-            image = record.get("image") or ""
-            ids.add(image.rpartition("@")[2] if "@" in image else None)
+            # The image's tag (often a content hash, ds-pipelines' own) and digest.
+            image, _, digest = (record.get("image") or "").partition("@")
+            ids |= {digest, image.rpartition("/")[2].partition(":")[2]}
         hashes = {value for value in ids if isinstance(value, str) and value}
         # A hash is also written without its "sha256:" prefix (links, the reproduce command's messages).
         return hashes | {value.removeprefix(_SHA256_PREFIX) for value in hashes}

@@ -153,14 +153,17 @@ def current_image(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def commit_state(root: Path, sha: str | None, branch: str | None) -> dict[str, Any] | None:
-    """``{sha, branch, dirty}``; ``dirty`` is whether ``root``'s work tree has uncommitted changes when it is
-    at ``sha`` (None when that cannot be told: no git, or a checkout of another commit)."""
+    """``{sha, branch, dirty}``; ``dirty`` is whether ``root``'s work tree has uncommitted changes to tracked
+    files when it is at ``sha`` (None when that cannot be told: no git, or a checkout of another commit).
+
+    Untracked files do not count, as in GitPython's and so MLflow's ``is_dirty``: a notebook's outputs, data
+    downloads and CI's artifacts are not code the run came from."""
     if not sha:
         return None
     dirty = None
     head = ask_git(root, "rev-parse", "HEAD")
     if head is not None and head.returncode == 0 and head.stdout.strip() == sha:
-        status = ask_git(root, "status", "--porcelain", "--", ".")
+        status = ask_git(root, "status", "--porcelain", "--untracked-files=no", "--", ".")
         dirty = bool(status.stdout.strip()) if status is not None and status.returncode == 0 else None
     return {"sha": sha, "branch": branch or "", "dirty": dirty}
 

@@ -85,6 +85,9 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
         problem = notebook_problem(project.root, spec)
         if problem:
             raise dg.Failure(description=problem)
+        # Before the notebook runs: its own writes are not changes to the code it ran from.
+        sha, branch = run_commit(project.root, Provenance.from_run_tags(context.run.tags)) or (None, None)
+        commit = commit_state(project.root, sha, branch)
         started = time.monotonic()
         config = context.op_execution_context.op_config or {}
         try:
@@ -104,8 +107,7 @@ def notebook_asset(project: Project, spec: NotebookSpec) -> dg.AssetsDefinition:
                 },
             ) from None
         result = read_report(executed)
-        sha, branch = run_commit(project.root, Provenance.from_run_tags(context.run.tags)) or (None, None)
-        record = gather(root=project.root, notebook=notebook, config=config, commit=commit_state(project.root, sha, branch),
+        record = gather(root=project.root, notebook=notebook, config=config, commit=commit,
                         data=result.get("data", []), device=result.get("device")).to_dict()
         run_id = result.get("mlflow_run_id")
         if run_id:
