@@ -55,6 +55,15 @@ mutation Launch($params: ExecutionParams!) {
   }
 }
 """
+REEXECUTE = """
+mutation Reexecute($params: ReexecutionParams!) {
+  launchPipelineReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
 TERMINATE = """mutation Terminate($runId: String!, $policy: TerminateRunPolicy) {
   terminateRun(runId: $runId, terminatePolicy: $policy) { __typename
   ... on TerminateRunSuccess { run { runId } } ... on TerminateRunFailure { message } ... on PythonError { message } } }"""
@@ -255,6 +264,16 @@ def test_runs_launched_in_dagster_execute_on_the_runner_of_their_device(deployme
     assert executed.returncode != 0
     assert deployment.finished(broken).status == dg.DagsterRunStatus.FAILURE
     assert "broken on purpose" in deployment.events(broken) and "cell" in deployment.events(broken)
+    # The UI's "Re-execute from failure" goes to GitLab's runners as well, with the parent's failed notebook.
+    reexecuted = graphql(deployment.port, REEXECUTE, {"params": {"parentRunId": broken, "strategy": "FROM_FAILURE"}})
+    assert reexecuted["launchPipelineReexecution"]["__typename"] == "LaunchRunSuccess", reexecuted
+    retry = reexecuted["launchPipelineReexecution"]["run"]["runId"]
+    assert deployment.run(retry).tags["dagster/parent_run_id"] == broken
+    variables = pipeline_variables(deployment.pipeline(retry))
+    assert (variables[gitlab_runs.RUN_ID_VARIABLE], variables[gitlab_runs.NOTEBOOKS_VARIABLE]) == (retry, "broken_note")
+    deployment.take_job(retry)
+    assert deployment.execute_job(retry).returncode != 0
+    assert "broken on purpose" in deployment.events(retry)
 
     executed = deployment.execute_job(gpu)
     assert "on runner tag gpu" in executed.stdout + executed.stderr
