@@ -42,7 +42,9 @@ WAIT_S = 300
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 RUNNERS = {"GPU_RUNNER": "gpu", "CPU_RUNNER": "cpu"}
 """The project's CI/CD variables: the runner tags of device gpu and cpu notebooks."""
-CPU_CELL = "from ds_pipelines import notebook as dsp\nprint('cpu notebook ran')\ndsp.report(metrics={'answer': 42.0})"
+CPU_CELL = ("import os\nfrom ds_pipelines import notebook as dsp\nprint('cpu notebook ran')\n"
+            "print('credentials in the kernel:', sorted(n for n in os.environ if n.startswith(('GITLAB_', 'SLACK_', 'CI_'))))\n"
+            "dsp.report(metrics={'answer': 42.0})")
 GPU_CELL = "print('gpu notebook ran')"
 SLEEP_CELL = "import time\nprint('sleeping', flush=True)\ntime.sleep(120)"
 BROKEN_CELL = "x = 1\nraise ValueError('broken on purpose')"
@@ -166,8 +168,9 @@ class Deployment:
         pipeline = self.pipeline(run_id)
         job = pipeline["jobs"][0]
         self.gitlab.set_job(job["id"], status="running", runner={"description": "test runner"})
+        # A protected ref's job holds the project's GitLab token, as the real one does.
         return job, {**OFFLINE, **RUNNERS, "CI_PIPELINE_SOURCE": "api", POSTGRES_URL_ENV: self.url,
-                     **pipeline_variables(pipeline)}
+                     "GITLAB_TOKEN": self.gitlab.token, **pipeline_variables(pipeline)}
 
     def terminate(self, run_id: str, policy: str = "SAFE_TERMINATE") -> dict:
         return graphql(self.port, TERMINATE, {"runId": run_id, "policy": policy})["terminateRun"]
@@ -255,6 +258,8 @@ def test_runs_launched_in_dagster_execute_on_the_runner_of_their_device(deployme
     assert entries["executed_notebook_url"]["url"] == f"{job_url}/artifacts/file/results/dagster-run/cpu_note.ipynb"
     kept = deployment.project.artifacts("dagster-run") / "results/dagster-run/cpu_note.ipynb"
     assert "cpu notebook ran" in kept.read_text()
+    # The job held GITLAB_TOKEN and GitLab's CI_* variables; the notebook's kernel got none of them.
+    assert "credentials in the kernel: []" in kept.read_text()
     with deployment.instance() as instance:
         checks = [entry.dagster_event.event_specific_data for entry in instance.all_logs(cpu)
                   if entry.dagster_event and entry.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]

@@ -30,7 +30,8 @@ def execute_run(run_id: str, output_dir: Path, notebook_names: str, project_dir:
 
     templates/notebooks.yml's dagster-run job calls it with $DSP_DAGSTER_RUN_ID.
     The run's events, materializations and checks reach the Dagster UI as they
-    happen. A run that is not waiting to start (already executed or canceled) is
+    happen. The notebooks' kernels get an allow-listed environment: no GitLab
+    or Slack token and no CI variable of the job. A run that is not waiting to start (already executed or canceled) is
     not executed again: exit 2. Exit 1 when the run fails.
     """
     from ds_pipelines.cli.publish import job_artifacts
@@ -44,6 +45,7 @@ def execute_run(run_id: str, output_dir: Path, notebook_names: str, project_dir:
     project = load_project(project_dir)
     use_local_defaults(project)
     os.environ.setdefault("TQDM_DISABLE", "1")  # papermill's bar would garble the job log
+    kernels.restrict_kernel_environment(kernel_environment(os.environ))
     job = kernels.JobPointer(*NOTEBOOKS_JOB)
     first = _first_notebook(project, notebook_names)
     if first is not None:
@@ -62,6 +64,17 @@ def execute_run(run_id: str, output_dir: Path, notebook_names: str, project_dir:
     finally:
         kernels.shutdown_all()
     raise SystemExit(0 if succeeded else 1)
+
+
+def kernel_environment(environ) -> dict[str, str]:
+    """What the notebooks' kernels get of this job's environment: the allow-list of a commit's run
+    (``project.run_environment``: no GitLab or Slack token, no CI variable), the Postgres URL of the instance the
+    run is recorded in, and the checkout's ``PYTHONPATH`` and ds-pipelines settings. The job's other variables
+    (a protected ref's GITLAB_TOKEN) stay with this process, whose masker still knows them."""
+    from ds_pipelines.project.run_environment import notebook_run_environment
+
+    return {**notebook_run_environment(environ, postgres=True),
+            **{name: value for name, value in environ.items() if name == "PYTHONPATH" or name.startswith("DS_PIPELINES_")}}
 
 
 def _first_notebook(project, names: str):

@@ -82,6 +82,19 @@ def warm_up(module: str, attribute: str) -> None:
         dg.reconstructable(JobPointer(module, attribute).load()).get_definition()
 
 
+_kernel_environment: dict[str, str] | None = None
+"""The environment of the kernels started from now on; None: this process's (``restrict_kernel_environment``)."""
+
+
+def restrict_kernel_environment(env: Mapping[str, str]) -> None:
+    """Start every later kernel, early or not, with ``env`` instead of this process's environment.
+
+    For a process that holds credentials the notebooks' code must not get (``ds-pipelines execute-run`` in a
+    GitLab job holds the job's variables): the process keeps them, its kernels get ``env`` only."""
+    global _kernel_environment
+    _kernel_environment = dict(env)
+
+
 class QuietKernelManager(AsyncKernelManager):
     """Starts a kernel whose own stdout and stderr go nowhere.
 
@@ -94,6 +107,8 @@ class QuietKernelManager(AsyncKernelManager):
     async def start_kernel(self, **kw: Any) -> None:
         kw.setdefault("stdout", subprocess.DEVNULL)
         kw.setdefault("stderr", subprocess.DEVNULL)
+        if _kernel_environment is not None:
+            kw.setdefault("env", dict(_kernel_environment))
         kw["extra_arguments"] = [*(kw.get("extra_arguments") or ()), PROJECT_FOLDER_LAST]
         await super().start_kernel(**kw)
 
@@ -157,8 +172,9 @@ class EarlyKernel:
         run_sync(self._start)()
 
     async def _start(self) -> None:
+        env = self.env if self.env is not None else _kernel_environment
         await self.manager.start_kernel(extra_arguments=list(KERNEL_ARGUMENTS), cwd=str(self.cwd),
-                                        **({"env": dict(self.env)} if self.env is not None else {}))
+                                        **({"env": dict(env)} if env is not None else {}))
         # A session of its own: clients of one session connect to the kernel under one ZeroMQ identity, and the
         # kernel answers only the one that connected last. While the kernel starts up, this client and nbclient's
         # may both be waiting to connect; were this one to get through last, nbclient's would never hear back.
@@ -221,7 +237,7 @@ _exiting: list[EarlyKernel] = []
 def start_early(notebook: Path, job: JobPointer, *, kernel_name: str, cwd: Path,
                 env: Mapping[str, str] | None = None) -> None:
     """Start the ``kernel_name`` kernel ``notebook`` will run in, in ``cwd``, unless one is already waiting for it.
-    Its environment is ``env``, by default this process's.
+    Its environment is ``env``, by default the one ``restrict_kernel_environment`` set, else this process's.
 
     Best effort: when the kernel cannot be started here, the notebook's step starts one as usual and
     reports the problem itself.
