@@ -158,6 +158,18 @@ def test_a_dagster_runs_job_runs_only_a_commit_of_its_refs_history(project):
     assert f"error: commit {elsewhere} is not in the history of main" in log
     assert "execute-run" not in project.log("dagster-run").split("is not in the history")[1], "nothing ran after it"
 
+    # A commit of main's history that is not its head (a re-execution of an older run) is checked out and run.
+    older = project.head()
+    project.write("later.txt", "main moved on\n")
+    project.commit("main moved on")
+    result = project.gitlab_ci_local("dagster-run", variables={
+        **OFFLINE, "CI_PIPELINE_SOURCE": "api", "DSP_DAGSTER_RUN_ID": "0c1d", "DSP_DAGSTER_NOTEBOOKS": "training_example",
+        "DSP_DAGSTER_DEVICE": "cpu", "DSP_DAGSTER_COMMIT": older})
+    log = project.log("dagster-run")
+    assert f"Executing commit {older}" in log, log[-3000:]
+    # The checkout's execute-run got that far: this test has no deployment instance holding run 0c1d.
+    assert "run 0c1d is not in the Dagster instance" in log and result.returncode != 0
+
 
 @pytest.mark.slow
 def test_docker_and_secret_detection_jobs_when_enabled(project):
