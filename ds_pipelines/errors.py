@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import reprlib
+from collections.abc import Iterable
 
 # Parsed values are quoted in messages through this, never with a plain repr(): a YAML alias bomb parses
 # cheaply into a structure whose repr() would be gigabytes.
@@ -17,6 +19,14 @@ def shown(value: object) -> str:
     safe to put in a message."""
     text = _BOUNDED.repr(value)
     return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN - 3]}..."
+
+
+def unknown_key(key: object, allowed: Iterable[str]) -> str:
+    """The problem of a key a mapping does not take: the keys it takes and, for a near miss (a typo, a key
+    spelt as another tool spells it), the one meant."""
+    allowed = list(allowed)
+    meant = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6) if isinstance(key, str) else []
+    return f"unknown key (expected one of: {', '.join(allowed)})" + (f"; did you mean {meant[0]!r}?" if meant else "")
 
 
 class DsPipelinesError(Exception):

@@ -223,9 +223,10 @@ REGISTRY_CASES = [
     Case("registry-not-a-mapping", config_text(REGISTRY, "- notebooks/training_example.ipynb\n"),
          CHECK, (REG, "expected the top-level keys 'notebooks'")),
     Case("registry-unknown-top-key", config_append(REGISTRY, "\nschedules: {}\n"),
-         CHECK, (REG, "expected the top-level keys 'notebooks'")),
+         CHECK, (REG + "schedules: unknown key (expected one of: notebooks, triggers)",)),
     Case("registry-unknown-notebook-setting", notebook_setting(TRAINING, devise="gpu"),
-         CHECK, (REG + f"notebooks.{TRAINING}.devise: unknown key",)),
+         CHECK, (REG + f"notebooks.{TRAINING}.devise: unknown key (expected one of: after, checks, config, description, "
+                 "device, kernel, schema); did you mean 'device'?",)),
     Case("registry-bad-device", notebook_setting(TRAINING, device="tpu"),
          CHECK, (REG + f"notebooks.{TRAINING}.device: expected one of ['cpu', 'gpu'], got 'tpu'",)),
     Case("registry-after-unknown-notebook", notebook_setting(INFERENCE, after=["notebooks/gone.ipynb"]),
@@ -256,8 +257,8 @@ REGISTRY_CASES = [
     Case("registry-check-min-above-max", notebook_setting(TRAINING, checks=[{"metric": "roc_auc", "min": 0.9, "max": 0.5}]),
          CHECK, (REG + f"notebooks.{TRAINING}.checks[0].min: min 0.9 is above max 0.5",)),
     Case("registry-check-unknown-key", notebook_setting(TRAINING, checks=[{"metric": "roc_auc", "minimum": 0.9}]),
-         CHECK, (REG + f"notebooks.{TRAINING}.checks[0].minimum: unknown key (expected one of ['metric', 'min', 'max', "
-                 "'no_worse_than_baseline', 'blocking'])",
+         CHECK, (REG + f"notebooks.{TRAINING}.checks[0].minimum: unknown key (expected one of: metric, min, max, "
+                 "no_worse_than_baseline, blocking); did you mean 'min'?",
                  REG + f"notebooks.{TRAINING}.checks[0]: a check needs a condition")),
     Case("registry-check-bound-text", notebook_setting(TRAINING, checks=[{"metric": "roc_auc", "max": "high"}]),
          CHECK, (REG + f"notebooks.{TRAINING}.checks[0].max: expected a number, got 'high'",)),

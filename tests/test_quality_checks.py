@@ -80,7 +80,7 @@ def test_a_registry_with_a_bad_check_is_refused_naming_it(tmp_path: Path):
     ([{"metric": "auc", "min": True}], ["checks[0].min: expected a number, got True"]),
     ([{"metric": "auc", "max": float("nan")}], ["checks[0].max: expected a number, got nan"]),
     ([{"metric": "auc", "min": 0.9, "max": 0.8}], ["checks[0].min: min 0.9 is above max 0.8: no value can pass"]),
-    ([{"metric": "auc", "min": 0.9, "severity": "warn"}], ["checks[0].severity: unknown key (expected one of ['metric', 'min', 'max'"]),
+    ([{"metric": "auc", "min": 0.9, "severity": "warn"}], ["checks[0].severity: unknown key (expected one of: metric, min, max, no_worse_than_baseline, blocking)"]),
     ([{"metric": "auc", "min": 0.9, "blocking": "no"}], ["checks[0].blocking: expected true or false, got 'no'"]),
     ([{"metric": "auc", "no_worse_than_baseline": 1}], ["checks[0].no_worse_than_baseline: expected true or false, got 1"]),
     ([{"metric": "a.b", "min": 0.9}, {"metric": "a-b", "min": 0.5}],

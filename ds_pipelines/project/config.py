@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from ds_pipelines.errors import ConfigError, shown
+from ds_pipelines.errors import ConfigError, shown, unknown_key
 
 Model = TypeVar("Model", bound=BaseModel)
 BUILT_IN_SCHEMAS = {
@@ -235,7 +235,7 @@ def _problem(display: str, error: Any, model: type[BaseModel], key_prefix: str) 
     key = key_prefix + ".".join(str(part) for part in error["loc"]) or None
     kind = error["type"]
     if kind == "extra_forbidden":
-        problem = f"unknown key (expected one of: {', '.join(_allowed_keys(model, error['loc'][:-1]))})"
+        problem = unknown_key(error["loc"][-1], _allowed_keys(model, error["loc"][:-1]))
     elif kind == "missing":
         problem = "required key is missing"
     else:

@@ -26,6 +26,7 @@ from ds_pipelines.errors import (
     DsPipelinesError,
     NotebookNotFoundError,
     shown,
+    unknown_key,
 )
 from ds_pipelines.project.quality_checks import (
     QualityCheck,
@@ -103,7 +104,7 @@ def entry_problems(path: str, entry: Any) -> list[ConfigError]:
     if not isinstance(entry, dict):
         return [ConfigError(REGISTRY_FILE, key, f"expected a mapping with keys {sorted(_REGISTRY_KEYS)}, got {shown(entry)}")]
     problems = [
-        ConfigError(REGISTRY_FILE, f"{key}.{unknown}", f"unknown key (expected one of {sorted(_REGISTRY_KEYS)})")
+        ConfigError(REGISTRY_FILE, f"{key}.{unknown}", unknown_key(unknown, sorted(_REGISTRY_KEYS)))
         for unknown in sorted(set(entry) - _REGISTRY_KEYS, key=str)
     ]
     if entry.get("device", "cpu") not in _DEVICES:
@@ -170,7 +171,10 @@ class Project:
 
         file = self.root / REGISTRY_FILE
         data = (read_yaml(file, display=REGISTRY_FILE) if file.exists() else None) or {}
-        if not isinstance(data, dict) or not set(data) <= _TOP_LEVEL_KEYS:
+        if isinstance(data, dict) and not set(data) <= _TOP_LEVEL_KEYS:
+            unknown = sorted(set(data) - _TOP_LEVEL_KEYS, key=str)[0]
+            raise ConfigError(REGISTRY_FILE, str(unknown), unknown_key(unknown, sorted(_TOP_LEVEL_KEYS)))
+        if not isinstance(data, dict):
             raise ConfigError(
                 REGISTRY_FILE, None,
                 "expected the top-level keys 'notebooks' (notebook paths to settings) and optionally 'triggers'",

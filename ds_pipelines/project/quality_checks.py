@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ds_pipelines.errors import ConfigError, shown
+from ds_pipelines.errors import ConfigError, shown, unknown_key
 
 CHECK_KEYS = ("metric", "min", "max", "no_worse_than_baseline", "blocking")
 _METRIC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
@@ -76,7 +76,7 @@ def check_problems(file: str, key: str, value: Any) -> list[ConfigError]:
 def _entry_problems(file: str, where: str, entry: Any) -> list[ConfigError]:
     if not isinstance(entry, dict):
         return [ConfigError(file, where, f"expected a mapping with keys {list(CHECK_KEYS)}, got {shown(entry)}")]
-    problems = [ConfigError(file, f"{where}.{unknown}", f"unknown key (expected one of {list(CHECK_KEYS)})")
+    problems = [ConfigError(file, f"{where}.{unknown}", unknown_key(unknown, CHECK_KEYS))
                 for unknown in sorted(set(entry) - set(CHECK_KEYS), key=str)]
     metric = entry.get("metric")
     if not isinstance(metric, str) or not _METRIC_NAME.fullmatch(metric):
