@@ -12,7 +12,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 from gitrepo import notebook_json
+from images import run as run_command
+from required import require
 
 from ds_pipelines.defs.notebooks.definitions import NOTEBOOKS_JOB, build_definitions
 from ds_pipelines.execution.docker_launcher import (
@@ -100,3 +103,19 @@ def test_run_monitoring_judges_ci_runs_by_heartbeat_and_launched_runs_by_their_c
 
     assert ci_health.status == WorkerStatus.RUNNING and "runner-7:4242:abcd1234" in ci_health.msg
     assert launched_health.status == WorkerStatus.NOT_FOUND
+
+
+def test_a_run_whose_removed_container_exited_before_it_ended_fails_saying_why(tmp_path):
+    """deploy/dagster.yaml removes a container when it exits (auto_remove): one gone while its run is still
+    running was killed or crashed, which run monitoring is told in words (Docker itself is asked, for real)."""
+    if run_command("docker", "info", timeout=60).returncode != 0:
+        require("no Docker daemon answers `docker info`: apt-get install docker.io, then start dockerd")
+    deployed = yaml.safe_load((Path(__file__).resolve().parent.parent / "deploy/dagster.yaml").read_text())
+    assert deployed["run_launcher"]["config"]["container_kwargs"]["auto_remove"] is True
+    job = build_definitions(device_project(tmp_path / "project")).resolve_job_def(NOTEBOOKS_JOB)
+    with dg.instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
+        gone = instance.create_run_for_job(job, tags={DOCKER_CONTAINER_ID_TAG: "0123456789ab" * 5 + "cdef"})
+        health = instance.run_launcher.check_run_worker_health(gone)
+    assert health.status == WorkerStatus.FAILED
+    assert f"the container of run {gone.run_id} (0123456789ab) exited before the run ended" in health.msg
+    assert "killed (out of memory, docker kill) or crashed" in health.msg

@@ -82,7 +82,14 @@ class NotebookDockerRunLauncher(DockerRunLauncher):
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
         if run.tags.get(WORKER_TAG) and not run.tags.get(DOCKER_CONTAINER_ID_TAG):
             return CheckRunHealthResult(WorkerStatus.RUNNING, msg=f"executed by {run.tags[WORKER_TAG]}, judged by its heartbeat")
-        return super().check_run_worker_health(run)
+        health = super().check_run_worker_health(run)
+        if health.status == WorkerStatus.NOT_FOUND and run.tags.get(DOCKER_CONTAINER_ID_TAG):
+            # deploy/dagster.yaml's auto_remove: the container exited without the run recording its end.
+            return CheckRunHealthResult(WorkerStatus.FAILED, msg=(
+                f"the container of run {run.run_id} ({run.tags[DOCKER_CONTAINER_ID_TAG][:12]}) exited before the run "
+                "ended and was removed (auto_remove): it was killed (out of memory, docker kill) or crashed; what "
+                "it printed is in the run's captured logs"))
+        return health
 
     def _start_failure(self, run: dg.DagsterRun, exc: docker.errors.APIError) -> str:
         reason = exc.explanation or str(exc)
@@ -91,7 +98,7 @@ class NotebookDockerRunLauncher(DockerRunLauncher):
             message += (" The run executes a GPU notebook (device: gpu) and asks for all GPUs (docker run --gpus all):"
                         " the Docker host needs NVIDIA GPUs and the NVIDIA Container Toolkit.")
         stored = self._instance.get_run_by_id(run.run_id)
-        container = stored.tags.get(DOCKER_CONTAINER_ID_TAG) if stored else None
-        if container:
-            message += f" The container is kept for inspection: {container}."
+        # With auto_remove (deploy/dagster.yaml) Docker removes a container it could not start, too.
+        if stored and stored.tags.get(DOCKER_CONTAINER_ID_TAG) and self._get_container(stored) is not None:
+            message += f" The container is kept for inspection: {stored.tags[DOCKER_CONTAINER_ID_TAG]}."
         return message
