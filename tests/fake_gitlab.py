@@ -107,6 +107,8 @@ class FakeGitLab(LoopbackServer):
         """Uploaded files by the ``url`` GitLab answered (``/uploads/<secret>/<name>``)."""
         self.wiki: dict[str, dict] = {}
         self.releases: dict[str, dict] = {}
+        self.statuses: dict[str, list[dict]] = {}
+        """Commit statuses by commit SHA, in the order they were set."""
         self.merge_requests: list[dict] = []
         self.protected_tags: list[str] = ["v*", "dev-*"]
         """Patterns of protected tags, as the README asks GitLab to be set."""
@@ -267,6 +269,7 @@ class FakeGitLab(LoopbackServer):
             ("GET", f"{project}/repository/commits/{_SEGMENT}/diff", self._commit_diff),
             ("GET", f"{project}/repository/compare", self._compare),
             ("GET", f"{project}/repository/tags", self._list_tags),
+            ("POST", f"{project}/statuses/{_SEGMENT}", self._set_commit_status),
         ]
         files = [  # uploaded files, outside the API and without a token, like a public project's
             ("GET", rf"/-/project/{_SEGMENT}/uploads/{_SEGMENT}/{_SEGMENT}", self._uploaded_file),
@@ -459,6 +462,20 @@ class FakeGitLab(LoopbackServer):
             "_links": {"self": f"{self.web_url}/-/releases/{quote(tag, safe='')}"},
         }
         return Reply(201, self.releases[tag])
+
+    def _set_commit_status(self, params: dict, sha: str) -> Reply:
+        """As GitLab: the state is one of its six, the description at most 255 characters."""
+        state = params.get("state")
+        if state not in ("pending", "running", "success", "failed", "canceled", "skipped"):
+            return Reply(400, {"error": "state does not have a valid value"})
+        if len(params.get("description") or "") > 255:
+            return Reply(400, {"message": {"description": ["is too long (maximum is 255 characters)"]}})
+        if self.repo is not None and self._resolve(sha) is None:
+            return _not_found("Commit")
+        status = {"id": len(self.statuses) + 1, "sha": sha, "status": state, "name": params.get("name") or "default",
+                  "description": params.get("description"), "target_url": params.get("target_url"), "created_at": _now()}
+        self.statuses.setdefault(sha, []).append(status)
+        return Reply(201, status)
 
     def _update_release(self, params: dict, tag: str) -> Reply:
         release = self.releases.get(tag)

@@ -29,6 +29,8 @@ from sandbox import CLI
 from ds_pipelines.defs.triggers.releases import tag_sensor
 from ds_pipelines.defs.triggers.resources import GitLabResource, gitlab_resource
 from ds_pipelines.defs.triggers.sensors import commit_sensor
+from ds_pipelines.gitlab import GitLabClient, GitLabSettings
+from ds_pipelines.gitlab.repository import set_commit_status
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
 
 
@@ -235,6 +237,10 @@ def test_a_commit_that_cannot_be_planned_is_not_run_and_the_next_commit_runs(dep
     assert reported.run_requests == [] and f"commit {bad[:12]}: not run: " in skipped(reported)
     assert reason in skipped(reported) and len(skipped(reported)) < 1000
     assert json.loads(reported.cursor)["branch:main"] == bad  # a permanent reason: the branch moves on
+    # ...and the commit says why, where GitLab shows its pipelines.
+    [status] = fake.statuses[bad]
+    assert (status["name"], status["status"]) == ("ds-pipelines: commit sensor", "failed")
+    assert status["description"].startswith("not run by the Dagster deployment: ") and reason[:60] in status["description"]
     repo.git("rm", "-q", "-r", "--cached", ".")
     repo.git("checkout", "-q", "HEAD~1", "--", ".")  # back to the good files
     (repo.root / "data").unlink(missing_ok=True)
@@ -242,6 +248,29 @@ def test_a_commit_that_cannot_be_planned_is_not_run_and_the_next_commit_runs(dep
     good = repo.commit("fixed")
 
     assert runs(tick(fake, reported.cursor)) == [(good, TRAINING)]
+
+
+def test_a_status_gitlab_refuses_leaves_the_reason_in_the_log_and_the_sensor_going(deployment: Path, gitlab, capfd):
+    """A token that may not set commit statuses (GitLab's Reporter role): the tick still moves on, and says so."""
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    link_out(repo)
+    bad = repo.commit("links outside")
+    fake.fail_next("POST", r"/statuses/", "403")
+
+    reported = tick(fake, cursor)
+
+    assert json.loads(reported.cursor)["branch:main"] == bad and fake.statuses == {}
+    logged = capfd.readouterr().err
+    assert f"could not record on commit {bad[:12]} why it was not run" in logged and "403" in logged
+
+
+def test_a_long_reason_is_cut_to_what_gitlab_keeps(gitlab):
+    repo, fake = gitlab
+    client = GitLabClient(GitLabSettings(url=fake.url, project_id=str(fake.project_id), token=fake.token))
+    set_commit_status(client, sha=repo.head(), state="failed", name="x", description="y" * 400)
+    [status] = fake.statuses[repo.head()]
+    assert len(status["description"]) == 255 and status["description"].endswith("y...")
 
 
 def test_a_fetch_that_fails_keeps_the_branch_at_its_commit_and_retries_with_a_growing_delay(deployment: Path, gitlab):

@@ -96,6 +96,17 @@ def branch_protected(client: GitLabClient, *, branch: str) -> bool:
     return bool(found.attributes.get("protected"))
 
 
+def set_commit_status(client: GitLabClient, *, sha: str, state: str, name: str, description: str) -> None:
+    """Set commit ``sha``'s status ``name`` (a line of the commit's pipelines view in GitLab) to ``state``
+    (``failed``, ``success``, ...), with ``description``, cut to the 255 characters GitLab keeps.
+    API: https://docs.gitlab.com/api/commits/#set-the-pipeline-status-of-a-commit
+    """
+    text = description if len(description) <= 255 else f"{description[:252]}..."
+    commit = client.project.commits.get(sha, lazy=True)
+    client.call(f"setting the status {name!r} of commit {sha[:12]}", commit.statuses.create,
+                {"state": state, "name": name, "description": text})
+
+
 def commits_since(client: GitLabClient, *, ref: str, since_sha: str | None, limit: int = 100) -> list[Commit]:
     """The commits of ``ref`` newer than ``since_sha``, oldest first; ``[]`` when ``since_sha`` is the head.
 

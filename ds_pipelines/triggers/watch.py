@@ -88,11 +88,21 @@ class Cursor:
         return json.dumps(data, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class NotRun:
+    """A commit that cannot be planned or checked out for a permanent reason: it runs nothing, ever."""
+
+    sha: str
+    reason: str
+
+
 @dataclass
 class Evaluation:
     runs: list[CommitRun] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     cursor: Cursor = field(default_factory=Cursor)
+    not_run: list[NotRun] = field(default_factory=list)
+    """Recorded on the commits too (their GitLab status), where people look."""
 
 
 def parse_cursor(raw: str | None) -> Cursor:
@@ -239,6 +249,7 @@ def _plan(result: Evaluation, key: str, commit: Commit, changes: list[Change], s
         # Our own errors say what is wrong (a bad [run ...], a broken config); anything else is named by its type.
         reason = str(exc) if isinstance(exc, DsPipelinesError) else f"{type(exc).__name__}: {exc}"
         result.messages.append(f"{where}: not run: {_bounded(reason)}")
+        result.not_run.append(NotRun(commit.sha, reason))
         result.cursor.retries.pop(key, None)
         return True
     result.cursor.retries.pop(key, None)

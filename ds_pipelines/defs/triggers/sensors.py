@@ -17,13 +17,15 @@ from ds_pipelines.defs.triggers.resources import (
     not_configured,
 )
 from ds_pipelines.errors import DsPipelinesError
-from ds_pipelines.gitlab.repository import repository_url
+from ds_pipelines.gitlab.repository import repository_url, set_commit_status
 from ds_pipelines.project import Project
 from ds_pipelines.results.origin import TAG_PREFIX
 from ds_pipelines.triggers.checkout import checkout, evict
 from ds_pipelines.triggers.watch import evaluate, parse_cursor
 
 CHECKOUTS_DIR = "checkouts"
+COMMIT_STATUS = "ds-pipelines: commit sensor"
+"""The name of the commit status that says why the sensor did not run a commit."""
 _UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
@@ -57,6 +59,12 @@ def commit_sensor(project: Project) -> dg.SensorDefinition:
             return dg.SkipReason(f"cannot read GitLab: {exc}")
         for message in evaluation.messages:
             context.log.info(message)
+        for not_run in evaluation.not_run:
+            try:
+                set_commit_status(client, sha=not_run.sha, state="failed", name=COMMIT_STATUS,
+                                  description=f"not run by the Dagster deployment: {not_run.reason}")
+            except DsPipelinesError as exc:  # the sensor's log has the reason already; the cursor moves on
+                context.log.warning(f"could not record on commit {not_run.sha[:12]} why it was not run: {exc}")
         in_use = {run.checkout.name for run in evaluation.runs} | _checkouts_of_unfinished_runs(context.instance)
         removed = evict(project.state_dir / CHECKOUTS_DIR, keep=project.triggers.keep_checkouts, in_use=in_use)
         if removed:
