@@ -22,7 +22,7 @@ from gitrepo import notebook_json
 from sandbox import CLI
 
 from ds_pipelines.defs.runs.sensors import dead_runs
-from ds_pipelines.execution.heartbeat import DEAD_AFTER_S, HEARTBEAT_KEY_PREFIX, WORKER_TAG
+from ds_pipelines.execution.heartbeat import DEAD_AFTER_S, HEARTBEAT_INTERVAL_S, HEARTBEAT_TAG, WORKER_TAG
 from ds_pipelines.execution.instance import GPU_POOL, INSTANCE_SETTINGS, POSTGRES_STORAGE, POSTGRES_URL_ENV
 
 pytestmark = pytest.mark.slow  # notebooks through the CLI on Postgres
@@ -64,6 +64,12 @@ def test_a_killed_run_is_failed_and_frees_its_gpu_slot(sandbox, postgres, tmp_pa
             [run] = instance.get_runs()
             assert run.tags[WORKER_TAG].split(":")[1] == str(killed.pid)
             assert instance.event_log_storage.get_concurrency_info(GPU_POOL).active_run_ids == {run.run_id}
+            # The process beats on its run: the tag appears within one heartbeat interval, and moves on.
+            deadline = time.monotonic() + HEARTBEAT_INTERVAL_S + 30
+            while HEARTBEAT_TAG not in (beaten := instance.get_run_by_id(run.run_id)).tags:
+                assert time.monotonic() < deadline, "no heartbeat on the run"
+                time.sleep(1)
+            assert abs(float(beaten.tags[HEARTBEAT_TAG]) - time.time()) < HEARTBEAT_INTERVAL_S + 30
             with dg.build_sensor_context(instance=instance) as context:
                 alive = dead_runs(context)
             assert alive.skip_message == "no dead runs"  # beating: left alone
@@ -76,9 +82,9 @@ def test_a_killed_run_is_failed_and_frees_its_gpu_slot(sandbox, postgres, tmp_pa
         # What the kill leaves: a run that says it is running, holding the only GPU slot.
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
         assert instance.event_log_storage.get_concurrency_info(GPU_POOL).active_run_ids == {run.run_id}
-        key = HEARTBEAT_KEY_PREFIX + run.tags[WORKER_TAG]
-        last = float(instance.run_storage.get_cursor_values({key})[key])
-        instance.run_storage.set_cursor_values({key: repr(last - DEAD_AFTER_S)})  # five minutes pass
+        # Five minutes pass without a beat.
+        last = float(instance.get_run_by_id(run.run_id).tags[HEARTBEAT_TAG])
+        instance.add_run_tags(run.run_id, {HEARTBEAT_TAG: repr(last - DEAD_AFTER_S)})
 
         with dg.build_sensor_context(instance=instance) as context:
             reaped = dead_runs(context)

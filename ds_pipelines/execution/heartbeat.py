@@ -6,14 +6,15 @@ container kill, SIGKILL), nothing reports the run as ended. It stays STARTED for
 slots, so with ``gpu_concurrency: 1`` every later GPU notebook, in CI and in the deployment, waits forever.
 
 So each such process tags its runs with a worker id (``WORKER_TAG``) and, while it executes them, writes
-the time to the instance's key-value store every ``HEARTBEAT_INTERVAL_S`` (``Heartbeat``). The deployment's
-``dead_runs`` sensor (``ds_pipelines.defs.runs``) calls ``fail_dead_runs`` every minute: a run whose worker
-has not beaten for ``DEAD_AFTER_S`` is reported failed, naming the worker and its last heartbeat, and its
-pool slots (claimed and pending) are freed. A slot held by a dead run is thus back within
-``DEAD_AFTER_S`` plus one sensor interval: six minutes.
+the time on each of its unfinished runs every ``HEARTBEAT_INTERVAL_S`` (``HEARTBEAT_TAG``, by ``Heartbeat``).
+The deployment's ``dead_runs`` sensor (``ds_pipelines.defs.runs``) calls ``fail_dead_runs`` every minute: a
+run whose worker has not beaten for ``DEAD_AFTER_S`` (or, never having beaten, was created that long ago) is
+reported failed, naming the worker and its last heartbeat, and its pool slots (claimed and pending) are
+freed. A slot held by a dead run is thus back within ``DEAD_AFTER_S`` plus one sensor interval: six minutes.
 
-The key-value store is Dagster's own (the ``kvs`` table of the run storage, where the daemons keep their
-cursors), on SQLite as on Postgres; one row per process, a few dozen bytes, left behind as a record.
+The heartbeat is a tag of the run, updated in place: nothing is added per process, so nothing needs pruning
+(an earlier version kept a key-value row per process, never removed), and the UI shows when a run's process
+last answered.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
 WORKER_TAG = "ds-pipelines/worker"
 """Run tag: the ``ds-pipelines run`` process (host, pid and a random part) that executes the run."""
-HEARTBEAT_KEY_PREFIX = "ds-pipelines/heartbeat/"
+HEARTBEAT_TAG = "ds-pipelines/heartbeat"
+"""Run tag: when the run's process last beat (seconds since the epoch)."""
 HEARTBEAT_INTERVAL_S = 30
 DEAD_AFTER_S = 300
 """Ten missed heartbeats: a process this silent is gone (a paused VM or a stalled database is not that long)."""
@@ -66,8 +68,12 @@ class Heartbeat:
         self._thread.join()
 
     def beat(self) -> None:
+        import dagster as dg
+
         try:
-            self.instance.run_storage.set_cursor_values({HEARTBEAT_KEY_PREFIX + self.worker: repr(time.time())})
+            running = self.instance.get_run_ids(filters=dg.RunsFilter(tags={WORKER_TAG: self.worker}, statuses=_unfinished()))
+            for run_id in running:
+                self.instance.add_run_tags(run_id, {HEARTBEAT_TAG: repr(time.time())})
         except Exception as exc:  # whatever the storage raises: the run must not stop because one beat failed
             if not self._reported:
                 self._reported = True
@@ -93,17 +99,14 @@ def fail_dead_runs(instance: dg.DagsterInstance, *, dead_after_s: float = DEAD_A
     import dagster as dg
 
     now = time.time() if now is None else now
-    unfinished = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
     # Unfinished runs are few; those of the deployment's own launcher carry no worker tag (Dagster's run
     # monitoring watches their containers).
-    records = [record for record in instance.get_run_records(filters=dg.RunsFilter(statuses=unfinished))
+    records = [record for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_unfinished()))
                if record.dagster_run.tags.get(WORKER_TAG)]
-    workers = {record.dagster_run.tags[WORKER_TAG] for record in records}
-    beats = instance.run_storage.get_cursor_values({HEARTBEAT_KEY_PREFIX + worker for worker in workers}) if workers else {}
     dead = []
     for record in records:
         run, worker = record.dagster_run, record.dagster_run.tags[WORKER_TAG]
-        last = _as_time(beats.get(HEARTBEAT_KEY_PREFIX + worker)) or record.create_timestamp.timestamp()
+        last = _as_time(run.tags.get(HEARTBEAT_TAG)) or record.create_timestamp.timestamp()
         if now - last < dead_after_s:
             continue
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last))
@@ -114,6 +117,12 @@ def fail_dead_runs(instance: dg.DagsterInstance, *, dead_after_s: float = DEAD_A
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         dead.append(DeadRun(run.run_id, worker, now - last))
     return dead
+
+
+def _unfinished() -> list[dg.DagsterRunStatus]:
+    import dagster as dg
+
+    return [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 def _as_time(value: str | None) -> float | None:
