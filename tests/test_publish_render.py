@@ -544,6 +544,15 @@ def test_release_notes_of_a_real_run_name_the_registered_model_version(trained, 
     assert render_release_notes("dev-1.2.3", "development", results, masker=NO_SECRETS).name == "dev-1.2.3 (development release)"
 
 
+def test_slack_text_links_no_bare_url_a_notebook_wrote(tmp_path):
+    results = load_results(failed_run(tmp_path / "r", error_value="log in at https://evil.example.com or www.evil.example.com"))
+    alert = alert_from_results(results, origin=Provenance(branch="main", trigger="push"), links=Links(),
+                               failures=describe_failures(results), project="group/ds")
+    text = render_failure_alert(alert)
+    assert "https:\u200b//evil.example.com" in text and "www\u200b.evil.example.com" in text
+    assert "https://evil" not in text and "www.evil" not in text
+
+
 def test_slack_failure_text_uses_slack_escaping_and_links(tmp_path):
     results = load_results(failed_run(tmp_path / "r", error_value="<!channel> & <@U123> <https://evil.example.com|click>"))
     links = Links(pipeline="https://gl.example.com/p/1", job="https://gl.example.com/j/2|x",
@@ -553,7 +562,7 @@ def test_slack_failure_text_uses_slack_escaping_and_links(tmp_path):
     text = render_failure_alert(alert)
     assert text.splitlines()[0] == ":x: *ds-pipelines run failed* (group/ds · commit 01234567 · branch main)"
     assert "<https://gl.example.com/p/1|Pipeline> · <https://gl.example.com/j/2%7Cx|Job>" in text
-    assert "KeyError: &lt;!channel&gt; &amp; &lt;@\u200bU123&gt; &lt;https://evil.example.com|click&gt;" in text
+    assert "KeyError: &lt;!channel&gt; &amp; &lt;@\u200bU123&gt; &lt;https:\u200b//evil.example.com|click&gt;" in text
     assert "*training* (notebooks/training.ipynb) failed in code cell 2 after 12.5 s:" in text
     assert "<https://gl.example.com/j/2/artifacts/file/results/training/training.ipynb|Executed notebook>" in text
     assert text.endswith("Not run: scoring")

@@ -10,7 +10,8 @@ notes) and in Slack messages. None of that text may:
 - ping people or link things in GitLab (``@user``, ``@all``, ``#123``, ``!12``, ``~label``, ``%milestone``,
   ``$snippet``, ``&epic``) or run quick actions (``/merge`` at the start of a line in a note),
 - become a link by itself: GitLab auto-links bare URLs (``https://...``, ``www.example.com``) and strings
-  of 7 to 64 hex digits that name a commit of the project (a SHA, or an MLflow run id that happens to).
+  of 7 to 64 hex digits that name a commit of the project (a SHA, or an MLflow run id that happens to);
+  Slack auto-links bare URLs too, in code blocks as well.
 
 GitLab resolves references and auto-links on the rendered text, after markdown escapes are removed, so a
 backslash stops none of them (for URLs: gitlab-org/gitlab#339017). A zero-width space does, and it is
@@ -171,7 +172,12 @@ def slack_link(label: object, url: str | None) -> str:
 
 
 def _slack_escape(text: str) -> str:
+    """Slack's escaping, ``@word`` split, and no bare URL: Slack links ``https://...`` and ``www.example.com``
+    wherever they stand, so a notebook's error text could carry a clickable phishing link. Broken as for GitLab
+    (a zero-width space between ``:`` and ``//``, after ``www``); hex runs stay whole, Slack links no SHAs."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _URL_SCHEME_SEPARATOR.sub(ZERO_WIDTH_SPACE, text)
+    text = _WWW_PREFIX.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE, text)
     return re.sub(r"@(?=\w)", "@" + ZERO_WIDTH_SPACE, text)
 
 
