@@ -1,15 +1,19 @@
-"""The built package works outside this checkout: ``uv build`` gives a wheel and an sdist, and a fresh virtual
-environment holding only that wheel (and its locked dependencies) runs ``--version``, ``init``, ``check`` and
-``run --all`` in a repository that has no ds-pipelines source, on the embedded defaults."""
+"""The built package works outside this checkout: ``uv build`` gives a wheel and an sdist, and the README's
+"Bring your repository" steps, run as written, install that wheel (and its locked dependencies) into a fresh
+virtual environment, which then runs ``--version``, ``init``, ``check`` and ``run --all`` in a repository that
+has no ds-pipelines source, on the embedded defaults."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tarfile
+import textwrap
 import tomllib
 import zipfile
 from pathlib import Path
@@ -64,31 +68,51 @@ def test_the_wheel_and_the_sdist_hold_every_module_of_the_package(built):
     assert wheel.name == f"ds_pipelines-{VERSION}-py3-none-any.whl"
 
 
-def test_a_fresh_environment_with_only_the_wheel_sets_up_checks_and_runs_a_repository(built, tmp_path):
-    wheel, _ = built
+def readme_steps() -> tuple[str, list[str]]:
+    """The README's "Bring your repository": the install commands of step 1 (its bash block), and the
+    ds-pipelines commands that steps 2 to 4 name, in order."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Bring your repository"):]
+    section = section[:section.index("\n## ", 1)]
+    install = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    steps = re.findall(r"^\d\. \*\*`(ds-pipelines [^`]+)`\*\*", section, re.MULTILINE)
+    return textwrap.dedent(install), steps
+
+
+def test_the_readmes_steps_word_for_word_set_up_check_and_run_a_repository_in_a_fresh_environment(tmp_path):
+    """Steps 1 to 4 of the README, as written: step 1's commands in a copy of this checkout (its tracked files,
+    as a clone has them) and a repository laid out like GitLab's example, in a fresh virtual environment that
+    is active (VIRTUAL_ENV) and holds nothing else; then the commands steps 2 to 4 name."""
+    install, steps = readme_steps()
+    assert steps == ["ds-pipelines init", "ds-pipelines check", "ds-pipelines run --all"], steps
     uv = uv_command()
+    checkout = tmp_path / "ds-pipelines"
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (REPO / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, checkout / name)
     venv = tmp_path / "venv"
     run([*uv, "venv", "--quiet", "--python", sys.executable, str(venv)], cwd=tmp_path)
-    # The lock's runtime pins (no test tools, not this checkout), so the install resolves as CI's did.
-    requirements = tmp_path / "requirements.txt"
-    run([*uv, "export", "--frozen", "--no-emit-project", "--no-hashes", "--quiet", "-o", str(requirements)], cwd=REPO)
-    run([*uv, "pip", "install", "--quiet", "--python", str(venv / "bin/python"), "-r", str(requirements), str(wheel)],
-        cwd=tmp_path, timeout=900)
-
     root = gitlab_example(tmp_path / "repo")
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("DAGSTER_", "MLFLOW_", "DS_PIPELINES_", "CI_", "VIRTUAL_ENV", "PYTHON"))}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["HOME"] = str(tmp_path / "home")  # no user-wide Jupyter or MLflow settings
-
-    def cli(*args: str):
-        return run([str(venv / "bin/ds-pipelines"), *args], cwd=root, env=env)
+    # The environment is active, and uv is on PATH (./run-tests installs it; the README's step 1 uses it).
+    uv_folder = Path(uv[0]).parent if len(uv) == 1 else tmp_path / "uv-bin"
+    if len(uv) > 1:
+        uv_folder.mkdir()
+        (uv_folder / "uv").write_text(f'#!/bin/sh\nexec {" ".join(uv)} "$@"\n')
+        (uv_folder / "uv").chmod(0o755)
+    env.update(VIRTUAL_ENV=str(venv), PATH=os.pathsep.join([str(venv / "bin"), str(uv_folder), env.get("PATH", "")]),
+               HOME=str(tmp_path / "home"))  # no user-wide Jupyter or MLflow settings
+    script = (install.replace("/path/to/ds-pipelines", str(checkout)).replace("/path/to/your-repository", str(root))
+              .replace("ds_pipelines-0.1.0-py3-none-any.whl", f"ds_pipelines-{VERSION}-py3-none-any.whl"))
+    run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, timeout=900)
 
     where = run([str(venv / "bin/python"), "-c", "import ds_pipelines; print(ds_pipelines.__file__)"], cwd=root, env=env)
     assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
-    assert VERSION in cli("--version").stdout
-    cli("init")
+    assert VERSION in run(["ds-pipelines", "--version"], cwd=root, env=env).stdout
+    done = [run(shlex.split(step), cwd=root, env=env) for step in steps]
     assert "notebooks/train.ipynb" in (root / "configs/notebooks.yaml").read_text()
-    assert "1 notebook (train)" in cli("check").stdout
-    cli("run", "--all")
+    assert "1 notebook (train)" in done[1].stdout
     assert json.loads((root / "outputs/train.json").read_text()) == {"learning_rate": 0.1, "name": "gitlab-example"}

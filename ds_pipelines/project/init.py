@@ -302,7 +302,7 @@ def component_version() -> str:
     return installed if all(part.isdigit() for part in installed.split(".")) else "~latest"
 
 
-def image_tag_of_version(version: str) -> str:
+def _image_tag_of_version(version: str) -> str:
     """The ds-pipelines image a consumer project runs in: release tags push ``:v<version>`` (release-image),
     the default branch moves ``:latest`` (build-container)."""
     return "latest" if version == "~latest" else f"v{version}"
@@ -314,7 +314,7 @@ def _include_lines() -> str:
     pipeline per change), and the ds-pipelines image of the same version for every job, detect included (the
     component's default light image has no ds-pipelines installed, and there is nothing here to build)."""
     version = component_version()
-    image = f"$CI_REGISTRY/<group>/ds-pipelines:{image_tag_of_version(version)}"
+    image = f"$CI_REGISTRY/<group>/ds-pipelines:{_image_tag_of_version(version)}"
     return ("# Replace <group> with the group path of the ds-pipelines project on your GitLab.\n"
             "workflow:\n"
             "  auto_cancel:\n"
