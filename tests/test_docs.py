@@ -24,7 +24,10 @@ CLI_PAGE = Path("cli") / "index.html"  # docs/cli.md, with mkdocs' default use_d
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # mkdocs-material's notice about MkDocs 2.0, not a warning
+    # What the build needs of this environment, no more; NO_MKDOCS_2_WARNING hides mkdocs-material's notice
+    # about MkDocs 2.0, which is no warning of the site.
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR") if name in os.environ}
+    env["NO_MKDOCS_2_WARNING"] = "1"
     built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, f"mkdocs build --strict failed (exit {built.returncode}):\n{built.stdout}\n{built.stderr}"

@@ -265,6 +265,20 @@ def test_a_status_gitlab_refuses_leaves_the_reason_in_the_log_and_the_sensor_goi
     assert f"could not record on commit {bad[:12]} why it was not run" in logged and "403" in logged
 
 
+def test_the_reason_on_the_commit_is_masked(deployment: Path, gitlab):
+    """A reason quotes what the commit holds (here its message names the token): the status shows none of it."""
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    repo.touch(TRAINING)
+    bad = repo.commit(f"[run notebooks/{fake.token}.ipynb]")
+
+    reported = tick(fake, cursor)
+
+    [status] = fake.statuses[bad]
+    assert "[MASKED]" in status["description"] and fake.token not in status["description"]
+    assert f"commit {bad[:12]}: not run: " in skipped(reported)
+
+
 def test_a_long_reason_is_cut_to_what_gitlab_keeps(gitlab):
     repo, fake = gitlab
     client = GitLabClient(GitLabSettings(url=fake.url, project_id=str(fake.project_id), token=fake.token))

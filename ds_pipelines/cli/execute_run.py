@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -66,7 +67,7 @@ def execute_run(run_id: str, output_dir: Path, notebook_names: str, project_dir:
     raise SystemExit(0 if succeeded else 1)
 
 
-def kernel_environment(environ) -> dict[str, str]:
+def kernel_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """What the notebooks' kernels get of this job's environment: the allow-list of a commit's run
     (``project.run_environment``: no GitLab or Slack token, no CI variable), the Postgres URL of the instance the
     run is recorded in, and the checkout's ``PYTHONPATH`` and ds-pipelines settings. The job's other variables

@@ -16,8 +16,9 @@ def init(directory: Path, dry_run: bool) -> None:
 
     Writes configs/notebooks.yaml listing every notebook under notebooks/ (device: cpu; config: the YAML file
     a notebook's code names, or configs/<name>.yaml with the defaults of its cell tagged 'parameters'), a
-    .gitlab-ci.yml including the CI/CD component at this version, and appends .ds-pipelines/ and results/ to
-    .gitignore (the one file it appends to). It never overwrites a file: one that exists is left alone and
+    .gitlab-ci.yml including the CI/CD component at this version with every job in the ds-pipelines image of
+    that version, and appends .ds-pipelines/, results/ and the folders the configs write to to .gitignore
+    (the one file it appends to). It never overwrites a file: one that exists is left alone and
     reported. Bad input (no git work tree, no notebooks, a broken notebook, a config that is no YAML mapping)
     exits 2 with nothing written. DIR defaults to the current folder.
     """

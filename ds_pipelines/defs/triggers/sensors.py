@@ -59,10 +59,12 @@ def commit_sensor(project: Project) -> dg.SensorDefinition:
             return dg.SkipReason(f"cannot read GitLab: {exc}")
         for message in evaluation.messages:
             context.log.info(message)
+        masker = gitlab.masker() if evaluation.not_run else None
         for not_run in evaluation.not_run:
             try:
+                # Members of the project read it: masked as everything ds-pipelines publishes.
                 set_commit_status(client, sha=not_run.sha, state="failed", name=COMMIT_STATUS,
-                                  description=f"not run by the Dagster deployment: {not_run.reason}")
+                                  description=masker.mask(f"not run by the Dagster deployment: {not_run.reason}"))
             except DsPipelinesError as exc:  # the sensor's log has the reason already; the cursor moves on
                 context.log.warning(f"could not record on commit {not_run.sha[:12]} why it was not run: {exc}")
         in_use = {run.checkout.name for run in evaluation.runs} | _checkouts_of_unfinished_runs(context.instance)
