@@ -58,8 +58,9 @@ def launched(tmp_path, monkeypatch):
         launcher = instance.run_launcher
         assert isinstance(launcher, NotebookDockerRunLauncher)
 
-        def context(*assets: str):
-            run = instance.create_run_for_job(job, asset_selection={dg.AssetKey(a) for a in assets} if assets else None)
+        def context(*assets: str, tags: dict[str, str] | None = None):
+            run = instance.create_run_for_job(job, asset_selection={dg.AssetKey(a) for a in assets} if assets else None,
+                                              tags=tags)
             return launcher.get_container_context(run)
 
         yield context
@@ -76,6 +77,13 @@ def test_a_run_with_a_gpu_notebook_gets_all_gpus(launched):
         context = launched(*selection)
         assert context.container_kwargs["device_requests"] == GPU_DEVICE_REQUESTS, selection
         assert context.container_kwargs["network_mode"] == "host"
+
+
+def test_a_run_tagged_with_the_gpu_device_gets_all_gpus(launched):
+    # The commit sensor's and the schedule's runs: one op that runs the notebook with `ds-pipelines run`,
+    # tagged with that notebook's device.
+    assert launched("cpu_note", tags={DEVICE_TAG: "gpu"}).container_kwargs["device_requests"] == GPU_DEVICE_REQUESTS
+    assert "device_requests" not in launched("cpu_note", tags={DEVICE_TAG: "cpu"}).container_kwargs
 
 
 def test_names_of_unset_variables_are_left_out(launched):

@@ -33,6 +33,7 @@ from required import require
 
 from ds_pipelines.execution import gitlab_runs
 from ds_pipelines.execution.instance import INSTANCE_SETTINGS, POSTGRES_STORAGE, POSTGRES_URL_ENV
+from ds_pipelines.results.folder import EXECUTED_NOTEBOOK_URL_TAG
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # two servers, three notebook jobs, sensor ticks
 
@@ -69,6 +70,13 @@ mutation Reexecute($params: ReexecutionParams!) {
 TERMINATE = """mutation Terminate($runId: String!, $policy: TerminateRunPolicy) {
   terminateRun(runId: $runId, terminatePolicy: $policy) { __typename
   ... on TerminateRunSuccess { run { runId } } ... on TerminateRunFailure { message } ... on PythonError { message } } }"""
+SCHEDULE = {"repositoryLocationName": "ds_pipelines", "repositoryName": "__repository__", "scheduleName": "scoring"}
+START_SCHEDULE = """mutation Start($selector: ScheduleSelector!) { startSchedule(scheduleSelector: $selector) {
+  __typename ... on PythonError { message } } }"""
+RESET_SCHEDULE = """mutation Reset($selector: ScheduleSelector!) { resetSchedule(scheduleSelector: $selector) {
+  __typename ... on PythonError { message } } }"""
+BACKFILL = """mutation Backfill($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 RUN_QUERY = """query Run($runId: ID!) { runOrError(runId: $runId) { ... on Run { status tags { key value } } } }"""
 MATERIALIZATIONS_QUERY = """{ assetOrError(assetKey: {path: ["cpu_note"]}) { ... on Asset {
   assetMaterializations(limit: 5) { runId metadataEntries { label __typename
@@ -88,6 +96,11 @@ def small_project(tmp_path: Path) -> CiProject:
     project.write("configs/notebooks.yaml", yaml.safe_dump({"notebooks": {
         "notebooks/cpu_note.ipynb": {"checks": [{"metric": "answer", "min": 40}]},
         "notebooks/gpu_note.ipynb": {"device": "gpu"},
+    }, "triggers": {
+        # The deployment runs pushed commits (its commit sensor, polling often) and scores on a schedule the
+        # test starts and stops (every minute while on).
+        "orchestrator": "dagster", "poll_interval_s": 5,
+        "schedule": {"notebook": "notebooks/cpu_note.ipynb", "cron": "* * * * *", "enabled": False},
     }}))
     project.push("three small notebooks")
     return project
@@ -170,6 +183,7 @@ class Deployment:
         self.gitlab.set_job(job["id"], status="running", runner={"description": "test runner"})
         # A protected ref's job holds the project's GitLab token, as the real one does.
         return job, {**OFFLINE, **RUNNERS, "CI_PIPELINE_SOURCE": "api", POSTGRES_URL_ENV: self.url,
+                     "CI_SERVER_URL": self.gitlab.url, "CI_PROJECT_ID": str(self.gitlab.project_id),
                      "GITLAB_TOKEN": self.gitlab.token, **pipeline_variables(pipeline)}
 
     def terminate(self, run_id: str, policy: str = "SAFE_TERMINATE") -> dict:
@@ -328,3 +342,68 @@ def test_a_wrong_token_fails_the_run_at_launch_with_a_clear_message(deployment):
     assert "was not launched on GitLab" in events and "401" in events and "GITLAB_TOKEN" in events
     assert gitlab.token not in events and not gitlab.pipeline_of(gitlab_runs.RUN_ID_VARIABLE, run_id)
 
+
+
+def test_the_commit_sensor_the_schedule_and_a_backfill_launch_runs_that_execute_on_gitlab(deployment):
+    """Runs the daemon starts go to GitLab's runners too. A commit sensor's and the schedule's runs execute
+    their notebook with ``ds-pipelines run`` in the job's checkout of their commit (the folder in their config
+    is the deployment's), on the runner of the notebook's device, publish to the wiki from the job and keep
+    their results folder, masked, with the job's artifacts."""
+    gitlab, project = deployment.gitlab, deployment.project
+    project.write("notebooks/gpu_note.ipynb", notebook_json(GPU_CELL + "\nprint('changed on main')"))
+    sha = project.push("the gpu notebook changed")["CI_COMMIT_SHA"]
+    commit_run = deployment.wait("the commit sensor's run", lambda: runs_of(deployment, "commit_notebook", {"ds-pipelines/commit": sha}))
+    variables = pipeline_variables(pipeline := deployment.pipeline(commit_run.run_id))
+    assert pipeline["ref"] == "main" and variables[gitlab_runs.COMMIT_VARIABLE] == sha
+    assert variables[gitlab_runs.DEVICE_VARIABLE] == "gpu", "the notebook's device, not the op's"
+    executed = deployment.execute_job(commit_run.run_id)
+    log = executed.stdout + executed.stderr
+    assert executed.returncode == 0, log[-3000:] + deployment.events(commit_run.run_id)
+    assert "on runner tag gpu" in log and f"Executing commit {sha}" in log
+    assert deployment.finished(commit_run.run_id).status == dg.DagsterRunStatus.SUCCESS, deployment.events(commit_run.run_id)
+    assert not [key for key in deployment.run(commit_run.run_id).tags if key.startswith(EXECUTED_NOTEBOOK_URL_TAG)], \
+        "its one op is no notebook with an executed copy of its own"
+    materialized = latest_materialization_run(deployment, "gpu_note")
+    assert materialized.tags["ds-pipelines/commit"] == sha and materialized.run_id != commit_run.run_id
+    kept = project.artifacts("dagster-run") / "results/dagster-run/gpu_note"
+    assert json.loads((kept / "results.json").read_text())["notebooks"][0]["status"] == "success"
+    assert "changed on main" in next(kept.rglob("*.ipynb")).read_text()
+    assert sha[:7] in gitlab.wiki["model-runs/gpu_note"]["content"], "published from the job"
+    assert gitlab.token not in json.dumps(pipeline)
+    assert not [file for file in kept.rglob("*") if file.is_file() and gitlab.token.encode() in file.read_bytes()]
+
+    # The schedule, started in the UI, ticks within the minute; reset to its default (stopped) at once.
+    assert graphql(deployment.port, START_SCHEDULE, {"selector": SCHEDULE})["startSchedule"]["__typename"] == "ScheduleStateResult"
+    try:
+        scheduled = deployment.wait("the schedule's run", lambda: runs_of(deployment, "scheduled_notebook", {}))
+    finally:
+        graphql(deployment.port, RESET_SCHEDULE, {"selector": SCHEDULE})
+    assert scheduled.tags["dagster/schedule_name"] == "scoring"
+    assert pipeline_variables(deployment.pipeline(scheduled.run_id))[gitlab_runs.DEVICE_VARIABLE] == "cpu"
+    executed = deployment.execute_job(scheduled.run_id)
+    assert executed.returncode == 0, (executed.stdout + executed.stderr)[-3000:] + deployment.events(scheduled.run_id)
+    assert deployment.finished(scheduled.run_id).status == dg.DagsterRunStatus.SUCCESS, deployment.events(scheduled.run_id)
+    assert latest_materialization_run(deployment, "cpu_note").tags["ds-pipelines/trigger"] == "schedule"
+    assert (project.artifacts("dagster-run") / "results/dagster-run/cpu_note/results.json").is_file()
+
+    # A backfill of the asset, which the daemon's backfill loop submits as a run of the notebooks job.
+    backfill = graphql(deployment.port, BACKFILL, {"params": {"assetSelection": [{"path": ["cpu_note"]}], "allPartitions": True}})
+    assert backfill["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", backfill
+    backfill_id = backfill["launchPartitionBackfill"]["backfillId"]
+    filled = deployment.wait("the backfill's run", lambda: runs_of(deployment, None, {"dagster/backfill": backfill_id}))
+    assert pipeline_variables(deployment.pipeline(filled.run_id))[gitlab_runs.NOTEBOOKS_VARIABLE] == "cpu_note"
+    assert deployment.execute_job(filled.run_id).returncode == 0
+    assert deployment.finished(filled.run_id).status == dg.DagsterRunStatus.SUCCESS, deployment.events(filled.run_id)
+
+
+def runs_of(deployment: Deployment, job_name: str | None, tags: dict[str, str]) -> dg.DagsterRun | None:
+    """The first run of ``job_name`` (any job: None) with ``tags``, or None."""
+    with deployment.instance() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name, tags=tags))
+    return runs[-1] if runs else None
+
+
+def latest_materialization_run(deployment: Deployment, asset: str) -> dg.DagsterRun:
+    with deployment.instance() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        return instance.get_run_by_id(event.run_id)

@@ -18,6 +18,7 @@ from published import (
 )
 
 from ds_pipelines.masking import MASK
+from ds_pipelines.publishing.artifacts import keep_masked_copy
 from ds_pipelines.results.folder import load_results
 
 pytestmark = pytest.mark.slow  # every test reads the session's `trained` run (notebooks through the CLI)
@@ -75,3 +76,22 @@ def test_a_folder_that_is_not_a_results_folder_exits_2_naming_the_file(trained, 
     result = run_cli(cli_env(box), "mask-secrets", str(results), cwd=tmp_path)
     assert_clean_exit(result, 2)
     assert f"error: {broken} cannot be read as JSON, so it cannot be masked" in result.stderr
+
+
+def test_a_masked_copy_for_a_jobs_artifacts_leaves_the_folder_it_copies_as_it_was(trained, tmp_path):
+    """A commit or scheduled run on GitLab's runners keeps its results folder with the job's artifacts: a
+    copy, masked before it is moved there (``publishing.artifacts.keep_masked_copy``)."""
+    box, _ = trained
+    results = copy_results(box, tmp_path / "results")
+    token = "glpat-" + random_text(20)
+    fail_with_cell(results, "inference_example", source=f'print("{token}")',
+                   outputs=[{"output_type": "stream", "name": "stdout", "text": f"{token}\n"}], error=f"leaked {token}")
+    target = tmp_path / "job" / "results" / "dagster-run" / "inference_example"
+
+    masked = keep_masked_copy(results, target)
+
+    kept = [path for path in target.rglob("*") if path.is_file()]
+    assert masked.occurrences >= 3 and kept and not [path for path in kept if token.encode() in path.read_bytes()]
+    assert load_results(target).notebooks, "still a results folder"
+    assert token in (results / "results.json").read_text(), "the run's own folder is not the artifact"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["job", "results"], "no staging folder left behind"

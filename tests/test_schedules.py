@@ -17,6 +17,7 @@ from sandbox import Sandbox
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
 from ds_pipelines.errors import ConfigError
+from ds_pipelines.execution.instance import DEVICE_TAG
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
 
 
@@ -39,6 +40,14 @@ def test_the_schedule_scores_with_the_configured_notebook_at_the_configured_time
         request = schedule.evaluate_tick(context).run_requests[0]
     assert request.tags["ds-pipelines/notebook"] == INFERENCE
     assert request.tags["ds-pipelines/reason"] == "scheduled"
+    assert request.tags[DEVICE_TAG] == "cpu", "the scoring notebook's device: its container or runner follows it"
+
+
+def test_a_gpu_scoring_notebook_is_tagged_for_the_gpus(tmp_path: Path):
+    project = project_with_triggers(tmp_path, schedule={"notebook": "notebooks/training_example.ipynb"})
+    with dg.build_schedule_context(scheduled_execution_time=None) as context:
+        request = scoring_schedule(project).evaluate_tick(context).run_requests[0]
+    assert request.tags[DEVICE_TAG] == "gpu"
 
 
 def test_a_disabled_schedule_starts_stopped(tmp_path: Path):

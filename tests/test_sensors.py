@@ -29,6 +29,7 @@ from sandbox import CLI
 from ds_pipelines.defs.triggers.releases import tag_sensor
 from ds_pipelines.defs.triggers.resources import GitLabResource, gitlab_resource
 from ds_pipelines.defs.triggers.sensors import commit_sensor
+from ds_pipelines.execution.instance import DEVICE_TAG
 from ds_pipelines.gitlab import GitLabClient, GitLabSettings
 from ds_pipelines.gitlab.repository import set_commit_status
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
@@ -104,6 +105,26 @@ def test_new_commits_run_their_notebooks_in_order_each_from_its_checkout(deploym
     assert "training v2" in (checkout_of(first) / TRAINING).read_text()  # that commit's file, not the newest
     assert "training v3" in (checkout_of(result.run_requests[1]) / TRAINING).read_text()
     assert json.loads(result.cursor)["branch:main"] == both
+
+
+def test_each_run_is_tagged_with_the_device_of_its_notebook_at_that_commit(deployment: Path, gitlab):
+    repo, fake = gitlab
+    cursor = tick(fake).cursor
+    repo.touch(TRAINING)
+    repo.touch(INFERENCE)
+    both = repo.commit("both notebooks")
+    registry = yaml.safe_load((repo.root / REGISTRY).read_text())
+    registry["notebooks"][INFERENCE]["device"] = "gpu"
+    repo.write(REGISTRY, yaml.safe_dump(registry))
+    repo.touch(INFERENCE)
+    on_gpu = repo.commit("inference on the GPU now")
+
+    devices = {(request.tags["ds-pipelines/commit"], request.tags["ds-pipelines/notebook"]): request.tags[DEVICE_TAG]
+               for request in tick(fake, cursor).run_requests}
+
+    # The launchers give such a run the GPUs, or GitLab's GPU runner (execution.docker_launcher.runs_gpu_notebook).
+    assert devices[both, TRAINING] == "gpu" and devices[both, INFERENCE] == "cpu"
+    assert devices[on_gpu, INFERENCE] == "gpu"
 
 
 def test_a_restart_from_the_stored_cursor_neither_repeats_nor_skips(deployment: Path, gitlab):

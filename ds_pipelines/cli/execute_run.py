@@ -18,8 +18,9 @@ DEFAULT_OUTPUT_DIR = Path("results", "dagster-run")
 @click.command("execute-run")
 @click.argument("run_id")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUTPUT_DIR,
-              show_default=True, help="Where the executed notebooks go, masked, one per notebook (NAME.ipynb): the "
-              "job keeps this folder as its artifacts, and the run's materializations link the copies there.")
+              show_default=True, help="Where the executed notebooks go, masked, one per notebook (NAME.ipynb), and the "
+              "results folder of a commit sensor's or the schedule's run (NAME/): the job keeps this folder as "
+              "its artifacts, and the run's materializations link the copies there.")
 @click.option("--notebooks", "notebook_names", metavar="NAMES", default="",
               help="The run's notebooks as asset names, comma-separated ($DSP_DAGSTER_NOTEBOOKS): the first one's "
               "kernel starts while Dagster loads. What runs is the run's own selection.")
@@ -55,9 +56,12 @@ def execute_run(run_id: str, output_dir: Path, notebook_names: str, project_dir:
     try:
         with long_lived_objects():
             import_papermill()  # before the job's definitions import dagstermill, which imports it
+            from ds_pipelines.execution.gitlab_runs import JOB_RESULTS_DIR_ENV
             from ds_pipelines.execution.run_worker import execute_stored_run
         job_url = os.environ.get("CI_JOB_URL") or None
         folder = output_dir.resolve()
+        # A commit sensor's or the schedule's run keeps its results folder there too (defs/triggers/notebook_runs).
+        os.environ[JOB_RESULTS_DIR_ENV] = str(folder)
         artifacts = job_artifacts(job_url)
         artifact_url = (lambda name: artifacts.url(folder / name)) if artifacts else None
         succeeded = execute_stored_run(project, run_id, output_dir=folder, job_url=job_url, artifact_url=artifact_url,

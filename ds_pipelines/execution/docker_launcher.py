@@ -7,7 +7,8 @@ code location's ``container_context``) with three differences:
 - A run that materializes a ``device: gpu`` notebook gets a GPU device request, what ``docker run --gpus all``
   asks for; a CPU run gets none. The launcher reads this from the run itself: its execution plan snapshot
   (stored with the run, whoever launched it: the UI, a sensor, a schedule, GraphQL) lists the steps it
-  executes with their op tags, and a GPU notebook's op carries ``DEVICE_TAG: gpu``.
+  executes with their op tags, and a GPU notebook's op carries ``DEVICE_TAG: gpu``; the commit sensor's and
+  the schedule's runs carry that tag as a run tag, with the device of the notebook they run.
 - An environment variable named in ``env_vars`` that the launcher's own environment does not set is left
   out, rather than failing every launch: the Slack or GitLab settings of a deployment without them.
 - A container that Docker creates but cannot start (a GPU run on a host without the NVIDIA runtime) fails
@@ -42,7 +43,11 @@ GPU_DEVICE_REQUESTS: list[dict[str, Any]] = [{"Driver": "nvidia", "Count": -1, "
 
 
 def runs_gpu_notebook(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    """Whether ``run`` executes a step tagged ``DEVICE_TAG: gpu``, from the run's execution plan snapshot."""
+    """Whether ``run`` executes a GPU notebook: the run is tagged ``DEVICE_TAG: gpu`` (a commit sensor's or the
+    schedule's run, whose one step runs the notebook with ``ds-pipelines run``), or a step of its execution plan
+    snapshot is (a notebook asset's op)."""
+    if run.tags.get(DEVICE_TAG) == GPU:
+        return True
     if run.execution_plan_snapshot_id:
         plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
         selected = set(plan.step_keys_to_execute)

@@ -50,6 +50,9 @@ COMMIT_VARIABLE = "DSP_DAGSTER_COMMIT"
 """The commit the run executes (the run's commit tag, else the commit the code location serves); the job
 checks it out only when the pipeline's ref contains it."""
 
+JOB_RESULTS_DIR_ENV = "DS_PIPELINES_JOB_RESULTS_DIR"
+"""Set by ``ds-pipelines execute-run`` in the job: the folder the job keeps as its artifacts."""
+
 PIPELINE_TAG = "ds-pipelines/gitlab-pipeline"
 PIPELINE_URL_TAG = "ds-pipelines/gitlab-pipeline-url"
 CREATED_AT_TAG = "ds-pipelines/gitlab-created-at"

@@ -49,14 +49,17 @@ def execute_stored_run(project: Project, run_id: str, *, output_dir: Path, job_u
         raise RunNotExecutableError(
             f"run {run_id} is {run.status.value}, not waiting to start: it is not executed again (a GitLab job "
             "retried after its run ended, or a run already canceled)")
-    names = run_notebooks(instance, run)
+    # The steps that are notebook assets: a commit sensor's or the schedule's run has one op, which keeps the
+    # results folder of its inner run itself (defs/triggers/notebook_runs).
+    steps = run_notebooks(instance, run)
+    names = steps & {spec.name for spec in project.notebooks()}
     tags = {JOB_URL_TAG: job_url} if job_url else {}
     if artifact_url:
         tags |= {executed_notebook_url_tag(name): url for name in names if (url := artifact_url(f"{name}.ipynb"))}
     if tags:
         instance.add_run_tags(run_id, tags)
     run = instance.get_run_by_id(run_id)
-    on_line(f"▶ run {run_id} of {run.job_name}: {', '.join(sorted(names)) or '(no steps)'}")
+    on_line(f"▶ run {run_id} of {run.job_name}: {', '.join(sorted(steps)) or '(no steps)'}")
     job = ReconstructableRepository.for_module(*CODE_LOCATION, working_directory=str(project.root)) \
         .get_reconstructable_job(run.job_name)
     result = execute_run(job, run, instance)

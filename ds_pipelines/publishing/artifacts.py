@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+import shutil
 from pathlib import Path
 
 from ds_pipelines.masking import (
@@ -56,6 +57,21 @@ def mask_results_folder(directory: Path, env: Mapping[str, str] | None = None, *
             file.unlink()
             left_out[file] = str(exc)
     return MaskedFolders(total, left_out)
+
+
+def keep_masked_copy(directory: Path, target: Path, env: Mapping[str, str] | None = None) -> MaskedFolders:
+    """A masked copy of the results folder ``directory`` at ``target`` (a folder a CI job keeps as its
+    artifacts): copied and masked beside ``directory``, then moved, so that ``target`` never holds an unmasked
+    file, even if the job is killed while masking."""
+    directory, target = Path(directory), Path(target)
+    staging = directory.with_name(f"{directory.name}.masking")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(directory, staging, symlinks=True)
+    masked = mask_results_folder(staging, env)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.move(staging, target)
+    return MaskedFolders(masked.occurrences, {target / path.relative_to(staging): why for path, why in masked.left_out.items()})
 
 
 def _files_under(folder: Path) -> list[Path]:

@@ -56,6 +56,8 @@ class CommitRun:
     reason: str
     checkout: Path
     provenance: Provenance
+    device: str = "cpu"
+    """The notebook's ``device:`` at that commit: the run's container or GitLab runner follows it."""
 
     @property
     def run_key(self) -> str:
@@ -239,8 +241,10 @@ def _plan(result: Evaluation, key: str, commit: Commit, changes: list[Change], s
     where = f"commit {commit.sha[:12]}" + (f" (!{provenance.merge_request})" if provenance.merge_request else "")
     try:
         folder = checkout(commit.sha)
-        decided = plan(Project(folder), changes, commit.message, source="push",
+        project = Project(folder)
+        decided = plan(project, changes, commit.message, source="push",
                        production_tag=settings.production_tag, development_tag=settings.development_tag)
+        devices = {planned.path: project.find(planned.path).device for planned in decided.notebooks}
     except Exception as exc:  # whatever a commit makes planning raise must not stop the sensor: its cursor
         # would never be saved, and every later tick would replay this commit
         if isinstance(exc, CheckoutError) and exc.transient:
@@ -259,7 +263,7 @@ def _plan(result: Evaluation, key: str, commit: Commit, changes: list[Change], s
     elif decided.skip:
         result.messages.append(f"{where}: nothing to run ({decided.skip_reason})")
     for planned in decided.notebooks:
-        result.runs.append(CommitRun(planned.path, planned.reason, folder, provenance))
+        result.runs.append(CommitRun(planned.path, planned.reason, folder, provenance, devices[planned.path]))
     return True
 
 

@@ -8,6 +8,9 @@ the commit, so the asset's history in the UI shows every commit's result. Commit
 
 A scheduled run does the same in the deployment's project folder, outside that pool.
 
+Launched on GitLab's runners (``execute_on: gitlab``), the run executes in the ``dagster-run`` job's checkout of
+its commit instead, and keeps its results folder, masked, with the job's artifacts.
+
 Afterwards, as GitLab CI's notify jobs do, the results go to the merge request (runs of a merge request)
 and the notebook's wiki page.
 """
@@ -24,6 +27,7 @@ import dagster as dg
 
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.errors import DsPipelinesError
+from ds_pipelines.execution import gitlab_runs
 from ds_pipelines.execution.instance import (
     COMMIT_RUNS_POOL,
     DAGSTER_HOME_ENV,
@@ -34,6 +38,7 @@ from ds_pipelines.execution.instance import (
 )
 from ds_pipelines.project import Project
 from ds_pipelines.project.run_environment import notebook_run_environment
+from ds_pipelines.publishing.artifacts import keep_masked_copy
 from ds_pipelines.publishing.merge_request import publish_merge_request_comment
 from ds_pipelines.publishing.wiki import publish_wiki_pages, wiki_lock_name
 from ds_pipelines.results.folder import RESULTS_FILE, RunResults, load_results
@@ -54,7 +59,10 @@ class NotebookRunConfig(dg.Config):
 
 def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource) -> dg.Output[str]:
     """Run the notebook with ``ds-pipelines run`` in ``config.project_dir``, then publish its results."""
-    project_dir = Path(config.project_dir)
+    on_gitlab = gitlab_runs.launched_on_gitlab(context.run)
+    # On GitLab's runners (the launcher's execute_on: gitlab) the job's checkout is the run's commit (the
+    # dagster-run job checked it out): config.project_dir names a folder of the deployment the runner lacks.
+    project_dir = Project().root if on_gitlab else Path(config.project_dir)
     output_dir = project_dir / RESULTS_DIR / context.run_id
     # The commit's code runs in this process and its kernels: it gets the allow-listed environment only
     # (project.run_environment), no GitLab or Slack token, and the Postgres URL only if the instance needs it.
@@ -77,6 +85,8 @@ def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunC
         for line in process.stdout:
             context.log.info(line.rstrip())
     results = load_results(output_dir) if (output_dir / RESULTS_FILE).exists() else None
+    if results is not None and on_gitlab:
+        keep_in_job_artifacts(context, output_dir, Path(config.notebook).stem)
     if results is not None:
         publish_to_gitlab(context, gitlab, results)
     if process.returncode != 0:
@@ -90,6 +100,19 @@ def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunC
         str(output_dir),
         metadata={"results": dg.MetadataValue.path(str(output_dir)), **{name: float(value) for name, value in metrics.items()}},
     )
+
+
+def keep_in_job_artifacts(context: dg.OpExecutionContext, output_dir: Path, name: str) -> None:
+    """The results folder, masked, where the GitLab job keeps its artifacts (``ds-pipelines execute-run``'s
+    output folder), as a notebook job of CI's child pipeline keeps it."""
+    kept_in = os.environ.get(gitlab_runs.JOB_RESULTS_DIR_ENV)
+    if not kept_in:
+        return
+    target = Path(kept_in) / name
+    masked = keep_masked_copy(output_dir, target)
+    for file, why in masked.left_out.items():
+        context.log.warning(f"{file.relative_to(target)} is not kept with the job's artifacts: {why}")
+    context.log.info(f"results kept with the GitLab job's artifacts in {target}")
 
 
 def publish_to_gitlab(context: dg.OpExecutionContext, gitlab: GitLabResource, results: RunResults) -> None:

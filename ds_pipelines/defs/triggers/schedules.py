@@ -16,6 +16,7 @@ from ds_pipelines.defs.triggers.notebook_runs import (
     scheduled_notebook_job,
 )
 from ds_pipelines.errors import ConfigError, NotebookNotFoundError
+from ds_pipelines.execution.instance import DEVICE_TAG
 from ds_pipelines.project import REGISTRY_FILE, Project
 from ds_pipelines.project.defaults import SCORING_NOTEBOOK
 from ds_pipelines.project.settings import DAGSTER
@@ -38,7 +39,8 @@ def scoring_schedule(project: Project) -> dg.ScheduleDefinition | None:
     run_config = dg.RunConfig(
         ops={run_scheduled_notebook.name: NotebookRunConfig(notebook=notebook.path, project_dir=str(project.root))},
     )
-    tags = {f"{TAG_PREFIX}trigger": "schedule", f"{TAG_PREFIX}reason": SCHEDULED, f"{TAG_PREFIX}notebook": notebook.path}
+    tags = {f"{TAG_PREFIX}trigger": "schedule", f"{TAG_PREFIX}reason": SCHEDULED, f"{TAG_PREFIX}notebook": notebook.path,
+            DEVICE_TAG: notebook.device}
 
     @dg.schedule(
         name=SCORING_SCHEDULE,
