@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -151,3 +154,69 @@ def test_eviction_keeps_the_latest_used_and_those_in_use(tmp_path: Path):
     assert sorted(p.name for p in cache.iterdir()) == sorted([MIRROR_DIR, shas[0], shas[1], shas[3]])
     again = checkout(repository_url=str(repo.root), sha=shas[2], cache_dir=cache)  # extracted afresh when asked
     assert (again / TRAINING).is_file()
+
+
+def test_an_object_changed_in_the_mirror_never_reaches_a_checkout(tmp_path: Path):
+    """A run may write into the cache: a blob of the mirror rewritten in place (same id, other content) is
+    found by its hash, and the mirror is fetched again from nothing."""
+    repo = make_project(tmp_path / "repo")
+    sha = repo.head()
+    cache = tmp_path / "cache"
+    original = (checkout(repository_url=str(repo.root), sha=sha, cache_dir=cache) / TRAINING).read_text()
+    shutil.rmtree(cache / sha)  # evicted: the next run of this commit extracts it from the mirror again
+    mirror = cache / MIRROR_DIR
+    loose_objects_only(mirror)
+    blob = git(mirror, "rev-parse", f"{sha}:{TRAINING}")
+    planted = b'{"cells": ["planted by a run"]}'
+    stored = mirror / "objects" / blob[:2] / blob[2:]
+    stored.chmod(0o644)
+    stored.write_bytes(zlib.compress(b"blob %d\0" % len(planted) + planted))
+    assert git(mirror, "cat-file", "blob", blob) == planted.decode(), "git serves it as it is"
+
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=cache)
+
+    assert (folder / TRAINING).read_text() == original
+    assert "planted" not in git(cache / MIRROR_DIR, "cat-file", "blob", blob)
+
+
+def test_a_commit_with_a_git_folder_is_refused(tmp_path: Path):
+    """A ``.git`` folder in a checkout would make git commands run there obey its config (an fsmonitor runs
+    code). git itself never commits one; a crafted tree can hold it."""
+    repo = make_project(tmp_path / "repo")
+    inner = git(repo.root, "mktree", stdin=f"100644 blob {git(repo.root, 'hash-object', '-w', '--stdin', stdin='[core]')}\tconfig\n")
+    tree = git(repo.root, "mktree", stdin=f"040000 tree {inner}\t.git\n")
+    sha = git(repo.root, "commit-tree", tree, "-p", repo.head(), "-m", "a repository inside")
+    git(repo.root, "update-ref", "refs/heads/main", sha)
+
+    with pytest.raises(CheckoutError, match=r"'\.git' is a name a commit's file cannot have") as error:
+        checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "cache")
+
+    assert not error.value.transient
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [MIRROR_DIR]
+
+
+def test_executable_files_stay_executable_and_others_do_not(tmp_path: Path):
+    repo = make_project(tmp_path / "repo")
+    (repo.root / "run.sh").write_text("#!/bin/sh\n")
+    (repo.root / "run.sh").chmod(0o755)
+    sha = repo.commit("a script")
+
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "cache")
+
+    assert (folder / "run.sh").stat().st_mode & 0o777 == 0o755
+    assert (folder / TRAINING).stat().st_mode & 0o777 == 0o644
+
+
+def loose_objects_only(mirror: Path) -> None:
+    """Every object of the mirror as a loose file (a fetch packs them), so that a test can rewrite one."""
+    for pack in list((mirror / "objects" / "pack").glob("*.pack")):
+        data = pack.read_bytes()
+        for part in pack.parent.glob(pack.stem + ".*"):
+            part.unlink()
+        subprocess.run(["git", "-C", str(mirror), "unpack-objects", "-q"], input=data, check=True)
+
+
+def git(cwd: Path, *args: str, stdin: str | None = None) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], input=stdin, capture_output=True, text=True, check=True,
+                          env={**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}).stdout.strip()

@@ -3,14 +3,21 @@
 A Dagster deployment has one version of the project checked out, but the commit sensor runs notebooks for
 many commits: each run gets the files of its own commit, extracted from a local mirror of the repository
 into ``<cache>/<sha>/`` (kept, so the notebooks of one commit share their outputs: training writes the
-model that inference reads; ``evict`` removes all but the latest and those of runs still to finish). The
-archive is streamed from ``git archive`` member by member, never held whole in memory. No Dagster imports.
+model that inference reads; ``evict`` removes all but the latest and those of runs still to finish). Files
+are streamed out of the mirror object by object, never held whole in memory. No Dagster imports.
 
 The runs execute a commit's code as the deployment's user, so they could write into the cache. Nothing there
-is trusted as found: a checkout is used again only while every file of its commit still has the sha256 that
-its marker recorded at extraction (otherwise it is extracted afresh), and the mirror's configuration is
-rewritten and its alternates dropped before each fetch, which runs with no hooks (``core.hooksPath``), so a
-run cannot redirect the next fetch or plant code that git would execute.
+is trusted as found:
+
+- a checkout is used again only while every file of its commit still has the sha256 that its marker recorded
+  at extraction (otherwise it is extracted afresh);
+- every object a checkout is written from is hashed and compared with its id, from the commit's id (which
+  GitLab's API gave) down through its trees: a run that rewrote an object of the mirror cannot slip its
+  content into another commit's checkout, and a mirror found changed is fetched again from nothing;
+- the mirror's configuration is rewritten and its alternates dropped before each fetch, which runs with no
+  hooks (``core.hooksPath``), so a run cannot redirect the next fetch or plant code that git would execute;
+- no checkout holds a ``.git`` folder (which git commands run in it would obey), a link leaving the commit,
+  or anything but folders, files and links.
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ import os
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import threading
 from collections.abc import Collection
@@ -40,9 +46,9 @@ FETCH_REFSPECS = (
     "+refs/tags/*:refs/tags/*",
 )
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-# tarfile's "data" filter (refuses what leaves the folder, drops owners and odd modes) where this Python has it.
-_DATA_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-_FILTER_ERRORS = getattr(tarfile, "FilterError", ())
+# Tree entry modes: a folder, a link, a submodule, and the files with the permissions a checkout gives them.
+_FOLDER, _LINK, _SUBMODULE = b"40000", b"120000", b"160000"
+_FILE_MODES = {b"100644": 0o644, b"100755": 0o755, b"100664": 0o644}
 # Given on every git command line: the repository's own settings cannot turn hooks or an fsmonitor back on.
 _NO_HOOKS = ("-c", f"core.hooksPath={os.devnull}", "-c", "core.fsmonitor=false")
 MIRROR_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
@@ -75,9 +81,25 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
     if target.exists():  # changed since it was extracted (or never completed): set aside, extracted again
         target.rename(Path(tempfile.mkdtemp(prefix=f".changed-{sha[:12]}-", dir=cache_dir)) / sha)
     mirror = cache_dir / MIRROR_DIR
+    fetch = {"repository_url": repository_url, "sha": sha, "token": token, "merge_request": merge_request}
+    try:
+        return _fetched_and_extracted(mirror, target, **fetch)
+    except _CorruptMirror:
+        # An object the mirror holds was changed or lost (a run may write there): fetched again from nothing.
+        shutil.rmtree(mirror, ignore_errors=True)
+        try:
+            return _fetched_and_extracted(mirror, target, **fetch)
+        except _CorruptMirror as again:
+            raise CheckoutError(f"commit {sha} fetched afresh from {_safe_url(repository_url)} still does not "
+                                f"match its id: {again}") from None
+
+
+def _fetched_and_extracted(mirror: Path, target: Path, *, repository_url: str, sha: str, token: str | None,
+                           merge_request: int | None) -> Path:
+    cache_dir = mirror.parent
     if not mirror.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        _git(mirror.parent, "init", "--quiet", "--bare", mirror.name)
+        _git(cache_dir, "init", "--quiet", "--bare", mirror.name)
     _reset_mirror(mirror)
     if not _has_commit(mirror, sha):
         refspecs = FETCH_REFSPECS + ((f"+refs/merge-requests/{merge_request}/head:refs/merge-requests/{merge_request}/head",)
@@ -101,55 +123,139 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
 
 
 def _extract(mirror: Path, sha: str, staging: Path) -> list[str]:
-    """Extracts commit ``sha`` into ``staging`` as ``git archive`` streams it; the names of its regular files."""
-    command = ["git", *_NO_HOOKS, "-C", str(mirror), "archive", "--format=tar", sha]
+    """Writes the files of commit ``sha`` into ``staging``, read object by object from the mirror and each
+    checked against its id, from the commit down (``_VerifiedObjects``): what is written is the commit's
+    content, whatever a run changed in the mirror's object store. The names of its regular files."""
     files: list[str] = []
-    unreadable: str | None = None
-    with tempfile.TemporaryFile() as errors, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors) as archive:
-        timed_out = threading.Event()
-        timer = threading.Timer(FETCH_TIMEOUT_S, lambda: (timed_out.set(), archive.kill()))
-        timer.start()
-        try:
-            with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
-                for member in tar:
-                    refused = _leaves(member, staging)
+    with _VerifiedObjects(mirror, sha) as objects:
+        commit = objects.read(sha, b"commit")
+        tree = commit.split(b"\n", 1)[0]
+        if not tree.startswith(b"tree "):
+            raise _CorruptMirror(f"commit {sha} names no tree")
+        folders = [(tree[5:].decode(), "")]
+        while folders:
+            tree_id, prefix = folders.pop()
+            for mode, name, object_id in _entries(objects.read(tree_id, b"tree"), len(sha) // 2):
+                path = prefix + _checked_name(name, prefix)
+                if mode == _FOLDER:
+                    _new_folder(staging / path)
+                    folders.append((object_id, path + "/"))
+                elif mode == _SUBMODULE:
+                    _new_folder(staging / path)  # as git archive leaves it: the submodule's commit is not here
+                elif mode == _LINK:
+                    target = objects.read(object_id, b"blob").decode(errors="surrogateescape")
+                    refused = _link_leaves(staging, path, target)
                     if refused:
                         raise CheckoutError(refused)
-                    try:
-                        tar.extract(member, staging, **_DATA_FILTER)
-                    except _FILTER_ERRORS as exc:
-                        raise CheckoutError(f"{member.name} cannot be extracted: {exc}") from None
-                    if member.isfile():
-                        files.append(member.name)
-        except tarfile.TarError as exc:  # git stopped part way: its own message says why, if it left one
-            unreadable = str(exc)
-        finally:
-            timer.cancel()
-            archive.stdout.close()  # git stops (SIGPIPE) if extraction stopped early
-        if archive.wait() == 0 and unreadable is None:
-            return files
-        if timed_out.is_set():
-            raise CheckoutError(f"git archive {sha}: stopped after {FETCH_TIMEOUT_S} s", transient=True)
-        errors.seek(0)
-        detail = errors.read().decode(errors="replace").strip().splitlines()
-        raise CheckoutError(f"git archive {sha} failed: {detail[-1] if detail else unreadable or 'no details'}")
+                    os.symlink(target, staging / path)
+                elif mode in _FILE_MODES:
+                    with open(staging / path, "xb") as file:
+                        objects.read(object_id, b"blob", into=file)
+                    os.chmod(staging / path, _FILE_MODES[mode])
+                    files.append(path)
+                else:
+                    raise CheckoutError(f"{path} has mode {mode.decode(errors='replace')}, which no commit's file has")
+    for link in (path for path in staging.rglob("*") if path.is_symlink()):  # once every link of the commit is there
+        refused = _link_leaves(staging, link.relative_to(staging).as_posix(), os.readlink(link))
+        if refused:
+            raise CheckoutError(refused)
+    return files
 
 
-def _leaves(member: tarfile.TarInfo, staging: Path) -> str | None:
-    """Why ``member`` would reach outside ``staging`` (an absolute or ``..`` path, a link pointing out, a
-    device or pipe); None when it stays inside. Checked on every Python, also those without tarfile's
-    ``data`` filter (3.11 before 3.11.4, as Debian's), which is applied as well where it exists."""
+class _CorruptMirror(CheckoutError):
+    """An object of the mirror is missing or does not hash to its id: the mirror is fetched afresh."""
+
+
+class _VerifiedObjects:
+    """Objects of the mirror through one ``git cat-file --batch``, each hashed as git does (``<type> <size>\\0``
+    then its content, SHA-1 or SHA-256 by the commit's id) and refused unless that is its id. Trees name their
+    entries by id, so a commit's id vouches for every file under it."""
+
+    def __init__(self, mirror: Path, sha: str):
+        self._algorithm = "sha1" if len(sha) == 40 else "sha256"
+        self._errors = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(["git", *_NO_HOOKS, "-C", str(mirror), "cat-file", "--batch"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors)
+        self._timed_out = threading.Event()
+        self._timer = threading.Timer(FETCH_TIMEOUT_S, lambda: (self._timed_out.set(), self._process.kill()))
+        self._timer.start()
+
+    def __enter__(self) -> _VerifiedObjects:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+        self._process.stdin.close()
+        self._process.kill()
+        self._process.wait()
+        self._process.stdout.close()
+        self._errors.close()
+
+    def read(self, object_id: str, kind: bytes, *, into=None) -> bytes:
+        """The content of object ``object_id`` of type ``kind``, written to the file ``into`` instead when given."""
+        try:
+            self._process.stdin.write(object_id.encode() + b"\n")
+            self._process.stdin.flush()
+            header = self._process.stdout.readline().split()
+        except OSError:  # git stopped: killed by the timer, or it failed
+            header = []
+        if self._timed_out.is_set():
+            raise CheckoutError(f"reading the commit's files from the mirror stopped after {FETCH_TIMEOUT_S} s", transient=True)
+        if len(header) != 3 or header[1] != kind or not header[2].isdigit():
+            self._errors.seek(0)
+            detail = self._errors.read().decode(errors="replace").strip() or b" ".join(header).decode(errors="replace")
+            raise _CorruptMirror(f"{kind.decode()} {object_id} cannot be read from the mirror: {detail or 'no answer'}")
+        size = int(header[2])
+        digest = hashlib.new(self._algorithm, kind + b" %d\0" % size)
+        chunks, left = [], size
+        while left:
+            chunk = self._process.stdout.read(min(left, 1 << 20))
+            if not chunk:
+                raise _CorruptMirror(f"{kind.decode()} {object_id} ended early in the mirror")
+            digest.update(chunk)
+            left -= len(chunk)
+            if into is None:
+                chunks.append(chunk)
+            else:
+                into.write(chunk)
+        self._process.stdout.read(1)  # the newline after each object
+        if digest.hexdigest() != object_id:
+            raise _CorruptMirror(f"{kind.decode()} {object_id} in the mirror does not hash to its id (changed in place)")
+        return b"".join(chunks)
+
+
+def _entries(tree: bytes, id_length: int) -> list[tuple[bytes, bytes, str]]:
+    """(mode, name, id) of each entry of a tree object: ``<mode> <name>\\0<id, raw>`` after one another."""
+    entries, position = [], 0
+    while position < len(tree):
+        space = tree.index(b" ", position)
+        end = tree.index(b"\0", space)
+        entries.append((tree[position:space], tree[space + 1:end], tree[end + 1:end + 1 + id_length].hex()))
+        position = end + 1 + id_length
+    return entries
+
+
+def _checked_name(name: bytes, prefix: str) -> str:
+    """A tree entry's name, refused when it could reach out of its folder or make the checkout a repository."""
+    text = name.decode(errors="surrogateescape")
+    if text in ("", ".", "..") or "/" in text or "\0" in text or text.lower() == ".git":
+        raise CheckoutError(f"{prefix}{text!r} is a name a commit's file cannot have: not extracted")
+    return text
+
+
+def _new_folder(path: Path) -> None:
+    try:
+        path.mkdir()
+    except FileExistsError:  # a tree naming an entry twice, which git itself never writes
+        raise CheckoutError(f"{path.name} appears twice in its folder: not extracted") from None
+
+
+def _link_leaves(staging: Path, path: str, target: str) -> str | None:
+    """Why the link ``path -> target`` would point outside ``staging``; None when it stays inside."""
     root = staging.resolve()
-    if os.path.isabs(member.name) or not (root / member.name).resolve().is_relative_to(root):
-        return f"{member.name} lies outside the commit's folder: not extracted"
-    if member.issym() or member.islnk():
-        base = root if member.islnk() else (root / member.name).parent
-        target = member.linkname
-        if os.path.isabs(target) or not (base / target).resolve().is_relative_to(root):
-            return (f"the link {member.name} -> {target} points outside the commit's files, which are all a "
-                    "checkout holds (commit the data, or name its path in a config)")
-    elif not (member.isfile() or member.isdir()):
-        return f"{member.name} is a device or pipe, which a checkout does not hold: not extracted"
+    if os.path.isabs(target) or not ((root / path).parent / target).resolve().is_relative_to(root):
+        return (f"the link {path} -> {target} points outside the commit's files, which are all a checkout holds "
+                "(commit the data, or name its path in a config)")
     return None
 
 
