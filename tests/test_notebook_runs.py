@@ -62,6 +62,29 @@ def test_the_run_executes_that_commits_notebook_and_records_it(sandbox: Sandbox,
     assert PROJECT_DIR_ENV not in inner_run.tags
 
 
+def test_a_checkout_changed_while_its_run_waited_is_extracted_again(sandbox: Sandbox, commit_checkout, tmp_path: Path, monkeypatch):
+    """Commit runs wait in the queue after the sensor's checkout: a run of another commit may change it."""
+    sha, folder = commit_checkout
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+    (folder / TRAINING).write_text(notebook_json("print('planted by another run')"))
+    run_config = dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=TRAINING, project_dir=str(folder))})
+
+    without_gitlab = commit_notebook_job.execute_in_process(
+        run_config=run_config, instance=dg.DagsterInstance.get(), raise_on_error=False, resources={"gitlab": GitLabResource()})
+    assert not without_gitlab.success
+    assert "changed after the commit sensor extracted it" in without_gitlab.failure_data_for_node("run_commit_notebook").user_failure_data.description
+
+    with FakeGitLab(repo=tmp_path / "repo") as fake:
+        result = commit_notebook_job.execute_in_process(
+            run_config=run_config, instance=dg.DagsterInstance.get(), tags={"ds-pipelines/commit": sha},
+            resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)})
+
+    assert result.success
+    executed = (Path(result.output_for_node("run_commit_notebook")) / "training_example" / "training_example.ipynb").read_text()
+    assert "written at the commit that the sensor found" in executed and "planted" not in executed
+
+
 def test_a_failing_notebook_fails_the_run_with_its_error(sandbox: Sandbox, tmp_path: Path, monkeypatch):
     repo = make_project(tmp_path / "repo")
     repo.write(TRAINING, notebook_json("raise ValueError('broken at this commit')"))

@@ -75,7 +75,7 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
     if not _SHA.fullmatch(sha):
         raise CheckoutError(f"{sha!r} is not a full commit SHA (40 or 64 lowercase hex digits)")
     target = cache_dir / sha
-    if _intact(target, sha):
+    if intact(target, sha):
         (target / COMPLETE_MARKER).touch()  # used: the latest are kept by ``evict``
         return target
     if target.exists():  # changed since it was extracted (or never completed): set aside, extracted again
@@ -281,7 +281,7 @@ def _last_used(folder: Path) -> float:
         return 0.0
 
 
-def _intact(target: Path, sha: str) -> bool:
+def intact(target: Path, sha: str) -> bool:
     """Whether ``target`` is a complete checkout of ``sha`` whose files are as extracted (outputs that runs
     added beside them are not part of it)."""
     try:

@@ -36,6 +36,7 @@ from ds_pipelines.execution.instance import (
     shared_lock,
     reads_postgres_url,
 )
+from ds_pipelines.gitlab.repository import repository_url
 from ds_pipelines.project import Project
 from ds_pipelines.project.run_environment import notebook_run_environment
 from ds_pipelines.publishing.artifacts import keep_masked_copy
@@ -44,6 +45,7 @@ from ds_pipelines.publishing.wiki import publish_wiki_pages, wiki_lock_name
 from ds_pipelines.results.folder import RESULTS_FILE, RunResults, load_results
 from ds_pipelines.results.origin import RUN_TAGS_ENV, TAG_PREFIX, Provenance
 from ds_pipelines.tracking import TRACKING_URI_ENV, tracking_uri
+from ds_pipelines.triggers.checkout import checkout, intact
 
 COMMIT_NOTEBOOK_JOB = "commit_notebook"
 SCHEDULED_NOTEBOOK_JOB = "scheduled_notebook"
@@ -145,9 +147,29 @@ def publish_to_gitlab(context: dg.OpExecutionContext, gitlab: GitLabResource, re
             context.log.warning(f"{what} not published: {masker.mask(str(exc))}")
 
 
+def run_notebook_in_checkout(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource) -> dg.Output[str]:
+    """``run_notebook_in_project`` in the sensor's checkout, checked again first: it waited in the queue, and a
+    run of another commit (same user, same volume) may have changed its files since the sensor extracted them."""
+    folder = Path(config.project_dir)
+    if not gitlab_runs.launched_on_gitlab(context.run) and not intact(folder, folder.name):
+        if gitlab.missing():
+            raise dg.Failure(description=f"the checkout {folder} changed after the commit sensor extracted it, and "
+                             f"it cannot be extracted again without GitLab: set {', '.join(gitlab.missing())}")
+        context.log.warning(f"the checkout {folder} changed after the commit sensor extracted it: extracted again")
+        origin = Provenance.from_run_tags(context.run.tags)
+        # A trusted fork's commit is only in its merge request's head (triggers.watch names its branch fork-<id>/...).
+        fork_merge_request = int(origin.merge_request) if origin.merge_request and (origin.branch or "").startswith("fork-") else None
+        try:
+            checkout(repository_url=repository_url(gitlab.client()), sha=folder.name, cache_dir=folder.parent,
+                     token=gitlab.token, merge_request=fork_merge_request)
+        except DsPipelinesError as exc:
+            raise dg.Failure(description=f"the checkout {folder} changed and cannot be extracted again: {exc}") from None
+    return run_notebook_in_project(context, config, gitlab)
+
+
 run_commit_notebook = dg.op(
     name="run_commit_notebook", pool=COMMIT_RUNS_POOL, description="Run one notebook from a checkout of the commit that changed it.",
-)(run_notebook_in_project)
+)(run_notebook_in_checkout)
 run_scheduled_notebook = dg.op(
     name="run_scheduled_notebook", description="Run the scoring notebook from the deployment's project folder.",
 )(run_notebook_in_project)
