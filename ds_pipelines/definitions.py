@@ -13,6 +13,11 @@ from pathlib import Path
 import dagster as dg
 
 import ds_pipelines.defs
+from ds_pipelines.project.run_environment import hide_environment
+
+# The processes that load the code location execute runs, the commit sensor's among them: a commit's code
+# must not read their environment, and with it the deployment's credentials, through /proc.
+hide_environment()
 
 
 @dg.definitions

@@ -46,6 +46,7 @@ def test_dagster_dev_serves_the_notebook_assets_sensors_and_schedule(tmp_path: P
     keys = sorted(node["assetKey"]["path"][0] for node in nodes)
     assert keys == ["inference_example", "training_example"]
     assert all(not node["description"].startswith("/") for node in nodes)
-    assert sorted(sensor["name"] for sensor in repository["sensors"]) == ["dead_runs", "gitlab_commits", "gitlab_runs", "gitlab_tags",
-                                                                         "slack_on_run_failure"]
+    assert sorted(sensor["name"] for sensor in repository["sensors"]) == [
+        "dead_runs", "gitlab_commits", "gitlab_runs", "gitlab_tags", "publish_failed_notebook_runs",
+        "publish_succeeded_notebook_runs", "slack_on_run_failure"]
     assert repository["schedules"] == [{"name": "scoring", "cronSchedule": "0 6 * * *"}]

@@ -35,7 +35,7 @@ import pytest
 import yaml
 from dagster_webserver import answers
 from fake_gitlab import FakeGitLab
-from gitrepo import TRAINING, make_project, notebook_json
+from gitrepo import INFERENCE, make_project, notebook_json
 from images import REPO, run
 
 from ds_pipelines.execution.instance import POSTGRES_STORAGE, POSTGRES_URL_ENV
@@ -49,6 +49,17 @@ START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 480
 """Queue, container start, `dagster api execute_run`, a notebook kernel: about 1-2 minutes on two busy cores."""
 MLFLOW_URI = "sqlite:////app/.ds-pipelines/mlflow.db"
+PLANTED = "DS_TEST_DEPLOYMENT_MARKER"
+READ_EVERY_ENVIRONMENT = """\
+import glob
+# What a commit's code can read of the environments of the processes in its container (the run worker's).
+for path in sorted(glob.glob('/proc/[0-9]*/environ')):
+    command = open(path.replace('environ', 'cmdline'), 'rb').read().decode(errors='replace').replace('\\0', ' ')[:200]
+    try:
+        print(path, command, '::', open(path, 'rb').read().decode(errors='replace').replace('\\0', ' '))
+    except OSError as error:
+        print(path, 'refused:', type(error).__name__)
+"""
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 CPU_CELL = """\
 import os
@@ -174,7 +185,9 @@ def deployment(project_image, postgres, tmp_path_factory):
     for path in config.iterdir():
         path.chmod(0o644)
     run_context = {"docker": {
-        "env_vars": ["DS_PIPELINES_PROJECT_DIR=/project"],
+        # Stands for the deployment's credentials, which no commit's code may read: not in the allow-list, and
+        # neither a secret's name nor value, so that no masking of the executed notebook could hide a leak.
+        "env_vars": ["DS_PIPELINES_PROJECT_DIR=/project", f"{PLANTED}=held-by-the-run-worker"],
         "container_kwargs": {
             "network_mode": "host",
             "labels": {"ds-pipelines-test-deployment": uid},
@@ -299,12 +312,13 @@ def test_a_pushed_commit_runs_in_its_own_container_from_the_code_locations_check
     # The first tick only records where main is: push once the sensor has listed main's commits.
     wait_until("the commit sensor's first tick", lambda: any("/repository/commits" in path for _, path in gitlab.requests), deployment)
     time.sleep(POLL_INTERVAL_S)
-    repo.write(TRAINING, notebook_json("print('pushed to the container deployment')"))
-    pushed = repo.commit("retrain in the deployment")
+    # A device: cpu notebook (training's device: gpu would ask this host for GPUs it lacks, as above).
+    repo.write(INFERENCE, notebook_json("print('pushed to the container deployment')\n" + READ_EVERY_ENVIRONMENT))
+    pushed = repo.commit("score in the deployment")
 
     deadline = time.monotonic() + RUN_TIMEOUT_S
     with deployment.instance() as instance:
-        while not (runs := instance.get_runs(filters=dg.RunsFilter(job_name="commit_notebook", tags={"ds-pipelines/commit": pushed}))):
+        while not (runs := instance.get_runs(filters=dg.RunsFilter(job_name="commit_notebook", tags={"ds-pipelines/commit": pushed, "ds-pipelines/notebook": INFERENCE}))):
             assert time.monotonic() < deadline, f"no commit run of {pushed[:12]}:\n{deployment.logs()}"
             time.sleep(2)
     finished = deployment.wait_finished(runs[0].run_id)
@@ -312,11 +326,21 @@ def test_a_pushed_commit_runs_in_its_own_container_from_the_code_locations_check
     assert finished.status == dg.DagsterRunStatus.SUCCESS, deployment.events(finished.run_id)[-4000:] + deployment.logs()
     assert "docker/container_id" in finished.tags, "launched in a container of its own"
     with deployment.instance() as instance:
-        records = instance.fetch_materializations(dg.AssetKey("training_example"), limit=1).records
+        records = instance.fetch_materializations(dg.AssetKey("inference_example"), limit=1).records
         inner = instance.get_run_by_id(records[0].run_id) if records else None
     # The notebook ran from the sensor's checkout in the run's container, and its run is in Postgres.
     assert inner is not None and inner.tags["ds-pipelines/commit"] == pushed, deployment.events(finished.run_id)[-4000:]
     executed = records[0].asset_materialization.metadata["executed_notebook"].value
     # Kept by that run's instance folder in the storage volume, which the webserver mounts too.
     assert executed.startswith(f"/project/{STATE_DIR}/dagster-postgres/storage/"), executed
+    [user_code] = [name for name in deployment.names if "user-code" in name]  # it mounts the state volume too
+    shown = run(deployment.docker, "exec", user_code, "cat", executed, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    printed = shown.stdout
+    # The run worker and its step process hold the variable; the notebook, run as the same user, reads none of them.
+    assert "pushed to the container deployment" in printed and "MLFLOW_TRACKING_URI=" in printed, "its own is readable"
+    assert "refused: PermissionError" in printed and f"{PLANTED}=" not in printed, printed
+    # Its container held no GitLab token: the code location's sensor published it once it ended.
+    wait_until("the run's wiki page, published by the code location",
+               lambda: pushed[:7] in gitlab.wiki.get("model-runs/inference_example", {}).get("content", ""), deployment)
     assert not (deployment.project / STATE_DIR / "checkouts").exists(), "the checkout went through the volume"

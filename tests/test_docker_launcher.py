@@ -25,6 +25,7 @@ from ds_pipelines.execution.docker_launcher import (
 )
 from ds_pipelines.execution.heartbeat import WORKER_TAG
 from ds_pipelines.execution.instance import DEVICE_TAG
+from ds_pipelines.project.run_environment import COMMIT_CODE_TAG
 from ds_pipelines.project import Project
 
 LAUNCHER = {
@@ -32,7 +33,8 @@ LAUNCHER = {
     "class": "NotebookDockerRunLauncher",
     "config": {
         "image": "ds-pipelines:test",
-        "env_vars": ["DAGSTER_POSTGRES_URL", "SLACK_WEBHOOK_URL", "FIXED=value"],
+        "env_vars": ["DAGSTER_POSTGRES_URL", "SLACK_WEBHOOK_URL", "FIXED=value", "GITLAB_TOKEN", "MLFLOW_TRACKING_URI",
+                     "DS_PIPELINES_PROJECT_DIR=/project"],
         "container_kwargs": {"network_mode": "host"},
     },
 }
@@ -53,6 +55,8 @@ def device_project(root: Path) -> Project:
 def launched(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://u:p@127.0.0.1:5432/dagster")
     monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("GITLAB_TOKEN", "glpat-held-by-the-daemon")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     job = build_definitions(device_project(tmp_path / "project")).resolve_job_def(NOTEBOOKS_JOB)
     with dg.instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
         launcher = instance.run_launcher
@@ -88,7 +92,14 @@ def test_a_run_tagged_with_the_gpu_device_gets_all_gpus(launched):
 
 def test_names_of_unset_variables_are_left_out(launched):
     # Passed by name from the launcher's environment; an unset one (no Slack here) would fail every launch.
-    assert launched("cpu_note").env_vars == ["DAGSTER_POSTGRES_URL", "FIXED=value"]
+    assert launched("cpu_note").env_vars == ["DAGSTER_POSTGRES_URL", "FIXED=value", "GITLAB_TOKEN", "MLFLOW_TRACKING_URI",
+                                             "DS_PIPELINES_PROJECT_DIR=/project"]
+
+
+def test_the_container_of_a_commits_code_gets_the_allow_listed_variables_only(launched):
+    """Its init and Dagster's log capture hold the container's environment, readable by the commit's code."""
+    assert launched("cpu_note", tags={COMMIT_CODE_TAG: "true"}).env_vars == [
+        "DAGSTER_POSTGRES_URL", "MLFLOW_TRACKING_URI", "DS_PIPELINES_PROJECT_DIR=/project"]
 
 
 def test_every_notebook_op_carries_its_device(tmp_path):

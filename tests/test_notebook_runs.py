@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -12,12 +13,14 @@ from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, make_project, notebook_json
 from made_up import random_text
 from sandbox import Sandbox
+from sensor_ticks import sensor_tick
 
 from ds_pipelines.defs.triggers.notebook_runs import (
     NotebookRunConfig,
     commit_notebook_job,
     publish_to_gitlab,
 )
+from ds_pipelines.defs.triggers.published import publish_failed_notebook_runs, publish_succeeded_notebook_runs
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.masking import MASK
 from ds_pipelines.project import PROJECT_DIR_ENV
@@ -110,16 +113,20 @@ def test_a_merge_request_run_publishes_its_comment_and_wiki_page(sandbox: Sandbo
     tags = {"ds-pipelines/commit": sha, "ds-pipelines/branch": "feature", "ds-pipelines/merge-request": "3",
             "ds-pipelines/trigger": "merge_request_event"}
 
+    instance = dg.DagsterInstance.get()
     with FakeGitLab() as fake:
+        gitlab = GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)
         result = commit_notebook_job.execute_in_process(
             run_config=dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=TRAINING, project_dir=str(folder))}),
-            instance=dg.DagsterInstance.get(), tags=tags,
-            resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)},
+            instance=instance, tags=tags, resources={"gitlab": gitlab},
         )
+        assert result.success
+        assert not fake.wiki, "the run itself publishes nothing: its container holds no GitLab token"
+        # The code location's sensor publishes the run once it has ended.
+        assert sensor_tick(publish_succeeded_notebook_runs, instance, result.run_id, gitlab) is None
         notes = fake.marked_notes(3, "<!-- ds-pipelines:metrics -->")
         wiki = dict(fake.wiki)
 
-    assert result.success
     assert len(notes) == 1 and "training" in notes[0]["body"] and fake.token not in notes[0]["body"]
     assert "model-runs/training_example" in wiki and sha[:7] in wiki["model-runs/training_example"]["content"]
 
@@ -177,7 +184,7 @@ def test_publishing_warnings_reach_the_event_log_masked(tmp_path: Path, monkeypa
 
     @dg.op(required_resource_keys={"gitlab"})
     def publish(context):  # unannotated: Dagster reads annotations, which are strings in this module
-        publish_to_gitlab(context, context.resources.gitlab, run)
+        publish_to_gitlab(context.log, context.resources.gitlab, run, context.run.tags)
 
     @dg.job(name="publish_only")
     def publish_only() -> None:
@@ -197,3 +204,28 @@ def test_publishing_warnings_reach_the_event_log_masked(tmp_path: Path, monkeypa
     assert not any(token in entry.user_message for entry in logs)
     # The MLflow run id the run wrote stays readable in a warning that names it.
     assert any(f"'{mlflow_run}'" in warning for warning in warnings), warnings
+
+
+def test_a_failed_run_is_published_too_and_a_run_without_results_is_skipped_saying_so(sandbox: Sandbox, tmp_path: Path, monkeypatch):
+    repo = make_project(tmp_path / "repo")
+    repo.write(TRAINING, notebook_json("raise ValueError('broken at this commit')"))
+    sha = repo.commit("break it")
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "checkouts")
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+    instance = dg.DagsterInstance.get()
+    run_config = dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=TRAINING, project_dir=str(folder))})
+
+    with FakeGitLab() as fake:
+        gitlab = GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)
+        failed = commit_notebook_job.execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False, tags={"ds-pipelines/commit": sha},
+            resources={"gitlab": gitlab})
+        assert sensor_tick(publish_failed_notebook_runs, instance, failed.run_id, gitlab) is None
+        page = fake.wiki["model-runs/training_example"]["content"]
+        assert sha[:7] in page and "❌" in page  # the failed run's row
+
+        shutil.rmtree(folder / ".ds-pipelines" / "results" / failed.run_id)
+        skipped = sensor_tick(publish_failed_notebook_runs, instance, failed.run_id, gitlab)
+    assert isinstance(skipped, dg.SkipReason) and "left no results folder to publish" in skipped.skip_message
+

@@ -13,7 +13,9 @@ import yaml
 from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, PROJECT, REGISTRY, notebook_json
 from sandbox import Sandbox
+from sensor_ticks import sensor_tick
 
+from ds_pipelines.defs.triggers.published import publish_succeeded_notebook_runs
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
 from ds_pipelines.errors import ConfigError
@@ -92,13 +94,14 @@ def test_a_tick_scores_and_logs_the_run_on_the_wiki(sandbox: Sandbox, tmp_path: 
     instance = dg.DagsterInstance.get()
 
     with FakeGitLab() as fake:
+        gitlab = GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)
         result = schedule.job.execute_in_process(
-            run_config=request.run_config, tags=request.tags, instance=instance,
-            resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)},
-        )
+            run_config=request.run_config, tags=request.tags, instance=instance, resources={"gitlab": gitlab})
+        assert result.success
+        # Published by the code location's sensor once the run has ended.
+        assert sensor_tick(publish_succeeded_notebook_runs, instance, result.run_id, gitlab) is None
         wiki = dict(fake.wiki)
 
-    assert result.success
     executed = json.loads((Path(result.output_for_node("run_scheduled_notebook")) / "scoring" / "scoring.ipynb").read_text())
     assert "scored on schedule" in json.dumps([cell.get("outputs", []) for cell in executed["cells"]])
     inner_run = instance.get_run_by_id(instance.fetch_materializations(dg.AssetKey("scoring"), limit=1).records[0].run_id)

@@ -42,11 +42,14 @@ def execute_run(run_id: str, output_dir: Path, notebook_names: str, project_dir:
     from ds_pipelines.execution.instance import use_local_defaults
     from ds_pipelines.execution.lean_imports import import_papermill, long_lived_objects
     from ds_pipelines.project.notebook_file import kernel_for
+    from ds_pipelines.project.run_environment import hide_environment
 
     warnings.filterwarnings("ignore", message=r".*is currently in beta")  # dagstermill's own API notices
     project = load_project(project_dir)
     use_local_defaults(project)
     os.environ.setdefault("TQDM_DISABLE", "1")  # papermill's bar would garble the job log
+    # The kernels get the allow-list, and cannot read this process's whole environment through /proc either.
+    hide_environment()
     kernels.restrict_kernel_environment(kernel_environment(os.environ))
     job = kernels.JobPointer(*NOTEBOOKS_JOB)
     first = _first_notebook(project, notebook_names)

@@ -28,10 +28,15 @@ from ds_pipelines.execution.docker_launcher import CheckRunHealthResult, Noteboo
 from ds_pipelines.gitlab import GitLabClient, GitLabError, GitLabSettings
 from ds_pipelines.gitlab.pipelines import FINISHED
 from ds_pipelines.project import PROJECT_DIR_ENV
+from ds_pipelines.project.run_environment import hide_environment
 from ds_pipelines.project.work_tree import ask_git
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+# The daemon and the webserver load this launcher: they hold the GitLab token and the database URL, and runs
+# of commits may execute beside them as the same user (dagster dev): not through /proc.
+hide_environment()
 
 DOCKER, GITLAB = "docker", "gitlab"
 COMMIT_ENV = "DS_PIPELINES_COMMIT"

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ds_pipelines.errors import DsPipelinesError, shown
-from ds_pipelines.project.run_environment import DAGSTER_HOME_ENV, notebook_run_environment
+from ds_pipelines.project.run_environment import DAGSTER_HOME_ENV, hide_environment, notebook_run_environment
 from ds_pipelines.project.work_tree import GIT_TIMEOUT_S, ask_git
 from ds_pipelines.results.folder import ResultsError, load_results
 from ds_pipelines.results.origin import RUN_TAGS_ENV
@@ -309,6 +309,7 @@ def _rerun(recorded: Recorded, project_dir: Path, workdir: Path, output_dir: Pat
         config_file.write_text(json.dumps(nb.config, indent=2), encoding="utf-8")  # JSON is YAML
         command += ["--config", f"{nb.notebook}={config_file}"]
     env = notebook_run_environment(os.environ, postgres=False)
+    hide_environment()  # the rest of this process's environment is not to be read through /proc either
     env.pop(DAGSTER_HOME_ENV, None)  # a scratch instance in the checkout, not the user's (maybe shared) one
     env[RUN_TAGS_ENV] = json.dumps({"ds-pipelines/commit": recorded.commit})
     env[RUN_CONTEXT_ENV] = json.dumps({REPRODUCES_TAG: recorded.source})

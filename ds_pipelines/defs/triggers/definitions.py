@@ -8,6 +8,7 @@ from ds_pipelines.defs.triggers.notebook_runs import (
     commit_notebook_job,
     scheduled_notebook_job,
 )
+from ds_pipelines.defs.triggers.published import publish_failed_notebook_runs, publish_succeeded_notebook_runs
 from ds_pipelines.defs.triggers.releases import release_job, tag_sensor
 from ds_pipelines.defs.triggers.resources import gitlab_resource
 from ds_pipelines.defs.triggers.schedules import scoring_schedule
@@ -19,7 +20,7 @@ def trigger_definitions(project: Project) -> dg.Definitions:
     schedule = scoring_schedule(project)
     return dg.Definitions(
         jobs=[commit_notebook_job, scheduled_notebook_job, release_job],
-        sensors=[commit_sensor(project), tag_sensor(project)],
+        sensors=[commit_sensor(project), tag_sensor(project), publish_succeeded_notebook_runs, publish_failed_notebook_runs],
         schedules=[schedule] if schedule else [],
         resources={"gitlab": gitlab_resource()},
     )

@@ -8,19 +8,21 @@ the commit, so the asset's history in the UI shows every commit's result. Commit
 
 A scheduled run does the same in the deployment's project folder, outside that pool.
 
-Launched on GitLab's runners (``execute_on: gitlab``), the run executes in the ``dagster-run`` job's checkout of
-its commit instead, and keeps its results folder, masked, with the job's artifacts.
-
 Afterwards, as GitLab CI's notify jobs do, the results go to the merge request (runs of a merge request)
-and the notebook's wiki page.
+and the notebook's wiki page: published by the code location's sensors once the run has ended
+(``published``), as the run's container holds no GitLab token. Launched on GitLab's runners
+(``execute_on: gitlab``), the run executes in the ``dagster-run`` job's checkout of its commit instead, keeps
+its results folder, masked, with the job's artifacts, and publishes from the job.
 """
 
 # No "from __future__ import annotations": Dagster reads the config and resource annotations at runtime.
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -38,7 +40,7 @@ from ds_pipelines.execution.instance import (
 )
 from ds_pipelines.gitlab.repository import repository_url
 from ds_pipelines.project import Project
-from ds_pipelines.project.run_environment import notebook_run_environment
+from ds_pipelines.project.run_environment import hide_environment, notebook_run_environment
 from ds_pipelines.publishing.artifacts import keep_masked_copy
 from ds_pipelines.publishing.merge_request import publish_merge_request_comment
 from ds_pipelines.publishing.wiki import publish_wiki_pages, wiki_lock_name
@@ -67,7 +69,9 @@ def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunC
     project_dir = Project().root if on_gitlab else Path(config.project_dir)
     output_dir = project_dir / RESULTS_DIR / context.run_id
     # The commit's code runs in this process and its kernels: it gets the allow-listed environment only
-    # (project.run_environment), no GitLab or Slack token, and the Postgres URL only if the instance needs it.
+    # (project.run_environment), no GitLab or Slack token, and the Postgres URL only if the instance needs it;
+    # nor can it read this process's environment through /proc.
+    hide_environment()
     deployment = Project()
     home = home_for_processes_of(context.instance, deployment)
     env = {
@@ -88,9 +92,11 @@ def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunC
             context.log.info(line.rstrip())
     results = load_results(output_dir) if (output_dir / RESULTS_FILE).exists() else None
     if results is not None and on_gitlab:
+        # Its results stay in the job (its artifacts), and the job holds the project's token: published here.
         keep_in_job_artifacts(context, output_dir, Path(config.notebook).stem)
-    if results is not None:
-        publish_to_gitlab(context, gitlab, results)
+        publish_to_gitlab(context.log, gitlab, results, context.run.tags)
+    elif results is not None:
+        context.log.info("its results go to GitLab once the run has ended: the code location's publish_*_notebook_runs sensors")
     if process.returncode != 0:
         failed = results.notebooks[-1] if results and results.notebooks else None
         raise dg.Failure(
@@ -117,20 +123,30 @@ def keep_in_job_artifacts(context: dg.OpExecutionContext, output_dir: Path, name
     context.log.info(f"results kept with the GitLab job's artifacts in {target}")
 
 
-def publish_to_gitlab(context: dg.OpExecutionContext, gitlab: GitLabResource, results: RunResults) -> None:
+def results_folder_of(run: dg.DagsterRun) -> Path | None:
+    """Where a commit or scheduled run that executed here (not on GitLab) left its results folder."""
+    for op in (run_commit_notebook.name, run_scheduled_notebook.name):
+        project_dir = (((run.run_config or {}).get("ops") or {}).get(op) or {}).get("config", {}).get("project_dir")
+        if project_dir:
+            return Path(project_dir) / RESULTS_DIR / run.run_id
+    return None
+
+
+def publish_to_gitlab(log: logging.Logger | dg.DagsterLogManager, gitlab: GitLabResource, results: RunResults,
+                      run_tags: Mapping[str, str]) -> None:
     """As GitLab CI's notify jobs do, best effort: the merge-request comment (runs of a merge request) and the
     notebook's wiki page, masked and escaped like there. A GitLab problem is a warning, never a failed run."""
     if gitlab.missing():
-        context.log.info(f"not published to GitLab: set {', '.join(gitlab.missing())}")
+        log.info(f"not published to GitLab: set {', '.join(gitlab.missing())}")
         return
-    origin = Provenance.from_run_tags(context.run.tags)
+    origin = Provenance.from_run_tags(run_tags)
     client = gitlab.client()
     masker = gitlab.masker().trusting(results.own_identifiers())
     tracking = tracking_uri(Project())
 
     def warn(message: str) -> None:
         # Warnings quote notebook text (a plot's name) and errors (a URL): masked before the event log keeps them.
-        context.log.warning(masker.mask(message))
+        log.warning(masker.mask(message))
 
     steps = [("wiki pages", lambda: publish_wiki_pages(
         results, client=client, masker=masker, origin=origin, tracking_uri=tracking, artifacts=None, warn=warn,
@@ -142,9 +158,9 @@ def publish_to_gitlab(context: dg.OpExecutionContext, gitlab: GitLabResource, re
     for what, publish in steps:
         try:
             publish()
-            context.log.info(f"published the {what}")
+            log.info(f"published the {what}")
         except DsPipelinesError as exc:
-            context.log.warning(f"{what} not published: {masker.mask(str(exc))}")
+            log.warning(f"{what} not published: {masker.mask(str(exc))}")
 
 
 def run_notebook_in_checkout(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource) -> dg.Output[str]:
