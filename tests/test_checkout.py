@@ -207,6 +207,19 @@ def test_executable_files_stay_executable_and_others_do_not(tmp_path: Path):
     assert (folder / TRAINING).stat().st_mode & 0o777 == 0o644
 
 
+def test_without_a_repository_a_commit_is_extracted_from_the_mirror_alone(tmp_path: Path):
+    """A commit run's container holds no GitLab token: what the sensor fetched is enough to extract again."""
+    repo = make_project(tmp_path / "repo")
+    sha = repo.head()
+    cache = tmp_path / "cache"
+    checkout(repository_url=str(repo.root), sha=sha, cache_dir=cache)
+    shutil.rmtree(cache / sha)
+
+    assert (checkout(repository_url=None, sha=sha, cache_dir=cache) / TRAINING).is_file()
+    with pytest.raises(CheckoutError, match="is not in the mirror .* no repository to fetch it from"):
+        checkout(repository_url=None, sha="d" * 40, cache_dir=cache)
+
+
 def loose_objects_only(mirror: Path) -> None:
     """Every object of the mirror as a loose file (a fetch packs them), so that a test can rewrite one."""
     for pack in list((mirror / "objects" / "pack").glob("*.pack")):

@@ -25,7 +25,7 @@ from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.masking import MASK
 from ds_pipelines.project import PROJECT_DIR_ENV
 from ds_pipelines.results.folder import NotebookResult, RunResults
-from ds_pipelines.triggers.checkout import checkout
+from ds_pipelines.triggers.checkout import MIRROR_DIR, checkout
 
 pytestmark = pytest.mark.slow  # runs notebooks through Dagster
 
@@ -65,27 +65,31 @@ def test_the_run_executes_that_commits_notebook_and_records_it(sandbox: Sandbox,
     assert PROJECT_DIR_ENV not in inner_run.tags
 
 
-def test_a_checkout_changed_while_its_run_waited_is_extracted_again(sandbox: Sandbox, commit_checkout, tmp_path: Path, monkeypatch):
-    """Commit runs wait in the queue after the sensor's checkout: a run of another commit may change it."""
+def test_a_checkout_changed_while_its_run_waited_is_extracted_again(sandbox: Sandbox, commit_checkout, monkeypatch):
+    """Commit runs wait in the queue after the sensor's checkout: a run of another commit may change it. The
+    sensor's mirror holds the commit, so no GitLab token is needed (a commit run's container has none)."""
     sha, folder = commit_checkout
     for key, value in sandbox.env.items():
         monkeypatch.setenv(key, value)
     (folder / TRAINING).write_text(notebook_json("print('planted by another run')"))
     run_config = dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=TRAINING, project_dir=str(folder))})
 
-    without_gitlab = commit_notebook_job.execute_in_process(
-        run_config=run_config, instance=dg.DagsterInstance.get(), raise_on_error=False, resources={"gitlab": GitLabResource()})
-    assert not without_gitlab.success
-    assert "changed after the commit sensor extracted it" in without_gitlab.failure_data_for_node("run_commit_notebook").user_failure_data.description
-
-    with FakeGitLab(repo=tmp_path / "repo") as fake:
-        result = commit_notebook_job.execute_in_process(
-            run_config=run_config, instance=dg.DagsterInstance.get(), tags={"ds-pipelines/commit": sha},
-            resources={"gitlab": GitLabResource(url=fake.url, project_id=str(fake.project_id), token=fake.token)})
+    result = commit_notebook_job.execute_in_process(
+        run_config=run_config, instance=dg.DagsterInstance.get(), tags={"ds-pipelines/commit": sha},
+        resources={"gitlab": GitLabResource()})
 
     assert result.success
     executed = (Path(result.output_for_node("run_commit_notebook")) / "training_example" / "training_example.ipynb").read_text()
     assert "written at the commit that the sensor found" in executed and "planted" not in executed
+
+    # Without the mirror, and without GitLab, it cannot: the run fails saying why.
+    (folder / TRAINING).write_text(notebook_json("print('planted again')"))
+    shutil.rmtree(folder.parent / MIRROR_DIR)
+    failed = commit_notebook_job.execute_in_process(
+        run_config=run_config, instance=dg.DagsterInstance.get(), raise_on_error=False, resources={"gitlab": GitLabResource()})
+    assert not failed.success
+    description = failed.failure_data_for_node("run_commit_notebook").user_failure_data.description
+    assert "changed and cannot be extracted again" in description and "no repository to fetch it from" in description
 
 
 def test_a_failing_notebook_fails_the_run_with_its_error(sandbox: Sandbox, tmp_path: Path, monkeypatch):

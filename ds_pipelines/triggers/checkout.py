@@ -63,9 +63,10 @@ class CheckoutError(DsPipelinesError):
         self.transient = transient
 
 
-def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | None = None,
+def checkout(*, repository_url: str | None, sha: str, cache_dir: Path, token: str | None = None,
              merge_request: int | None = None) -> Path:
-    """The folder holding the files of commit ``sha`` (fetched from ``repository_url`` when needed).
+    """The folder holding the files of commit ``sha`` (fetched from ``repository_url`` when needed; None: from
+    the mirror only, which then must hold the commit).
 
     ``merge_request`` also fetches that merge request's head (``refs/merge-requests/<iid>/head``), where the
     commits of a fork's merge request are: pass it only for a fork the deployment trusts.
@@ -90,17 +91,19 @@ def checkout(*, repository_url: str, sha: str, cache_dir: Path, token: str | Non
         try:
             return _fetched_and_extracted(mirror, target, **fetch)
         except _CorruptMirror as again:
-            raise CheckoutError(f"commit {sha} fetched afresh from {_safe_url(repository_url)} still does not "
-                                f"match its id: {again}") from None
+            raise CheckoutError(f"commit {sha} fetched afresh from {_safe_url(repository_url or '(nowhere)')} still "
+                                f"does not match its id: {again}") from None
 
 
-def _fetched_and_extracted(mirror: Path, target: Path, *, repository_url: str, sha: str, token: str | None,
+def _fetched_and_extracted(mirror: Path, target: Path, *, repository_url: str | None, sha: str, token: str | None,
                            merge_request: int | None) -> Path:
     cache_dir = mirror.parent
     if not mirror.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
         _git(cache_dir, "init", "--quiet", "--bare", mirror.name)
     _reset_mirror(mirror)
+    if not _has_commit(mirror, sha) and repository_url is None:
+        raise CheckoutError(f"commit {sha} is not in the mirror {mirror}, and no repository to fetch it from was given")
     if not _has_commit(mirror, sha):
         refspecs = FETCH_REFSPECS + ((f"+refs/merge-requests/{merge_request}/head:refs/merge-requests/{merge_request}/head",)
                                      if merge_request is not None else ())

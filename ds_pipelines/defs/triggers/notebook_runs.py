@@ -62,7 +62,8 @@ class NotebookRunConfig(dg.Config):
 
 
 def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource) -> dg.Output[str]:
-    """Run the notebook with ``ds-pipelines run`` in ``config.project_dir``, then publish its results."""
+    """Run the notebook with ``ds-pipelines run`` in ``config.project_dir``; on GitLab's runners, in the job's
+    checkout, and publish its results from there (elsewhere the code location's sensors publish them)."""
     on_gitlab = gitlab_runs.launched_on_gitlab(context.run)
     # On GitLab's runners (the launcher's execute_on: gitlab) the job's checkout is the run's commit (the
     # dagster-run job checked it out): config.project_dir names a folder of the deployment the runner lacks.
@@ -168,16 +169,16 @@ def run_notebook_in_checkout(context: dg.OpExecutionContext, config: NotebookRun
     run of another commit (same user, same volume) may have changed its files since the sensor extracted them."""
     folder = Path(config.project_dir)
     if not gitlab_runs.launched_on_gitlab(context.run) and not intact(folder, folder.name):
-        if gitlab.missing():
-            raise dg.Failure(description=f"the checkout {folder} changed after the commit sensor extracted it, and "
-                             f"it cannot be extracted again without GitLab: set {', '.join(gitlab.missing())}")
         context.log.warning(f"the checkout {folder} changed after the commit sensor extracted it: extracted again")
+        # From the sensor's mirror, which holds the commit and whose objects are checked against their ids: a
+        # commit run's container has no GitLab token (defs/triggers/published) and needs none.
+        url = repository_url(gitlab.client()) if not gitlab.missing() else None
         origin = Provenance.from_run_tags(context.run.tags)
         # A trusted fork's commit is only in its merge request's head (triggers.watch names its branch fork-<id>/...).
         fork_merge_request = int(origin.merge_request) if origin.merge_request and (origin.branch or "").startswith("fork-") else None
         try:
-            checkout(repository_url=repository_url(gitlab.client()), sha=folder.name, cache_dir=folder.parent,
-                     token=gitlab.token, merge_request=fork_merge_request)
+            checkout(repository_url=url, sha=folder.name, cache_dir=folder.parent, token=gitlab.token,
+                     merge_request=fork_merge_request)
         except DsPipelinesError as exc:
             raise dg.Failure(description=f"the checkout {folder} changed and cannot be extracted again: {exc}") from None
     return run_notebook_in_project(context, config, gitlab)
