@@ -18,6 +18,7 @@ from images import run as run_command
 from required import require
 
 from ds_pipelines.defs.notebooks.definitions import NOTEBOOKS_JOB, build_definitions
+from ds_pipelines.defs.triggers.notebook_runs import commit_notebook_job, scheduled_notebook_job
 from ds_pipelines.execution.docker_launcher import (
     GPU_DEVICE_REQUESTS,
     NotebookDockerRunLauncher,
@@ -100,6 +101,22 @@ def test_the_container_of_a_commits_code_gets_the_allow_listed_variables_only(la
     """Its init and Dagster's log capture hold the container's environment, readable by the commit's code."""
     assert launched("cpu_note", tags={COMMIT_CODE_TAG: "true"}).env_vars == [
         "DAGSTER_POSTGRES_URL", "MLFLOW_TRACKING_URI", "DS_PIPELINES_PROJECT_DIR=/project"]
+
+
+def test_every_run_of_the_folder_run_jobs_is_contained_even_untagged(tmp_path, monkeypatch):
+    """A commit's code holds the instance's Postgres URL, so it can create a run in the instance's database,
+    which the daemon launches: a commit or scheduled run without the tag, naming a checkout as its folder,
+    still gets only the allow-listed variables."""
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://u:p@127.0.0.1:5432/dagster")
+    monkeypatch.setenv("GITLAB_TOKEN", "glpat-held-by-the-daemon")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    folder = {"notebook": "notebooks/x.ipynb", "project_dir": str(tmp_path / "checkouts" / ("a" * 40))}
+    with dg.instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
+        for job, op in [(commit_notebook_job, "run_commit_notebook"), (scheduled_notebook_job, "run_scheduled_notebook")]:
+            run = instance.create_run_for_job(job, run_config={"ops": {op: {"config": folder}}})
+            assert COMMIT_CODE_TAG not in run.tags
+            assert instance.run_launcher.get_container_context(run).env_vars == [
+                "DAGSTER_POSTGRES_URL", "MLFLOW_TRACKING_URI", "DS_PIPELINES_PROJECT_DIR=/project"], job.name
 
 
 def test_every_notebook_op_carries_its_device(tmp_path):

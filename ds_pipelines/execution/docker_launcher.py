@@ -11,9 +11,10 @@ code location's ``container_context``) with these differences:
   the schedule's runs carry that tag as a run tag, with the device of the notebook they run.
 - An environment variable named in ``env_vars`` that the launcher's own environment does not set is left
   out, rather than failing every launch: the Slack or GitLab settings of a deployment without them.
-- The container of a run of a commit's code (the commit sensor's, tagged ``COMMIT_CODE_TAG``) gets the
-  allow-listed variables only (``project.run_environment.commit_run_container_variables``): no GitLab or
-  Slack token, which the commit's code could read from the container's other processes.
+- The container of a run that may execute a commit's code (``project.run_environment.runs_commit_code``: the
+  commit sensor's and the schedule's jobs, whatever their tags) gets the allow-listed variables only
+  (``commit_run_container_variables``): no GitLab or Slack token, which the commit's code could read from
+  the container's other processes.
 - A container that Docker creates but cannot start (a GPU run on a host without the NVIDIA runtime) fails
   the run at once with Docker's reason and what to check, instead of an unexplained launch error.
 - Dagster's run monitoring (on in deploy/dagster.yaml) asks the launcher whether each running run's worker
@@ -37,7 +38,7 @@ from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 from dagster_docker.docker_run_launcher import CheckRunHealthResult, WorkerStatus
 from ds_pipelines.execution.heartbeat import WORKER_TAG
 from ds_pipelines.execution.instance import DEVICE_TAG, GPU, GPU_POOL
-from ds_pipelines.project.run_environment import COMMIT_CODE_TAG, commit_run_container_variables
+from ds_pipelines.project.run_environment import commit_run_container_variables, runs_commit_code
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -67,7 +68,7 @@ class NotebookDockerRunLauncher(DockerRunLauncher):
     def get_container_context(self, dagster_run: dg.DagsterRun) -> DockerContainerContext:
         context = super().get_container_context(dagster_run)
         env_vars = [name for name in context.env_vars if "=" in name or name in os.environ]
-        if dagster_run.tags.get(COMMIT_CODE_TAG):
+        if runs_commit_code(dagster_run.job_name, dagster_run.tags):
             env_vars = commit_run_container_variables(env_vars, os.environ)
         context = DockerContainerContext(
             registry=context.registry,

@@ -27,6 +27,11 @@ PASS_ENV = "DS_PIPELINES_PASS_ENV"
 COMMIT_CODE_TAG = "ds-pipelines/commit-code"
 """Run tag of the runs that execute a commit's code (the commit sensor's, and their re-executions, which
 inherit it): their containers get ``commit_run_container_variables`` only."""
+COMMIT_NOTEBOOK_JOB = "commit_notebook"
+SCHEDULED_NOTEBOOK_JOB = "scheduled_notebook"
+FOLDER_RUN_JOBS = frozenset({COMMIT_NOTEBOOK_JOB, SCHEDULED_NOTEBOOK_JOB})
+"""The jobs whose one op runs ``ds-pipelines run`` in the project folder that the run's config names (the
+commit sensor's and the schedule's, ``defs/triggers/notebook_runs``)."""
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 POSTGRES_URL_ENV = "DAGSTER_POSTGRES_URL"
 
@@ -48,6 +53,14 @@ def notebook_run_environment(environ: Mapping[str, str], *, postgres: bool) -> d
     if postgres and POSTGRES_URL_ENV in environ:
         passed[POSTGRES_URL_ENV] = environ[POSTGRES_URL_ENV]
     return passed
+
+
+def runs_commit_code(job_name: str, tags: Mapping[str, str]) -> bool:
+    """Whether a run may execute a commit's code, so that its container gets ``commit_run_container_variables``
+    only: a run tagged ``COMMIT_CODE_TAG``, and every run of ``FOLDER_RUN_JOBS``, tagged or not. A commit's
+    code holds the instance's Postgres URL and can create runs in its database, which the daemon then
+    launches: such a run could leave the tag off, or name a commit's checkout as a scheduled run's folder."""
+    return bool(tags.get(COMMIT_CODE_TAG)) or job_name in FOLDER_RUN_JOBS
 
 
 def commit_run_container_variables(variables: Iterable[str], environ: Mapping[str, str]) -> list[str]:

@@ -40,7 +40,12 @@ from ds_pipelines.execution.instance import (
 )
 from ds_pipelines.gitlab.repository import repository_url
 from ds_pipelines.project import Project
-from ds_pipelines.project.run_environment import hide_environment, notebook_run_environment
+from ds_pipelines.project.run_environment import (
+    COMMIT_NOTEBOOK_JOB,
+    SCHEDULED_NOTEBOOK_JOB,
+    hide_environment,
+    notebook_run_environment,
+)
 from ds_pipelines.publishing.artifacts import keep_masked_copy
 from ds_pipelines.publishing.merge_request import publish_merge_request_comment
 from ds_pipelines.publishing.wiki import publish_wiki_pages, wiki_lock_name
@@ -49,8 +54,6 @@ from ds_pipelines.results.origin import RUN_TAGS_ENV, TAG_PREFIX, Provenance
 from ds_pipelines.tracking import TRACKING_URI_ENV, tracking_uri
 from ds_pipelines.triggers.checkout import checkout, intact
 
-COMMIT_NOTEBOOK_JOB = "commit_notebook"
-SCHEDULED_NOTEBOOK_JOB = "scheduled_notebook"
 RESULTS_DIR = ".ds-pipelines/results"
 
 
