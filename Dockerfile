@@ -87,6 +87,9 @@ RUN --mount=type=cache,target=/root/.cache/uv \
  && /app/.venv/bin/python -m compileall -q ds_pipelines \
  && mkdir .ds-pipelines outputs results \
  && chown ds:ds .ds-pipelines outputs results
+# Mount points of the deployment's volumes (deploy/compose.yaml, deploy/dagster.yaml), owned by the user so that
+# an empty volume mounted there first takes that owner: the commit sensor's checkouts, and a commit run's folder.
+RUN mkdir .ds-pipelines/checkouts commit && chown ds:ds .ds-pipelines/checkouts commit
 
 # The user's writable places: the embedded Dagster instance and MLflow store (.ds-pipelines),
 # the configs' default outputs and `--output-dir results`. Mount volumes there to keep them.

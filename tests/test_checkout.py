@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from gitrepo import TRAINING, make_project
 
-from ds_pipelines.triggers.checkout import COMPLETE_MARKER, MIRROR_DIR, CheckoutError, checkout, evict
+from ds_pipelines.triggers.checkout import (
+    COMPLETE_MARKER,
+    MIRROR_DIR,
+    CheckoutError,
+    checkout,
+    copy_commit_files,
+    evict,
+)
 
 
 def test_each_commit_gets_its_own_files(tmp_path: Path):
@@ -234,3 +241,44 @@ def git(cwd: Path, *args: str, stdin: str | None = None) -> str:
                           env={"PATH": os.environ["PATH"], "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
                                "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
                                "GIT_COMMITTER_EMAIL": "t@t"}).stdout.strip()
+
+
+def test_a_commits_files_are_copied_into_its_own_folder_keeping_its_outputs(tmp_path: Path):
+    """A commit run in the deployment's containers: its files from the read-only checkout into its own volume,
+    replacing what an earlier run of the commit changed, never writing through a link it left there."""
+    repo = make_project(tmp_path / "repo")
+    os.symlink("configs/notebooks.yaml", repo.root / "registry.yaml")
+    (repo.root / "run.sh").write_text("echo hi\n")
+    (repo.root / "run.sh").chmod(0o755)
+    sha = repo.commit("a link and a script")
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "cache")
+    own = tmp_path / "commit"
+    copy_commit_files(folder, sha, own)
+    assert (own / TRAINING).read_text() == (folder / TRAINING).read_text()
+    assert os.readlink(own / "registry.yaml") == "configs/notebooks.yaml" and (own / "run.sh").stat().st_mode & 0o777 == 0o755
+    assert not (own / COMPLETE_MARKER).exists()
+
+    # What earlier runs of the commit left: an output, a changed file, a link put where a file was.
+    (own / "outputs").mkdir()
+    (own / "outputs" / "model.json").write_text("trained")
+    (own / TRAINING).write_text("changed")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("untouched")
+    (own / "README.md").unlink()
+    os.symlink(outside, own / "README.md")
+    copy_commit_files(folder, sha, own)
+
+    assert (own / TRAINING).read_text() == (folder / TRAINING).read_text()
+    assert not (own / "README.md").is_symlink() and (own / "README.md").read_text() == (folder / "README.md").read_text()
+    assert outside.read_text() == "untouched"
+    assert (own / "outputs" / "model.json").read_text() == "trained"
+
+
+def test_a_checkout_that_is_not_intact_is_not_copied(tmp_path: Path):
+    repo = make_project(tmp_path / "repo")
+    sha = repo.head()
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "cache")
+    (folder / TRAINING).write_text("planted")
+    with pytest.raises(CheckoutError, match="not an intact checkout"):
+        copy_commit_files(folder, sha, tmp_path / "commit")
+    assert not (tmp_path / "commit").exists()

@@ -49,10 +49,13 @@ def test_the_instance_is_on_postgres_and_passes_settings_by_name():
     # The run's container gets the instance from the launcher's command: its files go to the image's writable folder.
     for key in ("local_artifact_storage", "compute_logs"):
         assert instance[key]["config"]["base_dir"].startswith("/app/.ds-pipelines/")
-    [(volume, mount)] = launcher["config"]["container_kwargs"]["volumes"].items()
-    assert mount["bind"] == "/app/.ds-pipelines"
+    volumes = launcher["config"]["container_kwargs"]["volumes"]
     compose = load("compose.yaml")
-    assert compose["volumes"]["storage"]["name"] == volume
+    assert volumes[compose["volumes"]["storage"]["name"]] == {"bind": "/app/.ds-pipelines", "mode": "rw"}
+    # The sensor's checkouts: written by the code location only, read-only in every run's container.
+    assert volumes[compose["volumes"]["checkouts"]["name"]] == {"bind": "/app/.ds-pipelines/checkouts", "mode": "ro"}
+    assert "checkouts:/app/.ds-pipelines/checkouts" in compose["services"]["user-code"]["volumes"]
+    assert set(volumes) == {compose["volumes"]["storage"]["name"], compose["volumes"]["checkouts"]["name"]}
 
 
 def test_compose_runs_the_image_of_a_variable_with_healthchecks():

@@ -38,6 +38,7 @@ from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, make_project, notebook_json
 from images import REPO, run
 
+from ds_pipelines.execution.docker_launcher import COMMIT_MOUNT, COMMIT_VOLUME_LABEL, COMMIT_VOLUME_PREFIX
 from ds_pipelines.execution.instance import POSTGRES_STORAGE, POSTGRES_URL_ENV
 from ds_pipelines.project import STATE_DIR
 
@@ -51,7 +52,15 @@ RUN_TIMEOUT_S = 480
 MLFLOW_URI = "sqlite:////app/.ds-pipelines/mlflow.db"
 PLANTED = "DS_TEST_DEPLOYMENT_MARKER"
 READ_EVERY_ENVIRONMENT = """\
-import glob
+import glob, os
+print('working in', os.getcwd())
+# The sensor's checkouts and mirror, which another commit's notebook could otherwise change.
+for folder in ('/project/.ds-pipelines/checkouts', '/project/.ds-pipelines/checkouts/mirror.git/objects'):
+    try:
+        open(folder + '/planted.py', 'w').write('planted')
+        print('planted' + ' in', folder)  # in two parts: the notebook's source is in the printed file too
+    except OSError as error:
+        print('cannot plant in', folder, type(error).__name__, error.strerror)
 # What a commit's code can read of the environments of the processes in its container (the run worker's).
 for path in sorted(glob.glob('/proc/[0-9]*/environ')):
     command = open(path.replace('environ', 'cmdline'), 'rb').read().decode(errors='replace').replace('\\0', ' ')[:200]
@@ -192,8 +201,10 @@ def deployment(project_image, postgres, tmp_path_factory):
             "network_mode": "host",
             "labels": {"ds-pipelines-test-deployment": uid},
             "volumes": {volume: {"bind": "/app/.ds-pipelines", "mode": "rw"}, str(project): {"bind": "/project", "mode": "rw"},
-                        # A second volume where the code location keeps its checkouts (compose: the same path).
-                        f"{volume}-state": {"bind": state, "mode": "rw"}},
+                        # The project's state folder on a volume, as in compose, and the code location's
+                        # checkouts on another, which no run may write (deploy/dagster.yaml).
+                        f"{volume}-state": {"bind": state, "mode": "rw"},
+                        f"{volume}-checkouts": {"bind": f"{state}/checkouts", "mode": "ro"}},
         },
     }}
     socket_gid = os.stat("/var/run/docker.sock").st_gid
@@ -204,7 +215,8 @@ def deployment(project_image, postgres, tmp_path_factory):
                        "-e", "DAGSTER_HOME=/opt/dagster/home", "-e", f"{POSTGRES_URL_ENV}={url}"]
     containers = {
         f"ds-test-user-code-{uid}": [
-            "-v", f"{project}:/project", "-v", f"{volume}-state:{state}", "-e", "DS_PIPELINES_PROJECT_DIR=/project",
+            "-v", f"{project}:/project", "-v", f"{volume}-state:{state}", "-v", f"{volume}-checkouts:{state}/checkouts",
+            "-e", "DS_PIPELINES_PROJECT_DIR=/project",
             "-e", f"{POSTGRES_URL_ENV}={url}",
             "-v", f"{repo.root}:{repo.root}:ro",
             *[arg for name, value in gitlab.environ().items() for arg in ("-e", f"{name}={value}")],
@@ -220,10 +232,11 @@ def deployment(project_image, postgres, tmp_path_factory):
     }
     deployment = Deployment(docker, url, home, webserver_port, label, list(containers), gitlab, repo, project)
     try:
-        for name in (volume, f"{volume}-state"):
+        for name, folder in ((volume, "/app/.ds-pipelines"), (f"{volume}-state", "/app/.ds-pipelines"),
+                             (f"{volume}-checkouts", "/app/.ds-pipelines/checkouts")):
             assert run(docker, "volume", "create", name, timeout=60).returncode == 0
             # Mounted first where the image has the folder, owned by its user: the empty volume takes that owner.
-            made = run(docker, "run", "--rm", "--network", "none", "-v", f"{name}:/app/.ds-pipelines", image, "true", timeout=120)
+            made = run(docker, "run", "--rm", "--network", "none", "-v", f"{name}:{folder}", image, "true", timeout=120)
             assert made.returncode == 0, made.stderr
         started = time.monotonic()
         for name, args in containers.items():
@@ -241,7 +254,9 @@ def deployment(project_image, postgres, tmp_path_factory):
         listed += run(docker, "ps", "-aq", "--filter", f"label=ds-pipelines-test-deployment={uid}", timeout=60).stdout.split()
         if listed:
             run(docker, "rm", "-f", *sorted(set(listed)), timeout=120)
-        run(docker, "volume", "rm", "-f", volume, f"{volume}-state", timeout=60)
+        # With the commit volumes the launcher made, which carry the runs' container labels.
+        commit_volumes = run(docker, "volume", "ls", "-q", "--filter", f"label=ds-pipelines-test-deployment={uid}", timeout=60).stdout.split()
+        run(docker, "volume", "rm", "-f", volume, f"{volume}-state", f"{volume}-checkouts", *commit_volumes, timeout=60)
         gitlab.__exit__(None, None, None)
 
 
@@ -340,6 +355,11 @@ def test_a_pushed_commit_runs_in_its_own_container_from_the_code_locations_check
     # The run worker and its step process hold the variable; the notebook, run as the same user, reads none of them.
     assert "pushed to the container deployment" in printed and "MLFLOW_TRACKING_URI=" in printed, "its own is readable"
     assert "refused: PermissionError" in printed and f"{PLANTED}=" not in printed, printed
+    # It ran in its commit's own volume, and could change neither the checkouts nor the mirror.
+    assert f"working in {COMMIT_MOUNT}" in printed, printed
+    assert "planted in" not in printed and printed.count("Read-only file system") == 2, printed
+    volumes = run(deployment.docker, "volume", "ls", "-q", "--filter", f"label={COMMIT_VOLUME_LABEL}={pushed}", timeout=60)
+    assert volumes.stdout.split() == [COMMIT_VOLUME_PREFIX + pushed], volumes
     # Its container held no GitLab token: the code location's sensor published it once it ended.
     wait_until("the run's wiki page, published by the code location",
                lambda: pushed[:7] in gitlab.wiki.get("model-runs/inference_example", {}).get("content", ""), deployment)

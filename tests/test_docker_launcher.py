@@ -7,9 +7,12 @@ Docker. tests/test_docker_deployment.py launches real containers.
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
+import docker
 import pytest
 import yaml
 from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
@@ -20,13 +23,17 @@ from required import require
 from ds_pipelines.defs.notebooks.definitions import NOTEBOOKS_JOB, build_definitions
 from ds_pipelines.defs.triggers.notebook_runs import commit_notebook_job, scheduled_notebook_job
 from ds_pipelines.execution.docker_launcher import (
+    COMMIT_MOUNT,
+    COMMIT_VOLUME_LABEL,
+    COMMIT_VOLUME_PREFIX,
+    COMMIT_VOLUMES_KEPT,
     GPU_DEVICE_REQUESTS,
     NotebookDockerRunLauncher,
     WorkerStatus,
 )
 from ds_pipelines.execution.heartbeat import WORKER_TAG
 from ds_pipelines.execution.instance import DEVICE_TAG
-from ds_pipelines.project.run_environment import COMMIT_CODE_TAG
+from ds_pipelines.project.run_environment import COMMIT_CODE_TAG, COMMIT_DIR_ENV
 from ds_pipelines.project import Project
 
 LAUNCHER = {
@@ -112,11 +119,62 @@ def test_every_run_of_the_folder_run_jobs_is_contained_even_untagged(tmp_path, m
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     folder = {"notebook": "notebooks/x.ipynb", "project_dir": str(tmp_path / "checkouts" / ("a" * 40))}
     with dg.instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
-        for job, op in [(commit_notebook_job, "run_commit_notebook"), (scheduled_notebook_job, "run_scheduled_notebook")]:
+        for job, op, commit_dir in [(commit_notebook_job, "run_commit_notebook", [f"{COMMIT_DIR_ENV}={COMMIT_MOUNT}"]),
+                                    (scheduled_notebook_job, "run_scheduled_notebook", [])]:
             run = instance.create_run_for_job(job, run_config={"ops": {op: {"config": folder}}})
             assert COMMIT_CODE_TAG not in run.tags
             assert instance.run_launcher.get_container_context(run).env_vars == [
-                "DAGSTER_POSTGRES_URL", "MLFLOW_TRACKING_URI", "DS_PIPELINES_PROJECT_DIR=/project"], job.name
+                "DAGSTER_POSTGRES_URL", "MLFLOW_TRACKING_URI", "DS_PIPELINES_PROJECT_DIR=/project", *commit_dir], job.name
+
+
+def commit_run(instance: dg.DagsterInstance, sha: str) -> dg.DagsterRun:
+    config = {"notebook": "notebooks/x.ipynb", "project_dir": f"/app/.ds-pipelines/checkouts/{sha}"}
+    return instance.create_run_for_job(commit_notebook_job, run_config={"ops": {"run_commit_notebook": {"config": config}}})
+
+
+def test_a_commit_run_mounts_a_volume_of_its_commits_own_and_no_other(tmp_path):
+    launcher = {**LAUNCHER, "config": {**LAUNCHER["config"], "container_kwargs": {"volumes": {
+        "ds-pipelines-storage": {"bind": "/app/.ds-pipelines", "mode": "rw"},
+        "ds-pipelines-checkouts": {"bind": "/app/.ds-pipelines/checkouts", "mode": "ro"}}}}}
+    with dg.instance_for_test(overrides={"run_launcher": launcher}) as instance:
+        first, second = (instance.run_launcher.get_container_context(commit_run(instance, sha)).container_kwargs["volumes"]
+                         for sha in ("1" * 40, "2" * 40))
+        notebooks = instance.run_launcher.get_container_context(instance.create_run_for_job(
+            build_definitions(device_project(tmp_path / "project")).resolve_job_def(NOTEBOOKS_JOB))).container_kwargs
+    assert first == {"ds-pipelines-storage": {"bind": "/app/.ds-pipelines", "mode": "rw"},
+                     "ds-pipelines-checkouts": {"bind": "/app/.ds-pipelines/checkouts", "mode": "ro"},
+                     COMMIT_VOLUME_PREFIX + "1" * 40: {"bind": COMMIT_MOUNT, "mode": "rw"}}
+    assert COMMIT_VOLUME_PREFIX + "2" * 40 in second and COMMIT_VOLUME_PREFIX + "1" * 40 not in second
+    assert not any(name.startswith(COMMIT_VOLUME_PREFIX) for name in notebooks["volumes"])
+
+
+def test_the_launcher_creates_commit_volumes_and_keeps_the_newest_and_those_of_unfinished_runs(tmp_path):
+    """Against the real Docker daemon: the volumes carry the containers' labels, so this test removes its own."""
+    if run_command("docker", "info", timeout=60).returncode != 0:
+        require("no Docker daemon answers `docker info`: apt-get install docker.io, then start dockerd")
+    client = docker.from_env()
+    label = f"ds-pipelines-test-launcher={uuid.uuid4().hex[:10]}"
+    launcher = {**LAUNCHER, "config": {**LAUNCHER["config"], "container_kwargs": {"labels": dict([label.split("=")])}}}
+    try:
+        with dg.instance_for_test(overrides={"run_launcher": launcher}) as instance:
+            unfinished = uuid.uuid4().hex + "0" * 8
+            # Its volume is the oldest, and its run has not started.
+            instance.run_launcher._prepare_commit_volume(commit_run(instance, unfinished))
+            time.sleep(1.1)  # Docker's creation times are in seconds
+            olds = [uuid.uuid4().hex + f"{n:08x}" for n in range(COMMIT_VOLUMES_KEPT)]
+            for sha in olds:
+                client.volumes.create(COMMIT_VOLUME_PREFIX + sha, labels={COMMIT_VOLUME_LABEL: sha, **dict([label.split("=")])})
+            time.sleep(1.1)  # Docker's creation times are in seconds
+            newest = uuid.uuid4().hex + "f" * 8
+            instance.run_launcher._prepare_commit_volume(commit_run(instance, newest))
+            # The unfinished run's volume stays; so does the newest, and the rest of COMMIT_VOLUMES_KEPT.
+            kept = {volume.attrs["Labels"][COMMIT_VOLUME_LABEL]: volume for volume in client.volumes.list(filters={"label": label})}
+        assert unfinished in kept and newest in kept and len(kept) == COMMIT_VOLUMES_KEPT + 1
+        assert kept[newest].attrs["Labels"] == {COMMIT_VOLUME_LABEL: newest, **dict([label.split("=")])}
+        assert kept[newest].name == COMMIT_VOLUME_PREFIX + newest
+    finally:
+        for volume in client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
 
 
 def test_every_notebook_op_carries_its_device(tmp_path):

@@ -12,22 +12,35 @@ import pytest
 from fake_gitlab import FakeGitLab
 from gitrepo import TRAINING, make_project, notebook_json
 from made_up import random_text
-from sandbox import Sandbox
+from sandbox import Sandbox, make_sandbox
 from sensor_ticks import sensor_tick
 
 from ds_pipelines.defs.triggers.notebook_runs import (
     NotebookRunConfig,
     commit_notebook_job,
     publish_to_gitlab,
+    results_dir,
 )
 from ds_pipelines.defs.triggers.published import publish_failed_notebook_runs, publish_succeeded_notebook_runs
 from ds_pipelines.defs.triggers.resources import GitLabResource
 from ds_pipelines.masking import MASK
-from ds_pipelines.project import PROJECT_DIR_ENV
+from ds_pipelines.project import PROJECT_DIR_ENV, STATE_DIR
+from ds_pipelines.project.run_environment import COMMIT_DIR_ENV
 from ds_pipelines.results.folder import NotebookResult, RunResults
-from ds_pipelines.triggers.checkout import MIRROR_DIR, checkout
+from ds_pipelines.triggers.checkout import CHECKOUTS_DIR, MIRROR_DIR, checkout, intact
 
 pytestmark = pytest.mark.slow  # runs notebooks through Dagster
+
+CHECKOUTS = Path("deployment") / STATE_DIR / CHECKOUTS_DIR
+"""Where, under each test's folder, the deployment's commit sensor keeps its checkouts."""
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    """The deployment is a project of its own, whose state folder holds the sensor's checkouts."""
+    box = make_sandbox(tmp_path)
+    box.env[PROJECT_DIR_ENV] = str(make_project(tmp_path / "deployment").root)
+    return box
 
 
 @pytest.fixture
@@ -37,7 +50,7 @@ def commit_checkout(tmp_path: Path) -> tuple[str, Path]:
     sha = repo.commit("retrain")
     repo.write(TRAINING, notebook_json("print('a later version')"))
     repo.commit("later")
-    return sha, checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "checkouts")
+    return sha, checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / CHECKOUTS)
 
 
 def test_the_run_executes_that_commits_notebook_and_records_it(sandbox: Sandbox, commit_checkout, monkeypatch):
@@ -96,7 +109,7 @@ def test_a_failing_notebook_fails_the_run_with_its_error(sandbox: Sandbox, tmp_p
     repo = make_project(tmp_path / "repo")
     repo.write(TRAINING, notebook_json("raise ValueError('broken at this commit')"))
     sha = repo.commit("break it")
-    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "checkouts")
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / CHECKOUTS)
     for key, value in sandbox.env.items():
         monkeypatch.setenv(key, value)
 
@@ -158,7 +171,7 @@ def test_a_commits_notebook_sees_none_of_the_deployments_secrets_nor_runs_its_ow
         "import json, os, sys, ds_pipelines\n"
         f"open({ENV_DUMP!r}, 'w').write(json.dumps({{'env': dict(os.environ), 'package': ds_pipelines.__file__}}))"))
     sha = repo.commit("print the environment")
-    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "checkouts")
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / CHECKOUTS)
     for key, value in {**sandbox.env, **DEPLOYMENT_SECRETS}.items():
         monkeypatch.setenv(key, value)
 
@@ -214,7 +227,7 @@ def test_a_failed_run_is_published_too_and_a_run_without_results_is_skipped_sayi
     repo = make_project(tmp_path / "repo")
     repo.write(TRAINING, notebook_json("raise ValueError('broken at this commit')"))
     sha = repo.commit("break it")
-    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / "checkouts")
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / CHECKOUTS)
     for key, value in sandbox.env.items():
         monkeypatch.setenv(key, value)
     instance = dg.DagsterInstance.get()
@@ -229,7 +242,66 @@ def test_a_failed_run_is_published_too_and_a_run_without_results_is_skipped_sayi
         page = fake.wiki["model-runs/training_example"]["content"]
         assert sha[:7] in page and "❌" in page  # the failed run's row
 
-        shutil.rmtree(folder / ".ds-pipelines" / "results" / failed.run_id)
+        shutil.rmtree(results_dir(failed.run_id))
         skipped = sensor_tick(publish_failed_notebook_runs, instance, failed.run_id, gitlab)
     assert isinstance(skipped, dg.SkipReason) and "left no results folder to publish" in skipped.skip_message
 
+
+
+def test_a_run_whose_config_names_a_folder_other_than_a_checkout_is_refused(sandbox: Sandbox, tmp_path: Path, monkeypatch):
+    """A run's config is whatever its creator wrote, and a commit's code can create runs in the instance."""
+    for key, value in sandbox.env.items():
+        monkeypatch.setenv(key, value)
+    planted = make_project(tmp_path / "planted")
+    planted.write(TRAINING, notebook_json("open('ran', 'w').write('planted code ran')"))
+    sha = planted.commit("planted")
+    # A folder named like a checkout, with a marker of its own, outside the sensor's checkouts folder.
+    folder = checkout(repository_url=str(planted.root), sha=sha, cache_dir=tmp_path / "elsewhere")
+    assert intact(folder, sha)
+
+    result = commit_notebook_job.execute_in_process(
+        run_config=dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=TRAINING, project_dir=str(folder))}),
+        instance=dg.DagsterInstance.get(), raise_on_error=False, resources={"gitlab": GitLabResource()})
+
+    assert not result.success
+    description = result.failure_data_for_node("run_commit_notebook").user_failure_data.description
+    assert "is not one of the commit sensor's checkouts" in description and str(tmp_path / CHECKOUTS) in description
+    assert not (folder / "ran").exists()
+
+
+COUNTING = ("import os\n"
+            "count = int(open('outputs/count.txt').read()) + 1 if os.path.exists('outputs/count.txt') else 1\n"
+            "os.makedirs('outputs', exist_ok=True)\n"
+            "open('outputs/count.txt', 'w').write(str(count))\n"
+            "print('run number', count, 'in', os.getcwd())")
+
+
+def test_in_the_deployments_containers_a_commit_runs_in_a_folder_of_its_own_fed_from_the_checkout(
+        sandbox: Sandbox, tmp_path: Path, monkeypatch):
+    """The launcher mounts the checkouts read-only and a volume of the commit's own (COMMIT_DIR_ENV): the run
+    copies the commit's files there, and its outputs stay there for the commit's later runs."""
+    repo = make_project(tmp_path / "repo")
+    repo.write(TRAINING, notebook_json(COUNTING))
+    sha = repo.commit("count")
+    folder = checkout(repository_url=str(repo.root), sha=sha, cache_dir=tmp_path / CHECKOUTS)
+    commit_dir = tmp_path / "commit-volume"
+    for key, value in {**sandbox.env, COMMIT_DIR_ENV: str(commit_dir)}.items():
+        monkeypatch.setenv(key, value)
+    run_config = dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=TRAINING, project_dir=str(folder))})
+
+    def executed() -> str:
+        result = commit_notebook_job.execute_in_process(run_config=run_config, instance=dg.DagsterInstance.get(),
+                                                        tags={"ds-pipelines/commit": sha}, resources={"gitlab": GitLabResource()})
+        assert result.success
+        output = Path(result.output_for_node("run_commit_notebook"))
+        assert output == results_dir(result.run_id)  # in the deployment's state folder, where its sensors read it
+        return (output / "training_example" / "training_example.ipynb").read_text()
+
+    assert f"run number 1 in {commit_dir}" in executed()
+    # An earlier run of the commit changed one of its files: the next run gets the commit's file again.
+    (commit_dir / TRAINING).write_text(notebook_json("print('changed by an earlier run')"))
+    second = executed()
+    assert "run number 2" in second and "changed by an earlier run" not in second
+    assert (commit_dir / "outputs" / "count.txt").read_text() == "2"
+    # The checkout itself got nothing of the runs.
+    assert intact(folder, sha) and not (folder / "outputs").exists()

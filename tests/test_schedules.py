@@ -86,8 +86,8 @@ def test_this_project_leaves_scoring_to_gitlab_ci_and_its_ticks_say_so():
 def test_a_tick_scores_and_logs_the_run_on_the_wiki(sandbox: Sandbox, tmp_path: Path, monkeypatch):
     project = project_with_triggers(tmp_path / "deployment", schedule={"notebook": "notebooks/scoring.ipynb"})
     (project.root / "notebooks" / "scoring.ipynb").write_text(notebook_json("print('scored on schedule')"))
-    for key, value in sandbox.env.items():
-        monkeypatch.setenv(key, value)  # the deployment's instance and MLflow store
+    for key, value in {**sandbox.env, PROJECT_DIR_ENV: str(project.root)}.items():
+        monkeypatch.setenv(key, value)  # the deployment's project, instance and MLflow store
     schedule = scoring_schedule(project)
     with dg.build_schedule_context(scheduled_execution_time=None) as context:
         request = schedule.evaluate_tick(context).run_requests[0]
@@ -108,6 +108,27 @@ def test_a_tick_scores_and_logs_the_run_on_the_wiki(sandbox: Sandbox, tmp_path: 
     assert inner_run.tags["ds-pipelines/trigger"] == "schedule"
     page = wiki["model-runs/scoring"]["content"]
     assert "| schedule |" in page and fake.token not in page
+
+
+def test_a_scheduled_run_naming_another_folder_than_the_deployments_is_refused(sandbox: Sandbox, tmp_path: Path, monkeypatch):
+    """A run's config is whatever its creator wrote: a commit's code can create runs in the instance."""
+    project = project_with_triggers(tmp_path / "deployment", schedule={"notebook": "notebooks/scoring.ipynb"})
+    (project.root / "notebooks" / "scoring.ipynb").write_text(notebook_json("print('the deployment scores')"))
+    elsewhere = project_with_triggers(tmp_path / "elsewhere", schedule={"notebook": "notebooks/scoring.ipynb"})
+    (elsewhere.root / "notebooks" / "scoring.ipynb").write_text(notebook_json("open('ran', 'w').write('ran')"))
+    for key, value in {**sandbox.env, PROJECT_DIR_ENV: str(project.root)}.items():
+        monkeypatch.setenv(key, value)
+    schedule = scoring_schedule(project)
+
+    result = schedule.job.execute_in_process(
+        run_config={"ops": {"run_scheduled_notebook": {"config": {"notebook": "notebooks/scoring.ipynb",
+                                                                  "project_dir": str(elsewhere.root)}}}},
+        instance=dg.DagsterInstance.get(), raise_on_error=False, resources={"gitlab": GitLabResource()})
+
+    assert not result.success
+    description = result.failure_data_for_node("run_scheduled_notebook").user_failure_data.description
+    assert f"runs in the deployment's project folder {project.root}, not in {elsewhere.root}" in description
+    assert not (elsewhere.root / "ran").exists()
 
 
 def test_a_project_without_a_scoring_notebook_has_no_schedule(tmp_path: Path):

@@ -29,6 +29,9 @@ COMMIT_CODE_TAG = "ds-pipelines/commit-code"
 inherit it): their containers get ``commit_run_container_variables`` only."""
 COMMIT_NOTEBOOK_JOB = "commit_notebook"
 SCHEDULED_NOTEBOOK_JOB = "scheduled_notebook"
+COMMIT_DIR_ENV = "DS_PIPELINES_COMMIT_DIR"
+"""Set by the deployment's run launcher in a commit run's container: the folder, on a volume of that commit's
+own, where the run copies the commit's files from the sensor's checkout and runs them."""
 FOLDER_RUN_JOBS = frozenset({COMMIT_NOTEBOOK_JOB, SCHEDULED_NOTEBOOK_JOB})
 """The jobs whose one op runs ``ds-pipelines run`` in the project folder that the run's config names (the
 commit sensor's and the schedule's, ``defs/triggers/notebook_runs``)."""

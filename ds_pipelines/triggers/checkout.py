@@ -6,8 +6,9 @@ into ``<cache>/<sha>/`` (kept, so the notebooks of one commit share their output
 model that inference reads; ``evict`` removes all but the latest and those of runs still to finish). Files
 are streamed out of the mirror object by object, never held whole in memory. No Dagster imports.
 
-The runs execute a commit's code as the deployment's user, so they could write into the cache. Nothing there
-is trusted as found:
+In the deployment's containers, runs mount the cache read-only and each commit run copies its commit's files
+into a folder of that commit's own (``copy_commit_files``). Elsewhere (``dagster dev``) the runs execute a
+commit's code as the deployment's user, and could write into the cache. Nothing there is trusted as found:
 
 - a checkout is used again only while every file of its commit still has the sha256 that its marker recorded
   at extraction (otherwise it is extracted afresh);
@@ -36,6 +37,8 @@ from pathlib import Path
 
 from ds_pipelines.errors import DsPipelinesError
 
+CHECKOUTS_DIR = "checkouts"
+"""The folder of a project's state folder where the commit sensor keeps its mirror and checkouts."""
 MIRROR_DIR = "mirror.git"
 COMPLETE_MARKER = ".ds-pipelines-checkout"
 FETCH_TIMEOUT_S = 300
@@ -299,6 +302,33 @@ def intact(target: Path, sha: str) -> bool:
         if path.is_symlink() or not path.is_file() or _sha256(path) != digest:
             return False
     return True
+
+
+def copy_commit_files(checkout_dir: Path, sha: str, target: Path) -> None:
+    """Writes the files of the checkout ``checkout_dir`` of commit ``sha`` into ``target``, replacing whatever
+    has their names there, and leaves the rest of ``target`` (outputs of the commit's earlier runs) as it is.
+    The deployment's containers run a commit's notebooks in a folder of that commit's own (``target``), fed
+    from a checkout they can read but not write. Refused unless the checkout is intact."""
+    if not intact(checkout_dir, sha):
+        raise CheckoutError(f"{checkout_dir} is not an intact checkout of commit {sha}: not copied")
+    target.mkdir(parents=True, exist_ok=True)
+    for folder, folders, names in os.walk(checkout_dir):
+        relative = Path(folder).relative_to(checkout_dir)
+        for name in sorted(folders) + sorted(names):
+            source, copy = Path(folder) / name, target / relative / name
+            if relative == Path(".") and name == COMPLETE_MARKER:
+                continue
+            is_folder = source.is_dir() and not source.is_symlink()
+            if copy.is_symlink() or (copy.exists() and (not copy.is_dir() or not is_folder)):
+                # Never written through: a link, or a file where the commit has a folder (or the reverse).
+                shutil.rmtree(copy) if copy.is_dir() and not copy.is_symlink() else copy.unlink()
+            if source.is_symlink():
+                os.symlink(os.readlink(source), copy)
+            elif is_folder:
+                copy.mkdir(exist_ok=True)
+            else:
+                shutil.copyfile(source, copy)
+                os.chmod(copy, source.stat().st_mode & 0o777)
 
 
 def _sha256(path: Path) -> str:

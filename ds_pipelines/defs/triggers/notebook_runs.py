@@ -8,6 +8,11 @@ the commit, so the asset's history in the UI shows every commit's result. Commit
 
 A scheduled run does the same in the deployment's project folder, outside that pool.
 
+In the deployment's containers (the run launcher sets ``COMMIT_DIR_ENV``), a commit run reads its checkout
+from a volume it cannot write, and runs in a folder of its commit's own instead: a volume only that commit's
+runs mount, where its notebooks' outputs stay for its later notebooks. Either way its results folder is in
+the deployment's state folder (``results_dir``), where the code location's sensors read it.
+
 Afterwards, as GitLab CI's notify jobs do, the results go to the merge request (runs of a merge request)
 and the notebook's wiki page: published by the code location's sensors once the run has ended
 (``published``), as the run's container holds no GitLab token. Launched on GitLab's runners
@@ -41,7 +46,9 @@ from ds_pipelines.execution.instance import (
 from ds_pipelines.gitlab.repository import repository_url
 from ds_pipelines.project import Project
 from ds_pipelines.project.run_environment import (
+    COMMIT_DIR_ENV,
     COMMIT_NOTEBOOK_JOB,
+    FOLDER_RUN_JOBS,
     SCHEDULED_NOTEBOOK_JOB,
     hide_environment,
     notebook_run_environment,
@@ -52,9 +59,10 @@ from ds_pipelines.publishing.wiki import publish_wiki_pages, wiki_lock_name
 from ds_pipelines.results.folder import RESULTS_FILE, RunResults, load_results
 from ds_pipelines.results.origin import RUN_TAGS_ENV, TAG_PREFIX, Provenance
 from ds_pipelines.tracking import TRACKING_URI_ENV, tracking_uri
-from ds_pipelines.triggers.checkout import checkout, intact
+from ds_pipelines.triggers.checkout import CHECKOUTS_DIR, CheckoutError, checkout, copy_commit_files, intact
 
-RESULTS_DIR = ".ds-pipelines/results"
+RESULTS_DIR = "results"
+"""Where, in the deployment's state folder, commit and scheduled runs keep their results folders (one per run)."""
 
 
 class NotebookRunConfig(dg.Config):
@@ -64,14 +72,16 @@ class NotebookRunConfig(dg.Config):
     """The project folder to run in: a checkout of the commit (``ds_pipelines.triggers.checkout``), or the deployment's."""
 
 
-def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource) -> dg.Output[str]:
-    """Run the notebook with ``ds-pipelines run`` in ``config.project_dir``; on GitLab's runners, in the job's
-    checkout, and publish its results from there (elsewhere the code location's sensors publish them)."""
+def run_notebook_in_project(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource,
+                            project_dir: Path | None = None) -> dg.Output[str]:
+    """Run the notebook with ``ds-pipelines run`` in ``project_dir`` (default ``config.project_dir``); on
+    GitLab's runners, in the job's checkout, and publish its results from there (elsewhere the code location's
+    sensors publish them)."""
     on_gitlab = gitlab_runs.launched_on_gitlab(context.run)
     # On GitLab's runners (the launcher's execute_on: gitlab) the job's checkout is the run's commit (the
     # dagster-run job checked it out): config.project_dir names a folder of the deployment the runner lacks.
-    project_dir = Project().root if on_gitlab else Path(config.project_dir)
-    output_dir = project_dir / RESULTS_DIR / context.run_id
+    project_dir = Project().root if on_gitlab else (project_dir or Path(config.project_dir))
+    output_dir = results_dir(context.run_id)
     # The commit's code runs in this process and its kernels: it gets the allow-listed environment only
     # (project.run_environment), no GitLab or Slack token, and the Postgres URL only if the instance needs it;
     # nor can it read this process's environment through /proc.
@@ -127,13 +137,14 @@ def keep_in_job_artifacts(context: dg.OpExecutionContext, output_dir: Path, name
     context.log.info(f"results kept with the GitLab job's artifacts in {target}")
 
 
+def results_dir(run_id: str) -> Path:
+    """The results folder of the commit or scheduled run ``run_id``, in the deployment's state folder."""
+    return Project().state_dir / RESULTS_DIR / run_id
+
+
 def results_folder_of(run: dg.DagsterRun) -> Path | None:
-    """Where a commit or scheduled run that executed here (not on GitLab) left its results folder."""
-    for op in (run_commit_notebook.name, run_scheduled_notebook.name):
-        project_dir = (((run.run_config or {}).get("ops") or {}).get(op) or {}).get("config", {}).get("project_dir")
-        if project_dir:
-            return Path(project_dir) / RESULTS_DIR / run.run_id
-    return None
+    """Where a commit or scheduled run left its results folder; None for a run of another job."""
+    return results_dir(run.run_id) if run.job_name in FOLDER_RUN_JOBS else None
 
 
 def publish_to_gitlab(log: logging.Logger | dg.DagsterLogManager, gitlab: GitLabResource, results: RunResults,
@@ -168,10 +179,18 @@ def publish_to_gitlab(log: logging.Logger | dg.DagsterLogManager, gitlab: GitLab
 
 
 def run_notebook_in_checkout(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource) -> dg.Output[str]:
-    """``run_notebook_in_project`` in the sensor's checkout, checked again first: it waited in the queue, and a
-    run of another commit (same user, same volume) may have changed its files since the sensor extracted them."""
+    """``run_notebook_in_project`` in the sensor's checkout, checked again first: it waited in the queue, and
+    without the deployment's containers a run of another commit (same user) may have changed its files since
+    the sensor extracted them. In those containers, in a copy of it in the commit's own folder."""
+    if gitlab_runs.launched_on_gitlab(context.run):
+        return run_notebook_in_project(context, config, gitlab)
     folder = Path(config.project_dir)
-    if not gitlab_runs.launched_on_gitlab(context.run) and not intact(folder, folder.name):
+    checkouts = Project().state_dir / CHECKOUTS_DIR
+    # A run's config is whatever its creator wrote (a commit's code can create runs in the instance): it names
+    # one of the sensor's checkouts, or the run fails, as would a copy of any other folder into a commit's own.
+    if folder.parent.resolve() != checkouts.resolve() or folder.is_symlink():
+        raise dg.Failure(description=f"{folder} is not one of the commit sensor's checkouts (in {checkouts}): not run")
+    if not intact(folder, folder.name):
         context.log.warning(f"the checkout {folder} changed after the commit sensor extracted it: extracted again")
         # From the sensor's mirror, which holds the commit and whose objects are checked against their ids: a
         # commit run's container has no GitLab token (defs/triggers/published) and needs none.
@@ -182,8 +201,26 @@ def run_notebook_in_checkout(context: dg.OpExecutionContext, config: NotebookRun
         try:
             checkout(repository_url=url, sha=folder.name, cache_dir=folder.parent, token=gitlab.token,
                      merge_request=fork_merge_request)
-        except DsPipelinesError as exc:
+        except (DsPipelinesError, OSError) as exc:
             raise dg.Failure(description=f"the checkout {folder} changed and cannot be extracted again: {exc}") from None
+    commit_dir = os.environ.get(COMMIT_DIR_ENV)
+    if not commit_dir:
+        return run_notebook_in_project(context, config, gitlab)
+    try:
+        copy_commit_files(folder, folder.name, Path(commit_dir))
+    except (CheckoutError, OSError) as exc:
+        raise dg.Failure(description=f"the commit's files cannot be copied from {folder} to {commit_dir}: {exc}") from None
+    context.log.info(f"the commit's files copied from {folder} into its own folder {commit_dir}")
+    return run_notebook_in_project(context, config, gitlab, project_dir=Path(commit_dir))
+
+
+def run_notebook_in_deployment(context: dg.OpExecutionContext, config: NotebookRunConfig, gitlab: GitLabResource) -> dg.Output[str]:
+    """``run_notebook_in_project`` in the deployment's project folder, the only one a scheduled run may name
+    (its config could name a commit's checkout, were the run created by a commit's code)."""
+    deployment = Project().root
+    if not gitlab_runs.launched_on_gitlab(context.run) and Path(config.project_dir).resolve() != deployment.resolve():
+        raise dg.Failure(description=f"a scheduled run runs in the deployment's project folder {deployment}, "
+                                     f"not in {config.project_dir}: not run")
     return run_notebook_in_project(context, config, gitlab)
 
 
@@ -192,7 +229,7 @@ run_commit_notebook = dg.op(
 )(run_notebook_in_checkout)
 run_scheduled_notebook = dg.op(
     name="run_scheduled_notebook", description="Run the scoring notebook from the deployment's project folder.",
-)(run_notebook_in_project)
+)(run_notebook_in_deployment)
 
 
 @dg.job(name=COMMIT_NOTEBOOK_JOB, description="Run a notebook at the commit the commit sensor found.")

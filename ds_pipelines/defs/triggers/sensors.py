@@ -22,10 +22,9 @@ from ds_pipelines.gitlab.repository import repository_url, set_commit_status
 from ds_pipelines.project import Project
 from ds_pipelines.project.run_environment import COMMIT_CODE_TAG
 from ds_pipelines.results.origin import TAG_PREFIX
-from ds_pipelines.triggers.checkout import checkout, evict
+from ds_pipelines.triggers.checkout import CHECKOUTS_DIR, checkout, evict
 from ds_pipelines.triggers.watch import evaluate, parse_cursor
 
-CHECKOUTS_DIR = "checkouts"
 COMMIT_STATUS = "ds-pipelines: commit sensor"
 """The name of the commit status that says why the sensor did not run a commit."""
 _UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
