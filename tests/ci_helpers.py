@@ -28,7 +28,7 @@ GITLAB_CI_LOCAL_VERSION = "4.60.0"
 INCLUDES = CI_TOOLS / "includes"
 COMPONENT = PROJECT / "templates" / "notebooks.yml"
 # The package too: CI jobs run the commit's ds_pipelines, as they do in this repository.
-PROJECT_FILES = (".gitlab-ci.yml", ".gitignore", "templates", "notebooks", "configs", "ds_pipelines")
+PROJECT_FILES = (".gitlab-ci.yml", ".gitignore", "pyproject.toml", "templates", "notebooks", "configs", "ds_pipelines")
 STATE_DIR = ".gitlab-ci-local"
 
 # Pipelines here never build an image (no docker daemon) nor run GitLab's analyzer image.

@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import mlflow
@@ -40,7 +41,7 @@ from ds_pipelines.tracking.baselines import run_tags
 
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 JOB_NAMES = {"build-container", "detect-notebooks", "run-notebooks", "release-image", "auto-release", "secret_detection",
-             "refuse-fork-merge-request", "dagster-run"}
+             "refuse-fork-merge-request", "dagster-run", "release-version"}
 CHILD_PIPELINE = "notebooks-pipeline.yml"
 
 
@@ -124,7 +125,7 @@ def test_push_pipeline_plan(project):
     assert when(jobs) == {
         "build-container": "never", "detect-notebooks": "on_success", "run-notebooks": "on_success",
         "release-image": "never", "auto-release": "never", "secret_detection": "never",
-        "refuse-fork-merge-request": "never", "dagster-run": "never",
+        "refuse-fork-merge-request": "never", "dagster-run": "never", "release-version": "never",
     }
     assert [n["job"] for n in jobs["run-notebooks"]["needs"]] == ["detect-notebooks"]
 
@@ -216,6 +217,7 @@ def test_detect_publishing_and_releases_run_on_the_light_runner(project):
     assert tags == {
         "build-container": ["$COMMIT_RUNNER"], "detect-notebooks": ["$LIGHT_RUNNER"], "release-image": ["$COMMIT_RUNNER"],
         "auto-release": ["$LIGHT_RUNNER"], "secret_detection": None, "refuse-fork-merge-request": ["$LIGHT_RUNNER"],
+        "release-version": ["$LIGHT_RUNNER"],
         # GPU_RUNNER or CPU_RUNNER by the Dagster run's device, through its rules' variables.
         "dagster-run": ["$DSP_RUNNER_TAG"],
     }
@@ -288,6 +290,34 @@ def test_only_production_tags_plan_a_release(project, tag, release):
     assert result.returncode == 0, result.stdout + result.stderr
     plan = project.dotenv("detect-notebooks", "plan.env")
     assert (plan["DSP_RELEASE"], plan["DSP_TAG"], plan["DSP_SKIP"]) == (release, tag, "true")
+
+
+RELEASE_TAG = "v" + tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["version"]
+"""A production tag of this repository: the package's version (release-version refuses any other)."""
+
+
+def test_a_production_tag_that_is_not_the_package_version_releases_nothing(project):
+    """``init`` pins the component and the image to the package's version: this repository's v-tags must be it."""
+    version = tomllib.loads((project.root / "pyproject.toml").read_text())["project"]["version"]
+    wrong = "v9.99.0" if version != "9.99.0" else "v9.98.0"
+    tag_pipeline = {"unset": ("CI_COMMIT_BRANCH",)}
+    printed = {}
+    for tag, passes in ((wrong, False), (f"v{version}", True)):
+        project.git("tag", tag)
+        variables = {**OFFLINE, "CI_COMMIT_TAG": tag, "CI_COMMIT_REF_NAME": tag}
+        result = project.gitlab_ci_local("release-version", variables=variables, **tag_pipeline, timeout=300)
+        printed[tag] = result.stdout + result.stderr
+        assert (result.returncode == 0) is passes, printed[tag]
+    assert f'error: tag {wrong} releases ds-pipelines, but pyproject.toml says version = "{version}"' in printed[wrong]
+    assert f"tag v{version} is the package's version {version}" in printed[f"v{version}"]
+    preview = project.preview(OFFLINE)  # the merged configuration: needs do not depend on the tag
+    for job in ("release-image", "auto-release"):
+        needs = [need["job"] if isinstance(need, dict) else need for need in preview[job]["needs"]]
+        assert "release-version" in needs and "build-container" in needs, (job, needs)
+    assert [need.get("optional", False) for need in preview["auto-release"]["needs"] if need["job"] == "release-version"] == [False]
+    assert set(need["job"] for need in preview["auto-release"]["needs"]) >= {"detect-notebooks", "release-image"}
+    assert project.jobs({**OFFLINE, "CI_COMMIT_TAG": "dev-1.2.3", "CI_COMMIT_REF_NAME": "dev-1.2.3"},
+                        **tag_pipeline)["release-version"]["when"] == "never"
 
 
 # --- Pipelines that run -----------------------------------------------------------------------------------------
@@ -478,7 +508,7 @@ def test_a_schedule_on_a_production_tag_scores_records_and_releases_nothing(proj
     assert when(project.jobs({**OFFLINE, **schedule}, unset=on_the_tag)) == {
         "build-container": "never", "detect-notebooks": "on_success", "run-notebooks": "on_success",
         "release-image": "never", "auto-release": "never", "secret_detection": "never",
-        "refuse-fork-merge-request": "never", "dagster-run": "never",
+        "refuse-fork-merge-request": "never", "dagster-run": "never", "release-version": "never",
     }
     with_docker = project.jobs({**schedule, "SECRET_DETECTION_DISABLED": "true"}, unset=on_the_tag)
     assert (with_docker["build-container"]["when"], with_docker["release-image"]["when"]) == ("on_success", "never")
@@ -519,15 +549,15 @@ def test_production_tag_releases_the_model_trained_from_the_tagged_commit(projec
         client.set_terminated(run.info.run_id)
         return client.create_model_version(model_name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
 
-    project.git("tag", "v1.2.3")
+    project.git("tag", RELEASE_TAG)
     released = trained(project.head(), "main", 0.912)
     project.git("checkout", "-q", "-b", "feature")
     feature = project.commit("Feature work")
     newer = trained(feature, "feature", 0.987)
     project.git("checkout", "-q", "main")  # the tagged commit, which the tag pipeline checks out
     # RELEASE_IMAGE stands in for release-image's dotenv report (no registry here): auto-release passes it on.
-    image = f"registry.example.com/group/project:v1.2.3@sha256:{'ab' * 32}"
-    tag = {"CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_NAME": "v1.2.3", "MLFLOW_TRACKING_URI": tracking_uri,
+    image = f"registry.example.com/group/project:{RELEASE_TAG}@sha256:{'ab' * 32}"
+    tag = {"CI_COMMIT_TAG": RELEASE_TAG, "CI_COMMIT_REF_NAME": RELEASE_TAG, "MLFLOW_TRACKING_URI": tracking_uri,
            "RELEASE_IMAGE": image}
 
     result = project.gitlab_ci_local(variables={**OFFLINE, **tag, **gitlab_variables(fake_gitlab)},
@@ -538,6 +568,6 @@ def test_production_tag_releases_the_model_trained_from_the_tagged_commit(projec
     assert re.search(r"PASS\s+auto-release", output), output[-3000:]
     assert int(newer) > int(released)
     assert client.get_model_version_by_alias(model_name, "production").version == released
-    description = fake_gitlab.releases["v1.2.3"]["description"]
+    description = fake_gitlab.releases[RELEASE_TAG]["description"]
     assert model_name in description and "0.912" in description and "0.987" not in description
     assert f"Image: `{image}`" in description
