@@ -6,8 +6,9 @@ files init wrote (``INIT_WRITES``). Every recorded version must still pass ``che
 the folder of this version must be exactly what init writes today. So a release that changes what init
 writes adds a folder, and none can break the projects that earlier versions made.
 
-A key that a version renames or removes is reported by ``check`` naming the file and the key, the keys it
-takes and the one meant when the name is close (``did you mean 'device'?``): tests/test_bad_input_catalogue.py.
+A key that a version renames or removes is reported by ``check`` with what to write instead (the table of
+``project.upgrades``: tests/test_renamed_keys.py); any other unknown key with the keys taken and the one meant
+when the name is close (``did you mean 'device'?``): tests/test_bad_input_catalogue.py.
 """
 
 from __future__ import annotations

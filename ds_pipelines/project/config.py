@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +30,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from ds_pipelines.errors import ConfigError, shown, unknown_key
+from ds_pipelines.errors import ConfigError, shown
+from ds_pipelines.project.upgrades import KeyChange, registry_key_problem
 
 Model = TypeVar("Model", bound=BaseModel)
 BUILT_IN_SCHEMAS = {
@@ -204,12 +206,14 @@ def _schema_module(name: str, root: Path) -> Any:
     return importlib.import_module(name)
 
 
-def validate(model: type[Model], data: Any, *, display: str, key_prefix: str = "") -> Model:
-    """``data`` as ``model``, or a ConfigError naming the file and the key (``key_prefix`` + the model's)."""
+def validate(model: type[Model], data: Any, *, display: str, key_prefix: str = "",
+             changes: Mapping[str, KeyChange] | None = None) -> Model:
+    """``data`` as ``model``, or a ConfigError naming the file and the key (``key_prefix`` + the model's);
+    ``changes``: keys a release renamed or removed (``project.upgrades``), by their full dotted path."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(display, exc, model, key_prefix) from None
+        raise _config_error(display, exc, model, key_prefix, changes or {}) from None
 
 
 def validation_problems(model: type[BaseModel], data: Any, *, display: str, key_prefix: str = "") -> list[ConfigError]:
@@ -217,25 +221,26 @@ def validation_problems(model: type[BaseModel], data: Any, *, display: str, key_
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        return [_problem(display, error, model, key_prefix) for error in exc.errors()]
+        return [_problem(display, error, model, key_prefix, {}) for error in exc.errors()]
     return []
 
 
-def _config_error(display: str, exc: ValidationError, model: type[BaseModel], key_prefix: str) -> ConfigError:
+def _config_error(display: str, exc: ValidationError, model: type[BaseModel], key_prefix: str,
+                  changes: Mapping[str, KeyChange]) -> ConfigError:
     """The first problem, phrased for a person; the others are counted so nothing is hidden."""
-    first = _problem(display, exc.errors()[0], model, key_prefix)
+    first = _problem(display, exc.errors()[0], model, key_prefix, changes)
     others = len(exc.errors()) - 1
     if not others:
         return first
     return ConfigError(display, first.key, f"{first.problem} (and {others} more problem{'s' if others > 1 else ''})")
 
 
-def _problem(display: str, error: Any, model: type[BaseModel], key_prefix: str) -> ConfigError:
+def _problem(display: str, error: Any, model: type[BaseModel], key_prefix: str, changes: Mapping[str, KeyChange]) -> ConfigError:
     """One pydantic error, phrased for a person."""
     key = key_prefix + ".".join(str(part) for part in error["loc"]) or None
     kind = error["type"]
     if kind == "extra_forbidden":
-        problem = unknown_key(error["loc"][-1], _allowed_keys(model, error["loc"][:-1]))
+        problem = registry_key_problem(key, error["loc"][-1], _allowed_keys(model, error["loc"][:-1]), changes)
     elif kind == "missing":
         problem = "required key is missing"
     else:

@@ -26,13 +26,13 @@ from ds_pipelines.errors import (
     DsPipelinesError,
     NotebookNotFoundError,
     shown,
-    unknown_key,
 )
 from ds_pipelines.project.quality_checks import (
     QualityCheck,
     check_problems,
     parse_check,
 )
+from ds_pipelines.project.upgrades import REGISTRY_CHANGES, registry_key_problem
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -104,7 +104,7 @@ def entry_problems(path: str, entry: Any) -> list[ConfigError]:
     if not isinstance(entry, dict):
         return [ConfigError(REGISTRY_FILE, key, f"expected a mapping with keys {sorted(_REGISTRY_KEYS)}, got {shown(entry)}")]
     problems = [
-        ConfigError(REGISTRY_FILE, f"{key}.{unknown}", unknown_key(unknown, sorted(_REGISTRY_KEYS)))
+        ConfigError(REGISTRY_FILE, f"{key}.{unknown}", registry_key_problem(f"notebooks.*.{unknown}", unknown, sorted(_REGISTRY_KEYS)))
         for unknown in sorted(set(entry) - _REGISTRY_KEYS, key=str)
     ]
     if entry.get("device", "cpu") not in _DEVICES:
@@ -173,7 +173,7 @@ class Project:
         data = (read_yaml(file, display=REGISTRY_FILE) if file.exists() else None) or {}
         if isinstance(data, dict) and not set(data) <= _TOP_LEVEL_KEYS:
             unknown = sorted(set(data) - _TOP_LEVEL_KEYS, key=str)[0]
-            raise ConfigError(REGISTRY_FILE, str(unknown), unknown_key(unknown, sorted(_TOP_LEVEL_KEYS)))
+            raise ConfigError(REGISTRY_FILE, str(unknown), registry_key_problem(str(unknown), unknown, sorted(_TOP_LEVEL_KEYS)))
         if not isinstance(data, dict):
             raise ConfigError(
                 REGISTRY_FILE, None,
@@ -188,7 +188,7 @@ class Project:
         from ds_pipelines.project.settings import TriggerSettings
 
         section = self.registry_data.get("triggers") or {}
-        return validate(TriggerSettings, section, display=REGISTRY_FILE, key_prefix="triggers.")
+        return validate(TriggerSettings, section, display=REGISTRY_FILE, key_prefix="triggers.", changes=REGISTRY_CHANGES)
 
     @cached_property
     def _registry(self) -> dict[str, dict[str, Any]]:
