@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -28,6 +29,8 @@ GITLAB_CI_LOCAL_VERSION = "4.60.0"
 INCLUDES = CI_TOOLS / "includes"
 COMPONENT = PROJECT / "templates" / "notebooks.yml"
 # The package too: CI jobs run the commit's ds_pipelines, as they do in this repository.
+RELEASE_TAG = "v" + tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["version"]
+"""A production tag of this repository: the package's version (its release-version job refuses any other)."""
 PROJECT_FILES = (".gitlab-ci.yml", ".gitignore", "pyproject.toml", "templates", "notebooks", "configs", "ds_pipelines")
 STATE_DIR = ".gitlab-ci-local"
 

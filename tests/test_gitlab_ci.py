@@ -27,6 +27,7 @@ from ci_helpers import (
     COMPONENT,
     OFFLINE,
     PROJECT,
+    RELEASE_TAG,
     CiProject,
     job_environment,
     missing_tools,
@@ -290,10 +291,6 @@ def test_only_production_tags_plan_a_release(project, tag, release):
     assert result.returncode == 0, result.stdout + result.stderr
     plan = project.dotenv("detect-notebooks", "plan.env")
     assert (plan["DSP_RELEASE"], plan["DSP_TAG"], plan["DSP_SKIP"]) == (release, tag, "true")
-
-
-RELEASE_TAG = "v" + tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["version"]
-"""A production tag of this repository: the package's version (release-version refuses any other)."""
 
 
 def test_a_production_tag_that_is_not_the_package_version_releases_nothing(project):

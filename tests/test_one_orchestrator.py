@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from ci_helpers import OFFLINE, CiProject, missing_tools
+from ci_helpers import OFFLINE, RELEASE_TAG, CiProject, missing_tools
 from fake_gitlab import FakeGitLab
 from gitrepo import INFERENCE, REGISTRY, TRAINING, TRAINING_CONFIG, make_project
 from required import require
@@ -100,8 +100,8 @@ def test_auto_release_stands_down_when_the_deployment_releases(tmp_path: Path):
     project = CiProject.create(tmp_path)
     set_orchestrator(project.root, "dagster")
     project.push("The Dagster deployment runs this project")
-    project.git("tag", "v1.2.3")
-    tag = {"CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_NAME": "v1.2.3",
+    project.git("tag", RELEASE_TAG)
+    tag = {"CI_COMMIT_TAG": RELEASE_TAG, "CI_COMMIT_REF_NAME": RELEASE_TAG,
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
 
     result = project.gitlab_ci_local(variables={**OFFLINE, **tag}, unset=("CI_COMMIT_BRANCH",))

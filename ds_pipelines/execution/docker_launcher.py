@@ -18,8 +18,8 @@ code location's ``container_context``) with these differences:
 - A commit sensor's run also gets a volume of its commit's own at ``COMMIT_MOUNT`` (``COMMIT_DIR_ENV``): it
   copies the commit's files there from the sensor's checkout, which ``deploy/dagster.yaml`` mounts read-only,
   and its notebooks' outputs stay there for the commit's later runs. No run of another commit mounts it, so
-  none can change the files or outputs a commit's notebooks read. The launcher keeps the volumes of the
-  ``COMMIT_VOLUMES_KEPT`` commits launched last and of runs still to finish, and removes the others.
+  none can change the files or outputs a commit's notebooks read. The launcher keeps the
+  ``COMMIT_VOLUMES_KEPT`` volumes created last and those of runs still to finish, and removes the others.
 - A container that Docker creates but cannot start (a GPU run on a host without the NVIDIA runtime) fails
   the run at once with Docker's reason and what to check, instead of an unexplained launch error.
 - Dagster's run monitoring (on in deploy/dagster.yaml) asks the launcher whether each running run's worker
@@ -155,7 +155,7 @@ class NotebookDockerRunLauncher(DockerRunLauncher):
 
     def _prepare_commit_volume(self, run: dg.DagsterRun) -> None:
         """Creates the volume of a commit run's commit (labelled, with the container's labels), then removes
-        those of commits beyond the ``COMMIT_VOLUMES_KEPT`` newest, except those of runs still to finish."""
+        those beyond the ``COMMIT_VOLUMES_KEPT`` created last, except those of runs still to finish."""
         commit = commit_of(run)
         if not commit:
             return
