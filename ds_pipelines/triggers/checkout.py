@@ -321,7 +321,10 @@ def copy_commit_files(checkout_dir: Path, sha: str, target: Path) -> None:
             is_folder = source.is_dir() and not source.is_symlink()
             if copy.is_symlink() or (copy.exists() and (not copy.is_dir() or not is_folder)):
                 # Never written through: a link, or a file where the commit has a folder (or the reverse).
-                shutil.rmtree(copy) if copy.is_dir() and not copy.is_symlink() else copy.unlink()
+                if copy.is_dir() and not copy.is_symlink():
+                    shutil.rmtree(copy)
+                else:
+                    copy.unlink()
             if source.is_symlink():
                 os.symlink(os.readlink(source), copy)
             elif is_folder:
