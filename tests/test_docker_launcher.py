@@ -33,7 +33,7 @@ from ds_pipelines.execution.docker_launcher import (
 )
 from ds_pipelines.execution.heartbeat import WORKER_TAG
 from ds_pipelines.execution.instance import DEVICE_TAG
-from ds_pipelines.project.run_environment import COMMIT_CODE_TAG, COMMIT_DIR_ENV
+from ds_pipelines.project.run_environment import COMMIT_DIR_ENV
 from ds_pipelines.project import Project
 
 LAUNCHER = {
@@ -104,16 +104,10 @@ def test_names_of_unset_variables_are_left_out(launched):
                                              "DS_PIPELINES_PROJECT_DIR=/project"]
 
 
-def test_the_container_of_a_commits_code_gets_the_allow_listed_variables_only(launched):
-    """Its init and Dagster's log capture hold the container's environment, readable by the commit's code."""
-    assert launched("cpu_note", tags={COMMIT_CODE_TAG: "true"}).env_vars == [
-        "DAGSTER_POSTGRES_URL", "MLFLOW_TRACKING_URI", "DS_PIPELINES_PROJECT_DIR=/project"]
-
-
-def test_every_run_of_the_folder_run_jobs_is_contained_even_untagged(tmp_path, monkeypatch):
-    """A commit's code holds the instance's Postgres URL, so it can create a run in the instance's database,
-    which the daemon launches: a commit or scheduled run without the tag, naming a checkout as its folder,
-    still gets only the allow-listed variables."""
+def test_every_run_of_the_folder_run_jobs_gets_the_allow_listed_variables_only(tmp_path, monkeypatch):
+    """Its init and Dagster's log capture hold the container's environment, readable by the commit's code. A
+    commit's code holds the instance's Postgres URL, so it can create a run in the instance's database, with any
+    tags: the job decides."""
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://u:p@127.0.0.1:5432/dagster")
     monkeypatch.setenv("GITLAB_TOKEN", "glpat-held-by-the-daemon")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
@@ -122,7 +116,6 @@ def test_every_run_of_the_folder_run_jobs_is_contained_even_untagged(tmp_path, m
         for job, op, commit_dir in [(commit_notebook_job, "run_commit_notebook", [f"{COMMIT_DIR_ENV}={COMMIT_MOUNT}"]),
                                     (scheduled_notebook_job, "run_scheduled_notebook", [])]:
             run = instance.create_run_for_job(job, run_config={"ops": {op: {"config": folder}}})
-            assert COMMIT_CODE_TAG not in run.tags
             assert instance.run_launcher.get_container_context(run).env_vars == [
                 "DAGSTER_POSTGRES_URL", "MLFLOW_TRACKING_URI", "DS_PIPELINES_PROJECT_DIR=/project", *commit_dir], job.name
 

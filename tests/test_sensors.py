@@ -30,7 +30,6 @@ from ds_pipelines.defs.triggers.releases import tag_sensor
 from ds_pipelines.defs.triggers.resources import GitLabResource, gitlab_resource
 from ds_pipelines.defs.triggers.sensors import commit_sensor
 from ds_pipelines.execution.instance import DEVICE_TAG
-from ds_pipelines.project.run_environment import COMMIT_CODE_TAG
 from ds_pipelines.gitlab import GitLabClient, GitLabSettings
 from ds_pipelines.gitlab.repository import set_commit_status
 from ds_pipelines.project import PROJECT_DIR_ENV, Project
@@ -126,8 +125,6 @@ def test_each_run_is_tagged_with_the_device_of_its_notebook_at_that_commit(deplo
     # The launchers give such a run the GPUs, or GitLab's GPU runner (execution.docker_launcher.runs_gpu_notebook).
     assert devices[both, TRAINING] == "gpu" and devices[both, INFERENCE] == "cpu"
     assert devices[on_gpu, INFERENCE] == "gpu"
-    # And as runs of a commit's code, whose containers get the allow-listed variables only.
-    assert all(request.tags[COMMIT_CODE_TAG] == "true" for request in tick(fake, cursor).run_requests)
 
 
 def test_a_restart_from_the_stored_cursor_neither_repeats_nor_skips(deployment: Path, gitlab):

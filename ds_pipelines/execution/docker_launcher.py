@@ -107,7 +107,7 @@ class NotebookDockerRunLauncher(DockerRunLauncher):
     def get_container_context(self, dagster_run: dg.DagsterRun) -> DockerContainerContext:
         context = super().get_container_context(dagster_run)
         env_vars = [name for name in context.env_vars if "=" in name or name in os.environ]
-        if runs_commit_code(dagster_run.job_name, dagster_run.tags):
+        if runs_commit_code(dagster_run.job_name):
             env_vars = commit_run_container_variables(env_vars, os.environ)
         context = DockerContainerContext(
             registry=context.registry,

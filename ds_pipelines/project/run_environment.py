@@ -24,9 +24,6 @@ import sys
 from collections.abc import Iterable, Mapping
 
 PASS_ENV = "DS_PIPELINES_PASS_ENV"
-COMMIT_CODE_TAG = "ds-pipelines/commit-code"
-"""Run tag of the runs that execute a commit's code (the commit sensor's, and their re-executions, which
-inherit it): their containers get ``commit_run_container_variables`` only."""
 COMMIT_NOTEBOOK_JOB = "commit_notebook"
 SCHEDULED_NOTEBOOK_JOB = "scheduled_notebook"
 COMMIT_DIR_ENV = "DS_PIPELINES_COMMIT_DIR"
@@ -58,12 +55,12 @@ def notebook_run_environment(environ: Mapping[str, str], *, postgres: bool) -> d
     return passed
 
 
-def runs_commit_code(job_name: str, tags: Mapping[str, str]) -> bool:
-    """Whether a run may execute a commit's code, so that its container gets ``commit_run_container_variables``
-    only: a run tagged ``COMMIT_CODE_TAG``, and every run of ``FOLDER_RUN_JOBS``, tagged or not. A commit's
-    code holds the instance's Postgres URL and can create runs in its database, which the daemon then
-    launches: such a run could leave the tag off, or name a commit's checkout as a scheduled run's folder."""
-    return bool(tags.get(COMMIT_CODE_TAG)) or job_name in FOLDER_RUN_JOBS
+def runs_commit_code(job_name: str) -> bool:
+    """Whether a run of the job ``job_name`` may execute a commit's code, so that its container gets
+    ``commit_run_container_variables`` only: every run of ``FOLDER_RUN_JOBS``. Decided by the job, never by a
+    tag: a commit's code holds the instance's Postgres URL and can create runs in its database, which the
+    daemon then launches, with whatever tags it wrote."""
+    return job_name in FOLDER_RUN_JOBS
 
 
 def commit_run_container_variables(variables: Iterable[str], environ: Mapping[str, str]) -> list[str]:

@@ -20,7 +20,6 @@ from ds_pipelines.errors import DsPipelinesError
 from ds_pipelines.execution.instance import DEVICE_TAG
 from ds_pipelines.gitlab.repository import repository_url, set_commit_status
 from ds_pipelines.project import Project
-from ds_pipelines.project.run_environment import COMMIT_CODE_TAG
 from ds_pipelines.results.origin import TAG_PREFIX
 from ds_pipelines.triggers.checkout import CHECKOUTS_DIR, checkout, evict
 from ds_pipelines.triggers.watch import evaluate, parse_cursor
@@ -77,7 +76,7 @@ def commit_sensor(project: Project) -> dg.SensorDefinition:
                 run_key=run.run_key,
                 run_config=dg.RunConfig(ops={"run_commit_notebook": NotebookRunConfig(notebook=run.notebook, project_dir=str(run.checkout))}),
                 tags={**run.provenance.run_tags(), f"{TAG_PREFIX}notebook": run.notebook, f"{TAG_PREFIX}reason": run.reason,
-                      DEVICE_TAG: run.device, COMMIT_CODE_TAG: "true"},
+                      DEVICE_TAG: run.device},
             )
             for run in evaluation.runs
         ]
