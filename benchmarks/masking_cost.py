@@ -2,19 +2,21 @@
 
 - ``progress``: a training loop's lines (``epoch 3 step 41/1000000 loss=0.12345 validation_auc=0.8734``);
 - ``csv``: a scores file's rows (``41,0.87345123451234,1``);
-- ``quoted ids``: dict-like lines with a quoted 32-hex id, which detect-secrets' entropy plugin must look at
-  (each distinct one costs its per-line scan);
-- ``repeated``: one line with a quoted id printed over and over (scanned once).
+- ``quoted ids``: dict-like lines with a distinct quoted 32-hex id each, which detect-secrets' hex entropy
+  detector finds (found over the whole text at once, each id then a secret masked wherever it occurs);
+- ``repeated``: one line with a quoted id printed over and over (looked at once);
+- ``keyword values``: ``api_key = "<random>"`` lines, each distinct: they name a credential, so each costs
+  detect-secrets' per-line scan (``--keyword-lines`` lines, scaled to ``--lines``).
 
 Each kind is masked as one text of ``--lines`` lines (what ``mask-secrets`` does with a kept file or a
 notebook output), against the floor of replacing the environment's secret values alone (``str.replace``, the
 cheapest exact-value pass), and a line at a time as the console of ``ds-pipelines run`` masks what a notebook
 prints (``--console-lines`` lines). With ``--before REV`` the masking module of that git revision is timed
-too, on ``--before-lines`` lines (it scanned every line that matched a loose pattern), scaled to ``--lines``.
+too, on ``--before-lines`` lines scaled to ``--lines`` (44c8e44: before the entropy detectors ran over the whole text).
 
 The machine is shared and noisy: compare the ratios within one run.
 
-    uv run python benchmarks/masking_cost.py [--lines 1000000] [--before 3e87c72 --before-lines 20000]
+    uv run python benchmarks/masking_cost.py [--lines 1000000] [--before 44c8e44 --before-lines 20000]
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def lines_of(kind: str, count: int, rng: random.Random) -> list[str]:
         return [f"{i},{rng.random():.14f},{rng.randrange(2)}" for i in range(count)]
     if kind == "quoted ids":
         return [f"{{'row': {i}, 'run': '{rng.getrandbits(128):032x}'}}" for i in range(count)]
+    if kind == "keyword values":
+        return [f'api_key = "{rng.getrandbits(192):048x}"' for _ in range(count)]
     if kind == "repeated":
         return [f"{{'row': 0, 'run': '{rng.getrandbits(128):032x}'}}"] * count
     raise ValueError(kind)
@@ -76,9 +80,10 @@ def console_cost(module, lines: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--kinds", nargs="+", default=["progress", "csv", "quoted ids", "repeated"])
-    parser.add_argument("--quoted-lines", type=int, default=20_000,
-                        help="lines of the 'quoted ids' kind (each distinct line costs a detect-secrets scan)")
+    parser.add_argument("--kinds", nargs="+", default=["progress", "csv", "quoted ids", "repeated", "keyword values"])
+    parser.add_argument("--keyword-lines", type=int, default=20_000,
+                        help="lines of the 'keyword values' kind timed (each costs a detect-secrets scan), "
+                             "scaled to --lines")
     parser.add_argument("--console-lines", type=int, default=2_000, help="lines timed through the console's masking")
     parser.add_argument("--before", metavar="REV", help="also time the masking module of this git revision")
     parser.add_argument("--before-lines", type=int, default=20_000)
@@ -89,25 +94,27 @@ def main() -> None:
     before = masking_module_at(args.before, scratch) if args.before else None
     masker.mask("warm-up: detect-secrets' plugins load once 'a3f35f3b4aa60dbdf193a83672f1d004'")
 
-    print(f"{'kind':<12}{'lines':>10}{'floor s':>10}{'masking s':>11}{'ratio':>8}{'us/line':>9}{'console us/line':>17}"
-          + (f"{'before s*':>12}{'before/now':>12}{'console before':>16}" if before else ""))
+    print(f"{'kind':<16}{'lines':>10}{'floor s':>10}{'masking s':>11}{'ratio':>8}{'us/line':>9}{'console us/line':>17}"
+          + (f"{'before s':>12}{'before/now':>12}{'console before':>16}" if before else ""))
     for kind in args.kinds:
-        count = args.quoted_lines if kind == "quoted ids" else args.lines
-        lines = lines_of(kind, count, rng)
+        # What costs a per-line scan is timed on fewer lines and scaled to --lines (marked *).
+        timed_lines = min(args.lines, args.keyword_lines) if kind == "keyword values" else args.lines
+        lines = lines_of(kind, timed_lines, rng)
         text = "\n".join(lines)
-        floor = timed(lambda text=text: [text.replace(value, "[MASKED]") for value in masker.env_values])
-        now = timed(lambda text=text: masker.mask(text))
+        scale = args.lines / timed_lines
+        floor = timed(lambda text=text: [text.replace(value, "[MASKED]") for value in masker.env_values]) * scale
+        now = timed(lambda text=text: masker.mask(text)) * scale
         console = console_cost(sys.modules["ds_pipelines.masking"], lines[:args.console_lines])
-        row = (f"{kind:<12}{count:>10,}{floor:>10.3f}{now:>11.2f}{now / max(floor, 1e-9):>8.0f}{now / count * 1e6:>9.1f}"
-               f"{console * 1e6:>17.0f}")
+        row = (f"{kind:<16}{args.lines:>10,}{floor:>10.3f}{now:>10.2f}{'*' if scale > 1 else ' '}"
+               f"{now / max(floor, 1e-9):>8.0f}{now / args.lines * 1e6:>9.1f}{console * 1e6:>17.0f}")
         if before:
             sample = "\n".join(lines[:args.before_lines])
-            then = timed(lambda sample=sample: before.Masker.from_env(ENV).mask(sample)) * count / min(count, args.before_lines)
-            row += f"{then:>12.1f}{then / now:>12.1f}{console_cost(before, lines[:args.console_lines]) * 1e6:>16.0f}"
+            then = (timed(lambda sample=sample: before.Masker.from_env(ENV).mask(sample))
+                    * args.lines / min(timed_lines, args.before_lines))
+            row += f"{then:>11.1f}*{then / now:>12.1f}{console_cost(before, lines[:args.console_lines]) * 1e6:>16.0f}"
         print(row)
-    if before:
-        print(f"* before: timed on {args.before_lines:,} lines of each kind and scaled to the kind's line count")
-
+    print("* timed on fewer lines and scaled to --lines"
+          + (f" (before: {args.before_lines:,} lines of each kind)" if before else ""))
 
 if __name__ == "__main__":
     main()

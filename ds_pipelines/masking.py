@@ -7,8 +7,11 @@ Two sources of secrets:
   ``MLFLOW_TRACKING_TOKEN``, ``CI_JOB_TOKEN`` and every ``SLACK_*``; values shorter than 8 characters are
   left alone (too likely to occur in harmless text);
 - what detect-secrets' default plugins find (GitLab, GitHub, Slack, AWS, private keys, JWTs, basic-auth
-  URLs, high-entropy strings in quotes, ``password = "..."`` ...), with its false-positive filters, except
-  the ``pragma: allowlist secret`` comment, which a notebook must not be able to use to publish a secret.
+  URLs, high-entropy strings in quotes and as the values of ``name = value`` lines, ``password = "..."``
+  ...), with its false-positive filters, except the ``pragma: allowlist secret`` comment, which a notebook
+  must not be able to use to publish a secret. Its entropy detectors run over a whole text at once
+  (``entropy_secrets``); its per-line scan gets only the lines that hold a hint of another detector
+  (``candidate_lines``).
 
 Multi-line secrets are masked whole: a PEM private key block from its BEGIN line to its END line, also when
 its lines are separate strings (a notebook output's lines) or arrive one at a time (``LineMasker``, for the
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import bisect
+import collections
 import functools
 import itertools
 import json
@@ -63,23 +67,6 @@ _PEM_END = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 # What may follow a BEGIN line inside a block: base64 lines, blank lines, RFC 1421 / PGP headers. Anything
 # else ends a block that lost its END line, so a truncated key does not mask the rest of a notebook.
 _PEM_BODY = re.compile(r"(?:[A-Za-z0-9+/=]*|[A-Za-z][A-Za-z-]*: .*)\s*")
-# What a line must hold for detect-secrets' default plugins to find anything in it, found over the whole text
-# (a million lines in seconds) before its per-line scan (~0.3 ms a line in bulk, more for a line alone):
-# - a word of its keyword and regex detectors, in any case (``_HINT_WORDS``), or the short prefix of a token
-#   its regex detectors know (``_HINT_PREFIXES``, case-sensitive);
-# - a public IPv4 address (``_IPV4``);
-# - a run of 20 base64 characters (``_LONG_TOKEN``): every other token its regex detectors know is that long,
-#   and a base64 string needs 23 distinct characters to pass its entropy limit of 4.5;
-# - a hex run of 9 with digits and letters (its hex limit of 3.0 needs 9 distinct characters, and digits alone
-#   score lower) on a line with a quote, ``:`` or ``=``: its entropy detectors only look at quoted strings and
-#   at the values of ``name: value`` / ``name = value`` lines.
-_HINT_WORDS = ("://", "-----begin", "putty", "pass", "pwd", "pw", "secret", "token", "key", "auth", "credential",
-               "api", "iam", "cloudant", "softlayer", "contrase", "xox")
-_HINT_PREFIXES = ("eyJ", "AKC", "AP")
-_IPV4 = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
-_LONG_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{20,}")
-_HEX_RUN = re.compile(r"[0-9a-fA-F]{9,}")
-_ASSIGNED_OR_QUOTED = re.compile(r"[\"':=]")
 # Secrets a line's shape gives away; group 1 is masked (everywhere, like any secret found).
 # Each with a string it cannot match without (None: none), so that a text without it costs no regex pass.
 _SHAPED_SECRETS = [
@@ -107,6 +94,61 @@ _KEYWORD_VALUE = re.compile(
 # about 3.7, a 40-character AWS secret key about 4.8; "abcdefabcdefabcdef" scores 2.6.
 _RANDOM_TOKEN_ENTROPY = 3.2
 _KEYWORD_VALUE_WORDS = ("secret", "token", "passw", "key", "credential")
+
+
+@dataclass(frozen=True)
+class _Hints:
+    """What every match of one of detect-secrets' detectors holds, cheap to find in a whole text: one of
+    ``literals`` (as written), one of ``words`` (in any case, given in lower case), or a match of ``pattern``
+    (one pass for several literals of one shape)."""
+
+    literals: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+    pattern: re.Pattern[str] | None = None
+
+
+_CREDENTIAL_WORDS = ("key", "pw", "pass", "token")
+# For each of detect-secrets' default detectors except the two entropy ones (found in bulk,
+# ``entropy_secrets``), read off its patterns: a line without any of these cannot give it a match, so it never
+# costs the per-line scan (~0.5 ms a line). A test holds this table to detect-secrets' plugin list.
+_DETECTOR_HINTS = {
+    "ArtifactoryDetector": _Hints(literals=("AKC", "AP")),
+    "AWSKeyDetector": _Hints(literals=("A3T", "ABIA", "ACCA", "AKIA", "ASIA"), words=("aws",)),
+    "AzureStorageKeyDetector": _Hints(literals=("AccountKey=",)),
+    "BasicAuthDetector": _Hints(literals=("://",)),
+    "CloudantDetector": _Hints(words=_CREDENTIAL_WORDS + ("://",)),
+    "DiscordBotTokenDetector": _Hints(pattern=re.compile(r"\.[\w-]{6}\.")),
+    "GitHubTokenDetector": _Hints(pattern=re.compile(r"gh[pousr]_")),
+    "GitLabTokenDetector": _Hints(literals=("GR1348941",),
+                                  pattern=re.compile(r"gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent|oas)-")),
+    "IbmCloudIamDetector": _Hints(words=_CREDENTIAL_WORDS),
+    "IbmCosHmacDetector": _Hints(words=("secret",)),
+    "IPPublicDetector": _Hints(pattern=re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")),
+    "JwtTokenDetector": _Hints(literals=("eyJ",)),
+    "KeywordDetector": _Hints(words=("key", "pass", "pwd", "secret", "contrase")),
+    "MailchimpDetector": _Hints(literals=("-us",)),
+    "NpmDetector": _Hints(literals=("/:_authToken=",)),
+    "OpenAIDetector": _Hints(literals=("T3BlbkFJ",)),
+    "PrivateKeyDetector": _Hints(literals=("PRIVATE KEY", "PuTTY-User-Key-File-2")),
+    "PypiTokenDetector": _Hints(literals=("pypi-AgE",)),
+    "SendGridDetector": _Hints(literals=("SG.",)),
+    "SlackDetector": _Hints(words=("xox", "://")),
+    "SoftlayerDetector": _Hints(words=_CREDENTIAL_WORDS + ("://",)),
+    "SquareOAuthDetector": _Hints(literals=("sq0csp-",)),
+    "StripeDetector": _Hints(literals=("k_live_",)),
+    "TelegramBotTokenDetector": _Hints(pattern=re.compile(r":[\w-]{35}")),
+    "TwilioKeyDetector": _Hints(literals=("AC", "SK")),
+}
+# detect-secrets' entropy detectors, which look at quoted strings, and, in a text that reads as an INI file
+# (its "eager" pass), at the values of ``name = value`` / ``name: value`` lines. Both are found here over the
+# whole text at once, and the values of such lines in any text: a million lines that each hold a random id are
+# masked in seconds, where its per-line scan took ten minutes.
+_ENTROPY_DETECTORS = ("Base64HighEntropyString", "HexHighEntropyString")
+# The value of a ``name = value`` / ``name: value`` line, as Python's INI parser reads it (the name up to the
+# first ``=`` or ``:``), without the quotes around it, when it is made of the detectors' characters (``chars``).
+_ASSIGNED_VALUE = r"""(?m)^[^\s=:#;][^=:\n]*[=:][ \t]*(?P<quote>["']?)(?P<value>[{chars}]+)(?P=quote)[ \t]*$"""
+# The file name detect-secrets' filters are told: a plain text file, as notebook output is.
+_SCANNED_NAME = "published-text.txt"
 
 
 class MaskingError(DsPipelinesError):
@@ -189,16 +231,69 @@ def mask_strings(texts: list[str], env_values: Iterable[str],
     lines = _DistinctLines(texts)
     found = detected_secrets(lines) | shaped_secrets(texts) | keyword_valued_secrets(lines)
     secrets = set(env_values) | {value for value in found if not _known_safe(value, known_safe)}
-    ordered = sorted((s for s in secrets if s), key=len, reverse=True)
-    if not ordered:
+    secrets.discard("")
+    if not secrets:
         return texts, total
-    pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
+    replace = _replacer(frozenset(secrets)) if len(secrets) <= _MAX_ALTERNATION else _Replacer(secrets)
     masked = []
     for text in texts:
-        replaced, count = pattern.subn(MASK, text)
+        replaced, count = replace(text)
         masked.append(replaced)
         total += count
     return masked, total
+
+
+# Up to this many secrets are replaced by one regular expression of them all, longest first. Its cost is a
+# try of each secret at each position of the text: past it, the secrets made of token characters (a million
+# random ids, each found in a line of its own) are looked up among the text's runs of those characters.
+_MAX_ALTERNATION = 256
+_TOKEN_CHARS = "A-Za-z0-9+/=_-"
+_TOKEN = re.compile(f"[{_TOKEN_CHARS}]+")
+
+
+@functools.lru_cache(maxsize=16)
+def _replacer(secrets: frozenset[str]) -> _Replacer:
+    """A replacer of a few ``secrets``, built once for the lines of a console that find no secret of their own."""
+    return _Replacer(secrets)
+
+
+class _Replacer:
+    """Replaces every occurrence of some secrets by ``[MASKED]``, the longest one where several start at a
+    position, and counts them."""
+
+    def __init__(self, secrets: set[str]):
+        many = len(secrets) > _MAX_ALTERNATION
+        tokens = {secret for secret in secrets if _TOKEN.fullmatch(secret)} if many else set()
+        others = sorted(secrets - tokens, key=len, reverse=True)
+        self._others = re.compile("|".join(map(re.escape, others))) if others else None
+        self._tokens = tokens
+        self._lengths = sorted({len(token) for token in tokens}, reverse=True)
+        # A token secret lies inside one run of token characters, as long as it at least.
+        self._runs = re.compile(f"[{_TOKEN_CHARS}]{{{self._lengths[-1]},}}") if tokens else None
+
+    def __call__(self, text: str) -> tuple[str, int]:
+        count = 0
+        if self._others is not None:
+            text, count = self._others.subn(MASK, text)
+        if self._runs is not None:
+            found = [0]
+            text = self._runs.sub(lambda run: self._mask_run(run.group(), found), text)
+            count += found[0]
+        return text, count
+
+    def _mask_run(self, run: str, found: list[int]) -> str:
+        pieces, kept_from, position = [], 0, 0
+        while position + self._lengths[-1] <= len(run):
+            for length in self._lengths:
+                if position + length <= len(run) and run[position:position + length] in self._tokens:
+                    pieces += [run[kept_from:position], MASK]
+                    position = kept_from = position + length
+                    found[0] += 1
+                    break
+            else:
+                position += 1
+        pieces.append(run[kept_from:])
+        return "".join(pieces)
 
 
 class _DistinctLines:
@@ -222,6 +317,10 @@ class _DistinctLines:
                 found.add(index)
                 position = text.find(needle, self._starts[index + 1])  # the next line: this one is in
         return found
+
+    def index_at(self, position: int) -> int:
+        """The index of the line at ``position`` of ``text``."""
+        return bisect.bisect_right(self._starts, position) - 1
 
     def matching(self, regex: re.Pattern[str], accept=None) -> set[int]:
         """The indices of the lines where ``regex`` matches (and ``accept(match)`` holds, when given)."""
@@ -251,8 +350,8 @@ def _looks_random(token: str) -> bool:
 
 def _entropy(text: str) -> float:
     """Shannon entropy in bits per character."""
-    counts = [text.count(c) for c in set(text)]
-    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts)
+    length = len(text)
+    return math.log2(length) - sum(n * math.log2(n) for n in collections.Counter(text).values()) / length
 
 
 def _known_safe(value: str, known_safe: frozenset[str]) -> bool:
@@ -348,21 +447,69 @@ class MaskingLogFilter(logging.Filter):
         return True
 
 
-def candidate_lines(lines: _DistinctLines) -> list[str]:
-    """The lines detect-secrets' default plugins may find something in (``_HINT_WORDS`` and the rest)."""
-    found = lines.with_strings(_HINT_WORDS, any_case=True) | lines.with_strings(_HINT_PREFIXES)
-    found |= lines.matching(_IPV4) | lines.matching(_LONG_TOKEN)
-    hex_runs = lines.matching(_HEX_RUN, lambda match: not match.group().isdigit() and not match.group().isalpha())
-    found |= {index for index in hex_runs if _ASSIGNED_OR_QUOTED.search(lines.lines[index])}
-    return [lines.lines[index] for index in sorted(found)]
+def _fewest_needles(hints: Mapping[str, _Hints]) -> dict[tuple[str, bool] | re.Pattern[str], frozenset[str]]:
+    """What to look for: each string (``(text, any_case)``: a word in any case, a literal as written) or
+    pattern, with the detectors that a line holding it needs. A literal or word that holds a word (or a
+    literal that holds a literal) is left out, for the other: a line that holds it holds the other. Each costs
+    a pass over the text."""
+    words = {word for hint in hints.values() for word in hint.words}
+    words = {word for word in words if not any(other != word and other in word for other in words)}
+    literals = {literal for hint in hints.values() for literal in hint.literals
+                if not any(word in literal.lower() for word in words)}
+    literals = {literal for literal in literals if not any(other != literal and other in literal for other in literals)}
+
+    def needle_of(item: str) -> tuple[str, bool]:
+        covering = [word for word in words if word in item.lower()]
+        if covering:
+            return min(covering, key=len), True
+        return min((literal for literal in literals if literal in item), key=len), False
+
+    needles: dict[tuple[str, bool] | re.Pattern[str], set[str]] = {}
+    for detector, hint in hints.items():
+        items = [needle_of(item) for item in hint.words + hint.literals]
+        for needle in items + ([hint.pattern] if hint.pattern is not None else []):
+            needles.setdefault(needle, set()).add(detector)
+    return {needle: frozenset(detectors) for needle, detectors in needles.items()}
+
+
+_NEEDLES = _fewest_needles(_DETECTOR_HINTS)
+
+
+def candidate_lines(lines: _DistinctLines) -> dict[str, frozenset[str]]:
+    """The lines detect-secrets' detectors other than the entropy ones may find something in
+    (``_DETECTOR_HINTS``), each with the detectors whose hints it holds."""
+    detectors: dict[int, set[str]] = {}
+    for needle, needed in _NEEDLES.items():
+        if isinstance(needle, re.Pattern):
+            found = lines.matching(needle)
+        else:
+            text, any_case = needle
+            if text not in (lines.lower if any_case else lines.text):
+                continue  # most are in no line: one pass in C, without the search for their lines
+            found = lines.with_strings((text,), any_case=any_case)
+        for index in found:
+            detectors.setdefault(index, set()).update(needed)
+    return {lines.lines[index]: frozenset(detectors[index]) for index in sorted(detectors)}
 
 
 def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
-    """The secret strings detect-secrets finds in ``texts``: its per-line scan, the costly part of masking, gets
-    each distinct line that may hold a secret once (``candidate_lines``), all in one pass."""
-    lines = candidate_lines(texts if isinstance(texts, _DistinctLines) else _DistinctLines(texts))
-    if not lines:
-        return set()
+    """The secret strings detect-secrets' default detectors find in ``texts``: the entropy ones over the whole
+    text at once (``entropy_secrets``), the others by its per-line scan, the costly part of masking, of each
+    distinct line that may hold a secret (``candidate_lines``) with the detectors it may hold a secret of, in
+    one pass for the lines that need the same detectors."""
+    lines = texts if isinstance(texts, _DistinctLines) else _DistinctLines(texts)
+    found = entropy_secrets(lines)
+    by_detectors: dict[frozenset[str], list[str]] = {}
+    for line, detectors in candidate_lines(lines).items():
+        by_detectors.setdefault(detectors, []).append(line)
+    for detectors, scanned in by_detectors.items():
+        found |= _scanned_secrets(scanned, detectors)
+    return found
+
+
+def _scanned_secrets(lines: list[str], detectors: Iterable[str]) -> set[str]:
+    """What detect-secrets' scan of ``lines`` as a text file with only ``detectors`` finds: its cost is a call
+    of each detector and its filters per line."""
     from detect_secrets.core.scan import scan_file
     from detect_secrets.plugins.base import RegexBasedDetector
     from detect_secrets.settings import (
@@ -380,8 +527,8 @@ def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write("\n".join(lines) + "\n")
         with default_settings():
-            get_settings().disable_filters(_ALLOWLIST_FILTER)
-            get_filters.cache_clear()
+            settings = get_settings().disable_filters(_ALLOWLIST_FILTER)
+            settings.disable_plugins(*(set(settings.plugins) - set(detectors)))
             try:
                 plugins = {plugin.secret_type: plugin for plugin in get_plugins()}
                 for secret in scan_file(str(scanned)):
@@ -396,8 +543,96 @@ def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
                         found.add(secret.secret_value)
             finally:
                 get_filters.cache_clear()
+                get_plugins.cache_clear()
     finally:
         scanned.unlink(missing_ok=True)
+    return {value for value in found if len(value) >= MIN_DETECTED_LENGTH}
+
+
+@dataclass(frozen=True)
+class _EntropyScan:
+    """detect-secrets' entropy detectors and the false-positive filters its scan applies to what they find."""
+
+    plugins: tuple[Any, ...]
+    # For each of ``plugins``, a string of its characters only.
+    whole_strings: tuple[re.Pattern[str], ...]
+    # Filters of a found string (``secret``, with its ``line``, ``plugin`` and ``filename``), and of a line.
+    secret_filters: tuple[Any, ...]
+    line_filters: tuple[Any, ...]
+    # A ``name = value`` line whose value is one of the detectors' strings (``_ASSIGNED_VALUE``).
+    assigned_value: re.Pattern[str]
+
+    @staticmethod
+    def filtered_out(filters: Iterable[Any], **values: Any) -> bool:
+        return any(check(**{name: values[name] for name in check.injectable_variables}) for check in filters
+                   if check.path not in _FILTER_PRECHECKS or _FILTER_PRECHECKS[check.path].search(values["line"]))
+
+
+_FILTER_VALUES = frozenset({"filename", "line", "plugin", "secret"})
+# What a line must hold for a filter to hold true of it, read off the filter's pattern: the indirect-reference
+# filter (``secret = get_secret()``) tries its pattern from every position of a line, ~80 us a line, and needs
+# an opening bracket and then a closing one.
+_FILTER_PRECHECKS = {"detect_secrets.filters.heuristic.is_indirect_reference": re.compile(r"[\[(].*[\])]")}
+
+
+@functools.cache
+def _entropy_scan() -> _EntropyScan:
+    from detect_secrets.core.scan import get_filters_with_parameter
+    from detect_secrets.settings import default_settings, get_filters, get_plugins, get_settings
+
+    with default_settings():
+        get_settings().disable_filters(_ALLOWLIST_FILTER)
+        try:
+            plugins = tuple(plugin for plugin in get_plugins() if type(plugin).__name__ in _ENTROPY_DETECTORS)
+            secret_filters = tuple(get_filters_with_parameter("secret"))
+            line_filters = tuple(check for check in get_filters_with_parameter("line")
+                                 if "secret" not in check.injectable_variables)
+        finally:
+            get_filters.cache_clear()
+            get_plugins.cache_clear()
+    for check in secret_filters + line_filters:
+        if not check.injectable_variables <= _FILTER_VALUES:
+            raise MaskingError(f"detect-secrets' filter {check.path} needs "
+                               f"{sorted(check.injectable_variables - _FILTER_VALUES)}, which masking does not give it")
+    charset = "".join(sorted(set().union(*(plugin.charset for plugin in plugins))))
+    whole_strings = tuple(re.compile(f"[{re.escape(plugin.charset)}]+") for plugin in plugins)
+    return _EntropyScan(plugins, whole_strings, secret_filters, line_filters,
+                        re.compile(_ASSIGNED_VALUE.format(chars=re.escape(charset))))
+
+
+def _detector_entropy(plugin: Any, string: str) -> float:
+    """The entropy an entropy detector gives ``string``. Its formula runs over the detector's whole charset
+    (~40 us a string); this one, over the string's own characters, gives the same. Only the hex detector
+    changes it, and only for a number (all digits, which it scores lower): it is asked for those itself."""
+    return plugin.calculate_shannon_entropy(string) if string.isdigit() else _entropy(string)
+
+
+def entropy_secrets(lines: _DistinctLines) -> set[str]:
+    """What detect-secrets' entropy detectors find in ``lines``, with its filters: their strings in quotes and
+    the values of ``name = value`` lines above their entropy limit, found over the whole text at once. Only a
+    string above a detector's limit costs the filters."""
+    scan = _entropy_scan()
+    found: set[str] = set()
+    values = [(match.group("value"), match.start("value")) for match in scan.assigned_value.finditer(lines.text)]
+    for plugin, whole in zip(scan.plugins, scan.whole_strings):
+        quoted = ((match.group(2), match.start(2)) for match in plugin.regex.finditer(lines.text))
+        assigned = ((value, position) for value, position in values if whole.fullmatch(value))
+        checked: dict[str, bool] = {}
+        for string, position in itertools.chain(quoted, assigned):
+            if string in found:
+                continue
+            random = checked.get(string)
+            if random is None:
+                # A string of n distinct characters scores at most log2(n).
+                random = checked[string] = (len(set(string)) > 2 ** plugin.entropy_limit
+                                            and _detector_entropy(plugin, string) > plugin.entropy_limit)
+            if not random:
+                continue
+            line = lines.lines[lines.index_at(position)]
+            if not (scan.filtered_out(scan.line_filters, filename=_SCANNED_NAME, line=line)
+                    or scan.filtered_out(scan.secret_filters, filename=_SCANNED_NAME, line=line, plugin=plugin,
+                                         secret=string)):
+                found.add(string)
     return {value for value in found if len(value) >= MIN_DETECTED_LENGTH}
 
 
