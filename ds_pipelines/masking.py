@@ -106,6 +106,11 @@ class _Hints:
     words: tuple[str, ...] = ()
     pattern: re.Pattern[str] | None = None
 
+    def held_by(self, line: str, lower: str) -> bool:
+        """Whether ``line`` (``lower`` in lower case) holds one of these."""
+        return (any(literal in line for literal in self.literals) or any(word in lower for word in self.words)
+                or (self.pattern is not None and self.pattern.search(line) is not None))
+
 
 _CREDENTIAL_WORDS = ("key", "pw", "pass", "token")
 # For each of detect-secrets' default detectors except the two entropy ones (found in bulk,
@@ -116,7 +121,7 @@ _DETECTOR_HINTS = {
     "AWSKeyDetector": _Hints(literals=("A3T", "ABIA", "ACCA", "AKIA", "ASIA"), words=("aws",)),
     "AzureStorageKeyDetector": _Hints(literals=("AccountKey=",)),
     "BasicAuthDetector": _Hints(literals=("://",)),
-    "CloudantDetector": _Hints(words=_CREDENTIAL_WORDS + ("://",)),
+    "CloudantDetector": _Hints(words=("cl",)),
     "DiscordBotTokenDetector": _Hints(pattern=re.compile(r"\.[\w-]{6}\.")),
     "GitHubTokenDetector": _Hints(pattern=re.compile(r"gh[pousr]_")),
     "GitLabTokenDetector": _Hints(literals=("GR1348941",),
@@ -133,7 +138,7 @@ _DETECTOR_HINTS = {
     "PypiTokenDetector": _Hints(literals=("pypi-AgE",)),
     "SendGridDetector": _Hints(literals=("SG.",)),
     "SlackDetector": _Hints(words=("xox", "://")),
-    "SoftlayerDetector": _Hints(words=_CREDENTIAL_WORDS + ("://",)),
+    "SoftlayerDetector": _Hints(words=("sl", "softlayer")),
     "SquareOAuthDetector": _Hints(literals=("sq0csp-",)),
     "StripeDetector": _Hints(literals=("k_live_",)),
     "TelegramBotTokenDetector": _Hints(pattern=re.compile(r":[\w-]{35}")),
@@ -447,49 +452,36 @@ class MaskingLogFilter(logging.Filter):
         return True
 
 
-def _fewest_needles(hints: Mapping[str, _Hints]) -> dict[tuple[str, bool] | re.Pattern[str], frozenset[str]]:
-    """What to look for: each string (``(text, any_case)``: a word in any case, a literal as written) or
-    pattern, with the detectors that a line holding it needs. A literal or word that holds a word (or a
-    literal that holds a literal) is left out, for the other: a line that holds it holds the other. Each costs
-    a pass over the text."""
-    words = {word for hint in hints.values() for word in hint.words}
+def _fewest_needles(hints: Iterable[_Hints]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[re.Pattern[str], ...]]:
+    """The literals, words and patterns of ``hints``, without a literal or word that holds a word (or a literal
+    that holds a literal): a line that holds it holds the other. Each costs a pass over the whole text."""
+    hints = list(hints)
+    words = {word for hint in hints for word in hint.words}
     words = {word for word in words if not any(other != word and other in word for other in words)}
-    literals = {literal for hint in hints.values() for literal in hint.literals
-                if not any(word in literal.lower() for word in words)}
+    literals = {literal for hint in hints for literal in hint.literals if not any(word in literal.lower() for word in words)}
     literals = {literal for literal in literals if not any(other != literal and other in literal for other in literals)}
-
-    def needle_of(item: str) -> tuple[str, bool]:
-        covering = [word for word in words if word in item.lower()]
-        if covering:
-            return min(covering, key=len), True
-        return min((literal for literal in literals if literal in item), key=len), False
-
-    needles: dict[tuple[str, bool] | re.Pattern[str], set[str]] = {}
-    for detector, hint in hints.items():
-        items = [needle_of(item) for item in hint.words + hint.literals]
-        for needle in items + ([hint.pattern] if hint.pattern is not None else []):
-            needles.setdefault(needle, set()).add(detector)
-    return {needle: frozenset(detectors) for needle, detectors in needles.items()}
+    patterns = {hint.pattern for hint in hints if hint.pattern is not None}
+    return tuple(sorted(literals)), tuple(sorted(words)), tuple(sorted(patterns, key=lambda pattern: pattern.pattern))
 
 
-_NEEDLES = _fewest_needles(_DETECTOR_HINTS)
+_HINT_LITERALS, _HINT_WORDS, _HINT_PATTERNS = _fewest_needles(_DETECTOR_HINTS.values())
 
 
 def candidate_lines(lines: _DistinctLines) -> dict[str, frozenset[str]]:
     """The lines detect-secrets' detectors other than the entropy ones may find something in
     (``_DETECTOR_HINTS``), each with the detectors whose hints it holds."""
-    detectors: dict[int, set[str]] = {}
-    for needle, needed in _NEEDLES.items():
-        if isinstance(needle, re.Pattern):
-            found = lines.matching(needle)
-        else:
-            text, any_case = needle
-            if text not in (lines.lower if any_case else lines.text):
-                continue  # most are in no line: one pass in C, without the search for their lines
-            found = lines.with_strings((text,), any_case=any_case)
-        for index in found:
-            detectors.setdefault(index, set()).update(needed)
-    return {lines.lines[index]: frozenset(detectors[index]) for index in sorted(detectors)}
+    found: set[int] = set()
+    for needles, text, any_case in ((_HINT_LITERALS, lines.text, False), (_HINT_WORDS, lines.lower, True)):
+        # Most are in no line: one pass in C finds that, without the search for their lines.
+        found |= lines.with_strings([needle for needle in needles if needle in text], any_case=any_case)
+    for pattern in _HINT_PATTERNS:
+        found |= lines.matching(pattern)
+    candidates = {}
+    for index in sorted(found):
+        line = lines.lines[index]
+        lower = line.lower()
+        candidates[line] = frozenset(detector for detector, hint in _DETECTOR_HINTS.items() if hint.held_by(line, lower))
+    return candidates
 
 
 def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
@@ -527,12 +519,17 @@ def _scanned_secrets(lines: list[str], detectors: Iterable[str]) -> set[str]:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write("\n".join(lines) + "\n")
         with default_settings():
-            settings = get_settings().disable_filters(_ALLOWLIST_FILTER)
+            # Its line filters, which it tries on every line, are tried here on the lines with a find only, and
+            # with their prechecks (``_FILTER_PRECHECKS``).
+            line_filters = _entropy_scan().line_filters
+            settings = get_settings().disable_filters(_ALLOWLIST_FILTER, *(check.path for check in line_filters))
             settings.disable_plugins(*(set(settings.plugins) - set(detectors)))
             try:
                 plugins = {plugin.secret_type: plugin for plugin in get_plugins()}
                 for secret in scan_file(str(scanned)):
                     line = lines[secret.line_number - 1]
+                    if _EntropyScan.filtered_out(line_filters, filename=_SCANNED_NAME, line=line):
+                        continue
                     plugin = plugins.get(secret.type)
                     if isinstance(plugin, RegexBasedDetector):
                         # Regex detectors report a capture group (for GitLab tokens only "glpat"): mask the whole match.
