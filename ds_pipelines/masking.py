@@ -147,7 +147,7 @@ _DETECTOR_HINTS = {
 # detect-secrets' entropy detectors, which look at quoted strings, and, in a text that reads as an INI file
 # (its "eager" pass), at the values of ``name = value`` / ``name: value`` lines. Both are found here over the
 # whole text at once, and the values of such lines in any text: a million lines that each hold a random id are
-# masked in seconds, where its per-line scan took ten minutes.
+# masked in about 40 s, where its per-line scan took some 18 minutes.
 _ENTROPY_DETECTORS = ("Base64HighEntropyString", "HexHighEntropyString")
 # The value of a ``name = value`` / ``name: value`` line, as Python's INI parser reads it (the name up to the
 # first ``=`` or ``:``), without the quotes around it, when it is made of the detectors' characters (``chars``).
@@ -327,10 +327,9 @@ class _DistinctLines:
         """The index of the line at ``position`` of ``text``."""
         return bisect.bisect_right(self._starts, position) - 1
 
-    def matching(self, regex: re.Pattern[str], accept=None) -> set[int]:
-        """The indices of the lines where ``regex`` matches (and ``accept(match)`` holds, when given)."""
-        return {bisect.bisect_right(self._starts, match.start()) - 1 for match in regex.finditer(self.text)
-                if accept is None or accept(match)}
+    def matching(self, regex: re.Pattern[str]) -> set[int]:
+        """The indices of the lines where ``regex`` matches."""
+        return {self.index_at(match.start()) for match in regex.finditer(self.text)}
 
 
 def shaped_secrets(texts: Iterable[str]) -> set[str]:
@@ -521,14 +520,14 @@ def _scanned_secrets(lines: list[str], detectors: Iterable[str]) -> set[str]:
         with default_settings():
             # Its line filters, which it tries on every line, are tried here on the lines with a find only, and
             # with their prechecks (``_FILTER_PRECHECKS``).
-            line_filters = _entropy_scan().line_filters
+            line_filters = _scan_parts().line_filters
             settings = get_settings().disable_filters(_ALLOWLIST_FILTER, *(check.path for check in line_filters))
             settings.disable_plugins(*(set(settings.plugins) - set(detectors)))
             try:
                 plugins = {plugin.secret_type: plugin for plugin in get_plugins()}
                 for secret in scan_file(str(scanned)):
                     line = lines[secret.line_number - 1]
-                    if _EntropyScan.filtered_out(line_filters, filename=_SCANNED_NAME, line=line):
+                    if _ScanParts.filtered_out(line_filters, filename=_SCANNED_NAME, line=line):
                         continue
                     plugin = plugins.get(secret.type)
                     if isinstance(plugin, RegexBasedDetector):
@@ -547,8 +546,9 @@ def _scanned_secrets(lines: list[str], detectors: Iterable[str]) -> set[str]:
 
 
 @dataclass(frozen=True)
-class _EntropyScan:
-    """detect-secrets' entropy detectors and the false-positive filters its scan applies to what they find."""
+class _ScanParts:
+    """detect-secrets' entropy detectors, and the false-positive filters its scan applies to what its detectors
+    find (to the entropy ones' finds here, and its line filters after its per-line scan)."""
 
     plugins: tuple[Any, ...]
     # For each of ``plugins``, a string of its characters only.
@@ -573,7 +573,7 @@ _FILTER_PRECHECKS = {"detect_secrets.filters.heuristic.is_indirect_reference": r
 
 
 @functools.cache
-def _entropy_scan() -> _EntropyScan:
+def _scan_parts() -> _ScanParts:
     from detect_secrets.core.scan import get_filters_with_parameter
     from detect_secrets.settings import default_settings, get_filters, get_plugins, get_settings
 
@@ -593,7 +593,7 @@ def _entropy_scan() -> _EntropyScan:
                                f"{sorted(check.injectable_variables - _FILTER_VALUES)}, which masking does not give it")
     charset = "".join(sorted(set().union(*(plugin.charset for plugin in plugins))))
     whole_strings = tuple(re.compile(f"[{re.escape(plugin.charset)}]+") for plugin in plugins)
-    return _EntropyScan(plugins, whole_strings, secret_filters, line_filters,
+    return _ScanParts(plugins, whole_strings, secret_filters, line_filters,
                         re.compile(_ASSIGNED_VALUE.format(chars=re.escape(charset))))
 
 
@@ -608,7 +608,7 @@ def entropy_secrets(lines: _DistinctLines) -> set[str]:
     """What detect-secrets' entropy detectors find in ``lines``, with its filters: their strings in quotes and
     the values of ``name = value`` lines above their entropy limit, found over the whole text at once. Only a
     string above a detector's limit costs the filters."""
-    scan = _entropy_scan()
+    scan = _scan_parts()
     found: set[str] = set()
     values = [(match.group("value"), match.start("value")) for match in scan.assigned_value.finditer(lines.text)]
     for plugin, whole in zip(scan.plugins, scan.whole_strings):
