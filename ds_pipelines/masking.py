@@ -151,7 +151,11 @@ _DETECTOR_HINTS = {
 _ENTROPY_DETECTORS = ("Base64HighEntropyString", "HexHighEntropyString")
 # The value of a ``name = value`` / ``name: value`` line, as Python's INI parser reads it (the name up to the
 # first ``=`` or ``:``), without the quotes around it, when it is made of the detectors' characters (``chars``).
-_ASSIGNED_VALUE = r"""(?m)^[^\s=:#;][^=:\n]*[=:][ \t]*(?P<quote>["']?)(?P<value>[{chars}]+)(?P=quote)[ \t]*$"""
+_ASSIGNED_VALUE = r"""(?m)^(?P<name>[^\s=:#;][^=:\n]*)[=:][ \t]*(?P<quote>["']?)(?P<value>[{chars}]+)(?P=quote)[ \t]*$"""
+# A digest in its usual notation (``sha256:<hex>``, as ds-pipelines hands back the hashes of a notebook's inputs
+# and as image digests are written) is a file's hash, not a secret: its value has the algorithm's length.
+_DIGEST_HEX_LENGTHS = {"md5": 32, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
+_HEX = re.compile(r"[0-9a-fA-F]+")
 # The file name detect-secrets' filters are told: a plain text file, as notebook output is.
 _SCANNED_NAME = "published-text.txt"
 
@@ -604,13 +608,20 @@ def _detector_entropy(plugin: Any, string: str) -> float:
     return plugin.calculate_shannon_entropy(string) if string.isdigit() else _entropy(string)
 
 
+def _is_digest(name: str, value: str) -> bool:
+    """``name: value`` writes a digest: the name is a hash algorithm's and the value a hex digest of its length."""
+    length = _DIGEST_HEX_LENGTHS.get(name.strip().strip("\"'").lower())
+    return length == len(value) and _HEX.fullmatch(value) is not None
+
+
 def entropy_secrets(lines: _DistinctLines) -> set[str]:
     """What detect-secrets' entropy detectors find in ``lines``, with its filters: their strings in quotes and
     the values of ``name = value`` lines above their entropy limit, found over the whole text at once. Only a
     string above a detector's limit costs the filters."""
     scan = _scan_parts()
     found: set[str] = set()
-    values = [(match.group("value"), match.start("value")) for match in scan.assigned_value.finditer(lines.text)]
+    values = [(match.group("value"), match.start("value")) for match in scan.assigned_value.finditer(lines.text)
+              if not _is_digest(match.group("name"), match.group("value"))]
     for plugin, whole in zip(scan.plugins, scan.whole_strings):
         quoted = ((match.group(2), match.start(2)) for match in plugin.regex.finditer(lines.text))
         assigned = ((value, position) for value, position in values if whole.fullmatch(value))

@@ -304,6 +304,19 @@ def test_identifiers_ds_pipelines_wrote_stay_readable_and_others_do_not():
     assert Masker.from_env({"MLFLOW_TRACKING_TOKEN": run_id}).trusting([run_id]).mask(run_id) == MASK
 
 
+def test_a_digest_in_its_notation_stays_readable_and_a_hex_token_under_any_other_name_does_not():
+    # How a notebook hands back the hashes of the files it read, one JSON leaf each (``for_handover``).
+    sha256, sha1 = random_text(64, "0123456789abcdef"), random_text(40, "0123456789abcdef")
+    for digest in (f"sha256:{sha256}", f"SHA1 = {sha1}", f'"sha256": {sha256}'):
+        assert Masker().mask(digest) == digest
+    # A hex string of another length, or under another name, is not a digest.
+    assert Masker().mask(f"sha256:{sha1}") == f"sha256:{MASK}"
+    assert Masker().mask(f"token: {sha256}") == f"token: {MASK}"
+    assert Masker().mask(f"sha256x: {sha256}") == f"sha256x: {MASK}"
+    # Quoted, a bare hex string stays a secret to detect-secrets whatever names it.
+    assert Masker().mask(f'"sha256": "{sha256}"') == f'"sha256": "{MASK}"'
+
+
 def _png(path: Path, **text_chunks: tuple[str, bool]) -> Path:
     """A real plot as matplotlib saves it, with extra PNG text chunks (``key=(text, compressed)``)."""
     import matplotlib
