@@ -27,21 +27,19 @@ everywhere in the text or notebook.
 
 from __future__ import annotations
 
-import atexit
 import bisect
 import collections
 import functools
+import io
 import itertools
 import json
 import logging
 import math
 import os
 import re
-import shutil
 import struct
-import tempfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +59,7 @@ MIN_DETECTED_LENGTH = 4
 _BINARY_MIME = re.compile(r"^image/(?!svg)")
 _TRIM = " \t\"'`=:,;()[]{}<>"
 _ALLOWLIST_FILTER = "detect_secrets.filters.allowlist.is_line_allowlisted"
+_VERIFICATION_FILTER = "detect_secrets.filters.common.is_ignored_due_to_verification_policies"
 # PEM private keys (RSA, EC, OPENSSH, ENCRYPTED, PGP's "PRIVATE KEY BLOCK"): the block is masked whole.
 _PEM_BEGIN = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 _PEM_END = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
@@ -106,16 +105,12 @@ class _Hints:
     words: tuple[str, ...] = ()
     pattern: re.Pattern[str] | None = None
 
-    def held_by(self, line: str, lower: str) -> bool:
-        """Whether ``line`` (``lower`` in lower case) holds one of these."""
-        return (any(literal in line for literal in self.literals) or any(word in lower for word in self.words)
-                or (self.pattern is not None and self.pattern.search(line) is not None))
-
 
 _CREDENTIAL_WORDS = ("key", "pw", "pass", "token")
 # For each of detect-secrets' default detectors except the two entropy ones (found in bulk,
 # ``entropy_secrets``), read off its patterns: a line without any of these cannot give it a match, so it never
-# costs the per-line scan (~0.5 ms a line). A test holds this table to detect-secrets' plugin list.
+# costs the per-line scan (~30 us a line with the keyword detector, whose patterns are tried from every
+# position). A test holds this table to detect-secrets' plugin list.
 _DETECTOR_HINTS = {
     "ArtifactoryDetector": _Hints(literals=("AKC", "AP")),
     "AWSKeyDetector": _Hints(literals=("A3T", "ABIA", "ACCA", "AKIA", "ASIA"), words=("aws",)),
@@ -472,19 +467,32 @@ _HINT_LITERALS, _HINT_WORDS, _HINT_PATTERNS = _fewest_needles(_DETECTOR_HINTS.va
 
 def candidate_lines(lines: _DistinctLines) -> dict[str, frozenset[str]]:
     """The lines detect-secrets' detectors other than the entropy ones may find something in
-    (``_DETECTOR_HINTS``), each with the detectors whose hints it holds."""
+    (``_DETECTOR_HINTS``), each with the detectors whose hints it holds, found over the text of those lines."""
     found: set[int] = set()
     for needles, text, any_case in ((_HINT_LITERALS, lines.text, False), (_HINT_WORDS, lines.lower, True)):
         # Most are in no line: one pass in C finds that, without the search for their lines.
         found |= lines.with_strings([needle for needle in needles if needle in text], any_case=any_case)
     for pattern in _HINT_PATTERNS:
         found |= lines.matching(pattern)
-    candidates = {}
-    for index in sorted(found):
-        line = lines.lines[index]
-        lower = line.lower()
-        candidates[line] = frozenset(detector for detector, hint in _DETECTOR_HINTS.items() if hint.held_by(line, lower))
-    return candidates
+    if not found:
+        return {}
+    candidates = _DistinctLines([lines.lines[index] for index in sorted(found)])
+
+    @functools.cache
+    def holding(needle: str, any_case: bool) -> frozenset[int]:
+        if needle not in (candidates.lower if any_case else candidates.text):
+            return frozenset()
+        return frozenset(candidates.with_strings([needle], any_case=any_case))
+
+    detectors: list[set[str]] = [set() for _ in candidates.lines]
+    for detector, hint in _DETECTOR_HINTS.items():
+        held = set().union(*(holding(literal, False) for literal in hint.literals),
+                           *(holding(word, True) for word in hint.words))
+        if hint.pattern is not None:
+            held |= candidates.matching(hint.pattern)
+        for index in held:
+            detectors[index].add(detector)
+    return {line: frozenset(held) for line, held in zip(candidates.lines, detectors)}
 
 
 def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
@@ -503,65 +511,69 @@ def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
 
 
 def _scanned_secrets(lines: list[str], detectors: Iterable[str]) -> set[str]:
-    """What detect-secrets' scan of ``lines`` as a text file with only ``detectors`` finds: its cost is a call
-    of each detector and its filters per line."""
-    from detect_secrets.core.scan import scan_file
+    """What detect-secrets' scan of each of ``lines``, as a text file of its own, finds with only ``detectors``
+    and its false-positive filters: the line as written and, where that gives nothing, the line as an INI
+    file's (its "eager" pass). Its scan of a file of many lines reads all of them as INI when none gives
+    anything, so whether a line's secret was found depended on the other lines printed with it."""
     from detect_secrets.plugins.base import RegexBasedDetector
-    from detect_secrets.settings import (
-        default_settings,
-        get_filters,
-        get_plugins,
-        get_settings,
-    )
+    from detect_secrets.settings import get_settings
 
+    # A detector checks a find with its service over the network when detect-secrets is set to, and reads
+    # that from its global settings, which nothing in ds-pipelines sets: a secret never leaves the process.
+    if _VERIFICATION_FILTER in get_settings().filters:
+        raise MaskingError("detect-secrets is set to verify secrets with their services: masking never sends one")
+    scan = _scan_parts()
+    plugins = [scan.line_plugins[name] for name in sorted(detectors)]
     found: set[str] = set()
-    # detect-secrets applies its false-positive filters only when scanning files.
-    descriptor, name = tempfile.mkstemp(prefix="published-text-", suffix=".txt", dir=_scratch_folder(os.getpid()))
-    scanned = Path(name)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write("\n".join(lines) + "\n")
-        with default_settings():
-            # Its line filters, which it tries on every line, are tried here on the lines with a find only, and
-            # with their prechecks (``_FILTER_PRECHECKS``).
-            line_filters = _scan_parts().line_filters
-            settings = get_settings().disable_filters(_ALLOWLIST_FILTER, *(check.path for check in line_filters))
-            settings.disable_plugins(*(set(settings.plugins) - set(detectors)))
-            try:
-                plugins = {plugin.secret_type: plugin for plugin in get_plugins()}
-                for secret in scan_file(str(scanned)):
-                    line = lines[secret.line_number - 1]
-                    if _ScanParts.filtered_out(line_filters, filename=_SCANNED_NAME, line=line):
-                        continue
-                    plugin = plugins.get(secret.type)
-                    if isinstance(plugin, RegexBasedDetector):
-                        # Regex detectors report a capture group (for GitLab tokens only "glpat"): mask the whole match.
-                        found |= {
-                            match.group(0).strip(_TRIM) for regex in plugin.denylist for match in regex.finditer(line)
-                        }
-                    if secret.secret_value:
-                        found.add(secret.secret_value)
-            finally:
-                get_filters.cache_clear()
-                get_plugins.cache_clear()
-    finally:
-        scanned.unlink(missing_ok=True)
+    for line in lines:
+        for form in _scanned_forms(line.rstrip()):
+            finds = [(plugin, secret.secret_value) for plugin in plugins
+                     for secret in plugin.analyze_line(filename=_SCANNED_NAME, line=form)
+                     if secret.secret_value and not scan.filtered_out(
+                         scan.secret_filters, filename=_SCANNED_NAME, line=form, plugin=plugin,
+                         secret=secret.secret_value)]
+            # detect-secrets tries its line filters first, on every line; they are rarely true and cost more
+            # than the detectors, so they are tried here on the lines with a find only.
+            if finds and scan.filtered_out(scan.line_filters, filename=_SCANNED_NAME, line=form):
+                finds = []
+            for plugin, secret in finds:
+                found.add(secret)
+                if isinstance(plugin, RegexBasedDetector):
+                    # Regex detectors report a capture group (for GitLab tokens only "glpat"): mask the whole match.
+                    found |= {match.group(0).strip(_TRIM) for regex in plugin.denylist for match in regex.finditer(form)}
+            if finds:
+                break
     return {value for value in found if len(value) >= MIN_DETECTED_LENGTH}
+
+
+def _scanned_forms(line: str) -> Iterator[str]:
+    """``line`` as detect-secrets' scan reads it: as written, then as an INI file's line (``name = "value"``),
+    which only a line with ``=`` or ``:`` has."""
+    from detect_secrets.transformers import get_transformed_file
+
+    yield line
+    if "=" in line or ":" in line:
+        file = io.StringIO(line + "\n")
+        file.name = _SCANNED_NAME
+        yield from get_transformed_file(file, use_eager_transformers=True) or ()
 
 
 @dataclass(frozen=True)
 class _ScanParts:
-    """detect-secrets' entropy detectors, and the false-positive filters its scan applies to what its detectors
-    find (to the entropy ones' finds here, and its line filters after its per-line scan)."""
+    """detect-secrets' detectors, and the false-positive filters its scan applies to what its detectors find
+    (to the entropy ones' finds here, and its line filters after its per-line scan). Made once: its settings
+    cost ~0.3 ms each time they are set up, more than the scan of a line, and the console masks a line at a time."""
 
-    plugins: tuple[Any, ...]
-    # For each of ``plugins``, a string of its characters only.
+    entropy_plugins: tuple[Any, ...]
+    # For each of ``entropy_plugins``, a string of its characters only.
     whole_strings: tuple[re.Pattern[str], ...]
     # Filters of a found string (``secret``, with its ``line``, ``plugin`` and ``filename``), and of a line.
     secret_filters: tuple[Any, ...]
     line_filters: tuple[Any, ...]
     # A ``name = value`` line whose value is one of the detectors' strings (``_ASSIGNED_VALUE``).
     assigned_value: re.Pattern[str]
+    # The other detectors, by their class name (``_DETECTOR_HINTS``).
+    line_plugins: Mapping[str, Any]
 
     @staticmethod
     def filtered_out(filters: Iterable[Any], **values: Any) -> bool:
@@ -585,6 +597,8 @@ def _scan_parts() -> _ScanParts:
         get_settings().disable_filters(_ALLOWLIST_FILTER)
         try:
             plugins = tuple(plugin for plugin in get_plugins() if type(plugin).__name__ in _ENTROPY_DETECTORS)
+            line_plugins = {type(plugin).__name__: plugin for plugin in get_plugins()
+                            if type(plugin).__name__ not in _ENTROPY_DETECTORS}
             secret_filters = tuple(get_filters_with_parameter("secret"))
             line_filters = tuple(check for check in get_filters_with_parameter("line")
                                  if "secret" not in check.injectable_variables)
@@ -598,7 +612,7 @@ def _scan_parts() -> _ScanParts:
     charset = "".join(sorted(set().union(*(plugin.charset for plugin in plugins))))
     whole_strings = tuple(re.compile(f"[{re.escape(plugin.charset)}]+") for plugin in plugins)
     return _ScanParts(plugins, whole_strings, secret_filters, line_filters,
-                        re.compile(_ASSIGNED_VALUE.format(chars=re.escape(charset))))
+                      re.compile(_ASSIGNED_VALUE.format(chars=re.escape(charset))), line_plugins)
 
 
 def _detector_entropy(plugin: Any, string: str) -> float:
@@ -622,7 +636,7 @@ def entropy_secrets(lines: _DistinctLines) -> set[str]:
     found: set[str] = set()
     values = [(match.group("value"), match.start("value")) for match in scan.assigned_value.finditer(lines.text)
               if not _is_digest(match.group("name"), match.group("value"))]
-    for plugin, whole in zip(scan.plugins, scan.whole_strings):
+    for plugin, whole in zip(scan.entropy_plugins, scan.whole_strings):
         quoted = ((match.group(2), match.start(2)) for match in plugin.regex.finditer(lines.text))
         assigned = ((value, position) for value, position in values if whole.fullmatch(value))
         checked: dict[str, bool] = {}
@@ -642,16 +656,6 @@ def entropy_secrets(lines: _DistinctLines) -> set[str]:
                                          secret=string)):
                 found.add(string)
     return {value for value in found if len(value) >= MIN_DETECTED_LENGTH}
-
-
-@functools.cache
-def _scratch_folder(pid: int) -> str:
-    """This process's folder for detect-secrets' scanned files, removed at its exit: creating and removing a
-    folder per scan cost more than the scan of a line (~4 ms, the console masks a line at a time). By
-    process id, so that a forked process neither shares nor removes its parent's."""
-    folder = tempfile.mkdtemp(prefix="ds-pipelines-mask-")
-    atexit.register(lambda: os.getpid() == pid and shutil.rmtree(folder, ignore_errors=True))
-    return folder
 
 
 def mask_notebook(src: Path, dst: Path, env: Mapping[str, str] | None = None) -> int:

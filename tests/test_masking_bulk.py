@@ -19,9 +19,11 @@ from ds_pipelines.masking import (
     _ENTROPY_DETECTORS,
     _MAX_ALTERNATION,
     MASK,
+    MIN_DETECTED_LENGTH,
     Masker,
     _DistinctLines,
     _Replacer,
+    _scanned_secrets,
     candidate_lines,
     entropy_secrets,
 )
@@ -194,3 +196,57 @@ def test_the_line_filters_drop_what_the_per_line_scan_finds_as_detect_secrets_do
     line = f'password = "{password}"; {after}'
     assert _found_by("KeywordDetector", line, tmp_path) == (set() if filtered else {password})
     assert Masker().mask(line) == (line if filtered else line.replace(password, MASK))
+
+
+def _found_by_each(detectors: frozenset[str], lines: list[str], tmp_path) -> set[str]:
+    """What detect-secrets' scan of each of ``lines`` as a text file of its own finds with ``detectors``."""
+    scanned = tmp_path / "line.txt"
+    found = set()
+    with transient_settings({"plugins_used": [{"name": detector} for detector in sorted(detectors)]}):
+        for line in lines:
+            scanned.write_text(line + "\n")
+            found |= {secret.secret_value for secret in scan_file(str(scanned))}
+    return found
+
+
+# Lines for the per-line scan: found as written, found only in their INI form (detect-secrets' eager pass, which
+# quotes the value), dropped by a filter, and found by no detector.
+SCANNED_LINES = [
+    *DETECTOR_LINES.values(),
+    f"password = hunter{random_text(6, string.ascii_lowercase)}",
+    f"db_pass: letmein{random.randrange(100, 999)}",
+    f"  api_key = {random_text(12, ALNUM)}",
+    f'secret = "{random_text(9, string.ascii_lowercase)}"',
+    f"password = get_password('{random_text(8, string.ascii_lowercase)}')",
+    "password = '${DB_PASSWORD}'",
+    "classifier: depth=6 key columns chosen",
+]
+
+
+def test_the_per_line_scan_finds_what_detect_secrets_finds_in_each_line_as_a_file_of_its_own(tmp_path):
+    hinted = candidate_lines(_DistinctLines(SCANNED_LINES))
+    assert set(hinted) == set(SCANNED_LINES)
+    by_detectors: dict[frozenset[str], list[str]] = {}
+    for line, detectors in hinted.items():
+        by_detectors.setdefault(detectors, []).append(line)
+    for detectors, lines in by_detectors.items():
+        expected = _found_by_each(detectors, lines, tmp_path)
+        found = _scanned_secrets(lines, detectors)
+        assert {secret for secret in expected if len(secret) >= MIN_DETECTED_LENGTH} <= found, (detectors, lines)
+        # More only where a regex detector reports part of its match (GitHub's "ghp") or its blanks too: its
+        # whole match is masked, without the blanks.
+        assert all(any(secret in whole or whole in secret for secret in expected) for whole in found - expected)
+    # The eager pass found the unquoted values, even when another line with them finds something as written.
+    unquoted = [line for line in SCANNED_LINES if line.lstrip().startswith(("password = hunter", "db_pass:", "api_key"))]
+    detectors = frozenset({"KeywordDetector"})
+    found = _scanned_secrets([SCANNED_LINES[-4], *unquoted], detectors)
+    assert {line.split("=" if "=" in line else ":")[1].strip() for line in unquoted} <= found
+
+
+def test_what_masks_a_line_does_not_depend_on_the_lines_printed_with_it():
+    password = "hunter" + random_text(8, string.ascii_lowercase)
+    alone = Masker().mask(f"password = {password}")
+    # The other line needs the same detectors, and gives a find as written.
+    together = Masker().mask(f'password = {password}\npassword = "{random_text(9, string.ascii_lowercase)}"')
+    assert alone == f"password = {MASK}"
+    assert together.splitlines()[0] == alone
