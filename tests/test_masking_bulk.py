@@ -21,6 +21,7 @@ from ds_pipelines.masking import (
     MASK,
     MIN_DETECTED_LENGTH,
     Masker,
+    MaskingError,
     _DistinctLines,
     _Replacer,
     _scanned_secrets,
@@ -250,3 +251,13 @@ def test_what_masks_a_line_does_not_depend_on_the_lines_printed_with_it():
     together = Masker().mask(f'password = {password}\npassword = "{random_text(9, string.ascii_lowercase)}"')
     assert alone == f"password = {MASK}"
     assert together.splitlines()[0] == alone
+
+
+def test_masking_refuses_to_run_where_detect_secrets_would_verify_a_secret_over_the_network():
+    verifying = {"plugins_used": [{"name": "KeywordDetector"}],
+                 "filters_used": [{"path": "detect_secrets.filters.common.is_ignored_due_to_verification_policies",
+                                   "min_level": 2}]}
+    line = f'password = "{random_text(12, string.ascii_lowercase)}"'
+    with transient_settings(verifying), pytest.raises(MaskingError, match="verify secrets"):
+        Masker().mask(line)
+    assert Masker().mask(line) == f'password = "{MASK}"'
