@@ -498,23 +498,16 @@ def candidate_lines(lines: _DistinctLines) -> dict[str, frozenset[str]]:
 def detected_secrets(texts: Iterable[str] | _DistinctLines) -> set[str]:
     """The secret strings detect-secrets' default detectors find in ``texts``: the entropy ones over the whole
     text at once (``entropy_secrets``), the others by its per-line scan, the costly part of masking, of each
-    distinct line that may hold a secret (``candidate_lines``) with the detectors it may hold a secret of, in
-    one pass for the lines that need the same detectors."""
+    distinct line that may hold a secret with the detectors it may hold a secret of (``candidate_lines``)."""
     lines = texts if isinstance(texts, _DistinctLines) else _DistinctLines(texts)
-    found = entropy_secrets(lines)
-    by_detectors: dict[frozenset[str], list[str]] = {}
-    for line, detectors in candidate_lines(lines).items():
-        by_detectors.setdefault(detectors, []).append(line)
-    for detectors, scanned in by_detectors.items():
-        found |= _scanned_secrets(scanned, detectors)
-    return found
+    return entropy_secrets(lines) | _scanned_secrets(candidate_lines(lines))
 
 
-def _scanned_secrets(lines: list[str], detectors: Iterable[str]) -> set[str]:
-    """What detect-secrets' scan of each of ``lines``, as a text file of its own, finds with only ``detectors``
-    and its false-positive filters: the line as written and, where that gives nothing, the line as an INI
-    file's (its "eager" pass). Its scan of a file of many lines reads all of them as INI when none gives
-    anything, so whether a line's secret was found depended on the other lines printed with it."""
+def _scanned_secrets(candidates: Mapping[str, Iterable[str]]) -> set[str]:
+    """What detect-secrets' scan of each line of ``candidates``, as a text file of its own, finds with only
+    that line's detectors and its false-positive filters: the line as written and, where that gives nothing,
+    the line as an INI file's (its "eager" pass). Its scan of a file of many lines reads all of them as INI
+    when none gives anything, so whether a line's secret was found depended on the other lines printed with it."""
     from detect_secrets.plugins.base import RegexBasedDetector
     from detect_secrets.settings import get_settings
 
@@ -523,9 +516,9 @@ def _scanned_secrets(lines: list[str], detectors: Iterable[str]) -> set[str]:
     if _VERIFICATION_FILTER in get_settings().filters:
         raise MaskingError("detect-secrets is set to verify secrets with their services: masking never sends one")
     scan = _scan_parts()
-    plugins = [scan.line_plugins[name] for name in sorted(detectors)]
     found: set[str] = set()
-    for line in lines:
+    for line, detectors in candidates.items():
+        plugins = [scan.line_plugins[name] for name in sorted(detectors)]
         for form in _scanned_forms(line.rstrip()):
             finds = [(plugin, secret.secret_value) for plugin in plugins
                      for secret in plugin.analyze_line(filename=_SCANNED_NAME, line=form)
